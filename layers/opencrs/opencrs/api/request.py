@@ -1,0 +1,69 @@
+"""HTTP request parsing shared by every route: content type, JSON body, headers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opencrs.api.contract import PARAMETER_ERROR, UNSUPPORTED_MEDIA_TYPE, ApiError
+
+# API Gateway accepts 10 MB; a 2 MB image is ~2.7 MB in base64.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    query: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @classmethod
+    def from_apigw(cls, event: Mapping[str, Any]) -> HttpRequest:
+        """Build from an API Gateway REST (v1 proxy) event."""
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        raw = event.get("body") or ""
+        if event.get("isBase64Encoded"):
+            try:
+                body = base64.b64decode(raw)
+            except (binascii.Error, ValueError):
+                raise ApiError(PARAMETER_ERROR, "request body is not valid base64") from None
+        else:
+            body = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+        return cls(
+            method=str(event.get("httpMethod", "")).upper(),
+            path=str(event.get("path", "")),
+            headers=headers,
+            query={str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()},
+            body=body,
+        )
+
+    @property
+    def authorization(self) -> str | None:
+        value = self.headers.get("authorization")
+        if value and value.lower().startswith("bearer "):
+            value = value[7:]
+        return value
+
+
+def json_params(request: HttpRequest) -> dict[str, Any]:
+    """The JSON object body, or ApiError 415 (wrong Content-Type) / 414 (not a JSON object)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+    if len(request.body) > MAX_BODY_BYTES:
+        raise ApiError(PARAMETER_ERROR, "request body is too large")
+    if not request.body.strip():
+        raise ApiError(PARAMETER_ERROR, "request body is empty: send a JSON object")
+    try:
+        params = json.loads(request.body)
+    except (ValueError, RecursionError):
+        raise ApiError(PARAMETER_ERROR, "request body is not valid JSON") from None
+    if not isinstance(params, dict):
+        raise ApiError(PARAMETER_ERROR, "request body must be a JSON object")
+    return params

@@ -1,0 +1,40 @@
+"""Deployment settings, read once from the environment.
+
+The same variables drive AWS (set by template.yaml), the local runner and the tests,
+so there is one code path everywhere; only their values differ.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket: str
+    table: str
+    upload_prefix: str = "uploads/"
+    # Secrets Manager secret holding {"appKey": ..., "appSecret": ...} (deployed stacks).
+    credentials_secret_arn: str = ""
+    # Plain credentials for local runs and tests; never set them in a deployed stack.
+    app_key: str = ""
+    app_secret: str = ""
+    default_gallery: str = "default"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        prefix = env.get("OPENCRS_UPLOAD_PREFIX", "uploads/")
+        return cls(
+            bucket=env.get("OPENCRS_BUCKET", ""),
+            table=env.get("OPENCRS_TABLE", ""),
+            upload_prefix=prefix if prefix.endswith("/") else prefix + "/",
+            credentials_secret_arn=env.get("OPENCRS_CREDENTIALS_SECRET_ARN", ""),
+            app_key=env.get("OPENCRS_APP_KEY", ""),
+            app_secret=env.get("OPENCRS_APP_SECRET", ""),
+            default_gallery=env.get("OPENCRS_GALLERY", "default"),
+        )
+
+    def __repr__(self) -> str:  # the secret must never reach a log line
+        return f"Settings(bucket={self.bucket!r}, table={self.table!r})"

@@ -1,0 +1,57 @@
+"""Target images and feature files in the gallery bucket.
+
+Key layout: ``images/<gallery>/<targetId>`` (the image as uploaded, returned as
+``trackingImage``) and ``features/<gallery>/<targetId>.bin`` (precomputed features, so
+a bundle can be rebuilt without re-extracting).
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from opencrs.store.aws import client, error_code
+
+
+class BlobMissing(Exception):
+    """An object the index points at is not in the bucket."""
+
+
+class BlobStore:
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+
+    @staticmethod
+    def image_key(gallery: str, target_id: str) -> str:
+        return f"images/{gallery}/{target_id}"
+
+    @staticmethod
+    def features_key(gallery: str, target_id: str) -> str:
+        return f"features/{gallery}/{target_id}.bin"
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        client("s3").put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Create ``key`` only if absent (S3 conditional write); False when it already exists."""
+        try:
+            client("s3").put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as error:
+            if error_code(error) in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                return False
+            raise
+        return True
+
+    def get(self, key: str) -> bytes:
+        try:
+            return client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error_code(error) in {"NoSuchKey", "404"}:
+                raise BlobMissing(key) from error
+            raise
+
+    def head_metadata(self, key: str) -> dict[str, str]:
+        """User metadata (``x-amz-meta-*``) of an object."""
+        return client("s3").head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+
+    def delete(self, key: str) -> None:
+        client("s3").delete_object(Bucket=self.bucket, Key=key)

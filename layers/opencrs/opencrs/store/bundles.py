@@ -1,0 +1,122 @@
+"""Versioned descriptor bundles in S3 with their manifest in DynamoDB.
+
+Each gallery has one manifest item (``sk = MANIFEST``) naming the current bundle object
+and its version. A writer builds the next bundle, stores it under a fresh key with
+``IfNoneMatch`` (an object is never overwritten), then moves the manifest forward with
+a condition on the version it started from. Losing that race means another writer
+committed first: reload and apply the change again. No lock is held anywhere, so
+concurrent writers never lose each other's targets and readers always see a complete
+bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from opencrs.index.bundle import Bundle
+from opencrs.store.aws import client, error_code
+from opencrs.store.blobs import BlobStore
+from opencrs.store.records import gallery_key
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_SORT_KEY = "MANIFEST"
+_MAX_COMMIT_ATTEMPTS = 12
+
+
+class CommitConflict(Exception):
+    """Too many concurrent writers: the change was not applied (the caller may retry)."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    version: int
+    bundle_key: str
+    previous_key: str
+    targets: int
+
+
+class BundleStore:
+    def __init__(self, table: str, blobs: BlobStore) -> None:
+        self.table = table
+        self.blobs = blobs
+
+    def manifest(self, gallery: str) -> Manifest | None:
+        """The current manifest, read consistently so a write is visible to the next query."""
+        item = (
+            client("dynamodb")
+            .get_item(
+                TableName=self.table,
+                Key={"pk": {"S": gallery_key(gallery)}, "sk": {"S": MANIFEST_SORT_KEY}},
+                ConsistentRead=True,
+            )
+            .get("Item")
+        )
+        if not item:
+            return None
+        return Manifest(
+            version=int(item["version"]["N"]),
+            bundle_key=item["bundleKey"]["S"],
+            previous_key=item.get("previousKey", {}).get("S", ""),
+            targets=int(item.get("targets", {}).get("N", "0")),
+        )
+
+    def load(self, manifest: Manifest | None) -> Bundle:
+        if manifest is None:
+            return Bundle.empty()
+        return Bundle.from_bytes(self.blobs.get(manifest.bundle_key))
+
+    def commit(self, gallery: str, change: Callable[[Bundle], Bundle]) -> Manifest:
+        """Apply ``change`` to the gallery's current bundle and publish the result."""
+        for attempt in range(_MAX_COMMIT_ATTEMPTS):
+            current = self.manifest(gallery)
+            updated = change(self.load(current))
+            version = (current.version if current else 0) + 1
+            key = f"bundles/{gallery}/v{version:08d}-{uuid.uuid4().hex}.bin"
+            if not self.blobs.put_new(key, updated.to_bytes()):
+                continue  # a uuid collision is absurd, but never overwrite
+            if self._advance(gallery, current, key, version, len(updated)):
+                if current and current.previous_key:
+                    # Two versions back: no reader that saw the current manifest needs it.
+                    self.blobs.delete(current.previous_key)
+                return Manifest(version, key, current.bundle_key if current else "", len(updated))
+            self.blobs.delete(key)  # lost the race: our object was never published
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        raise CommitConflict(f"bundle of gallery {gallery!r} changed {_MAX_COMMIT_ATTEMPTS} times")
+
+    def _advance(
+        self, gallery: str, current: Manifest | None, key: str, version: int, targets: int
+    ) -> bool:
+        item: dict[str, Any] = {
+            "pk": {"S": gallery_key(gallery)},
+            "sk": {"S": MANIFEST_SORT_KEY},
+            "version": {"N": str(version)},
+            "bundleKey": {"S": key},
+            "previousKey": {"S": current.bundle_key if current else ""},
+            "targets": {"N": str(targets)},
+            "updatedMs": {"N": str(int(time.time() * 1000))},
+        }
+        condition: dict[str, Any]
+        if current is None:
+            condition = {"ConditionExpression": "attribute_not_exists(sk)"}
+        else:
+            condition = {
+                "ConditionExpression": "version = :seen",
+                "ExpressionAttributeValues": {":seen": {"N": str(current.version)}},
+            }
+        try:
+            client("dynamodb").put_item(TableName=self.table, Item=item, **condition)
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                logger.info("bundle commit lost a race; retrying", extra={"gallery": gallery})
+                return False
+            raise
+        return True

@@ -1,0 +1,145 @@
+"""Target records in DynamoDB.
+
+Layout (one table, key ``pk``/``sk``): every item of a gallery shares ``pk = G#<gallery>``,
+so listing a gallery is one Query; targets are ``sk = T#<targetId>`` and the gallery's
+bundle manifest is ``sk = MANIFEST``. Large ``meta`` values (DynamoDB items stop at
+400 KB, EasyAR allows 2 MB) live in S3 and the item keeps a pointer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from opencrs.store.aws import client, error_code
+from opencrs.targets import TargetRecord
+
+_BATCH_GET_LIMIT = 100
+_MAX_BATCH_ROUNDS = 8
+
+
+class TargetExists(Exception):
+    """A create raced with another create of the same id."""
+
+
+def gallery_key(gallery: str) -> str:
+    return f"G#{gallery}"
+
+
+def target_sort_key(target_id: str) -> str:
+    return f"T#{target_id}"
+
+
+def _to_item(record: TargetRecord) -> dict[str, Any]:
+    return {
+        "pk": {"S": gallery_key(record.gallery)},
+        "sk": {"S": target_sort_key(record.target_id)},
+        "targetId": {"S": record.target_id},
+        "name": {"S": record.name},
+        "size": {"S": record.size},
+        "meta": {"S": record.meta},
+        "metaKey": {"S": record.meta_key},
+        "type": {"S": record.type},
+        "active": {"S": record.active},
+        "allowSimilar": {"S": record.allow_similar},
+        "createdMs": {"N": str(record.created_ms)},
+        "modifiedMs": {"N": str(record.modified_ms)},
+        "grades": {"M": {k: {"N": str(int(v))} for k, v in record.grades.items()}},
+        "imageKey": {"S": record.image_key},
+        "featuresKey": {"S": record.features_key},
+        "state": {"S": record.state},
+        "failureReason": {"S": record.failure_reason},
+        "source": {"S": record.source},
+        "width": {"N": str(record.width)},
+        "height": {"N": str(record.height)},
+    }
+
+
+def _from_item(item: dict[str, Any], gallery: str) -> TargetRecord:
+    def text(name: str) -> str:
+        return item.get(name, {}).get("S", "")
+
+    def number(name: str) -> int:
+        return int(Decimal(item.get(name, {}).get("N", "0")))
+
+    grades = {k: int(Decimal(v["N"])) for k, v in item.get("grades", {}).get("M", {}).items()}
+    return TargetRecord(
+        target_id=text("targetId"),
+        gallery=gallery,
+        name=text("name"),
+        size=text("size"),
+        meta=text("meta"),
+        meta_key=text("metaKey"),
+        type=text("type"),
+        active=text("active"),
+        allow_similar=text("allowSimilar"),
+        created_ms=number("createdMs"),
+        modified_ms=number("modifiedMs"),
+        grades=grades,
+        image_key=text("imageKey"),
+        features_key=text("featuresKey"),
+        state=text("state"),
+        failure_reason=text("failureReason"),
+        source=text("source"),
+        width=number("width"),
+        height=number("height"),
+    )
+
+
+class TargetTable:
+    """Target metadata in one DynamoDB table."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def create(self, record: TargetRecord) -> None:
+        """Write a new record; never overwrite an existing id."""
+        try:
+            client("dynamodb").put_item(
+                TableName=self.table,
+                Item=_to_item(record),
+                ConditionExpression="attribute_not_exists(sk)",
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise TargetExists(record.target_id) from error
+            raise
+
+    def put(self, record: TargetRecord) -> None:
+        client("dynamodb").put_item(TableName=self.table, Item=_to_item(record))
+
+    def get(self, gallery: str, target_id: str) -> TargetRecord | None:
+        response = client("dynamodb").get_item(
+            TableName=self.table,
+            Key={"pk": {"S": gallery_key(gallery)}, "sk": {"S": target_sort_key(target_id)}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return _from_item(item, gallery) if item else None
+
+    def get_many(self, gallery: str, target_ids: Iterable[str]) -> dict[str, TargetRecord]:
+        """Batch read by id; unprocessed keys are retried a bounded number of times."""
+        ids = list(dict.fromkeys(target_ids))
+        found: dict[str, TargetRecord] = {}
+        for start in range(0, len(ids), _BATCH_GET_LIMIT):
+            keys = [
+                {"pk": {"S": gallery_key(gallery)}, "sk": {"S": target_sort_key(t)}}
+                for t in ids[start : start + _BATCH_GET_LIMIT]
+            ]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            for _ in range(_MAX_BATCH_ROUNDS):
+                response = client("dynamodb").batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    record = _from_item(item, gallery)
+                    found[record.target_id] = record
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise RuntimeError(
+                    "DynamoDB kept keys unprocessed; giving up after bounded retries"
+                )
+        return found

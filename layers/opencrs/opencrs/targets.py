@@ -1,0 +1,60 @@
+"""The target record: what opencrs knows about one image target, independent of storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from opencrs.api.contract import QUALITY_FIELDS, TARGET_TYPE, iso_date
+
+# Index states: a target is searchable only once "indexed".
+PENDING = "pending"
+INDEXED = "indexed"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    target_id: str
+    gallery: str
+    name: str
+    size: str = ""
+    meta: str = ""
+    # Set when meta is too large for a DynamoDB item and lives in S3 instead.
+    meta_key: str = ""
+    type: str = TARGET_TYPE
+    active: str = "1"
+    allow_similar: str = "0"
+    created_ms: int = 0
+    modified_ms: int = 0
+    grades: dict[str, int] = field(default_factory=dict)
+    image_key: str = ""
+    features_key: str = ""
+    state: str = PENDING
+    failure_reason: str = ""
+    source: str = "api"
+    width: int = 0
+    height: int = 0
+
+    @property
+    def searchable(self) -> bool:
+        return self.state == INDEXED and self.active == "1"
+
+    def evolve(self, **changes: Any) -> TargetRecord:
+        return replace(self, **changes)
+
+    def to_easyar(self, tracking_image: str) -> dict[str, Any]:
+        """The target as EasyAR returns it: strings for size/active, ints for grades."""
+        shaped: dict[str, Any] = {
+            "targetId": self.target_id,
+            "trackingImage": tracking_image,
+            "name": self.name,
+            "size": self.size,
+            "meta": self.meta,
+            "type": self.type,
+            "date": iso_date(self.modified_ms or self.created_ms),
+            "active": self.active,
+        }
+        for name in QUALITY_FIELDS:
+            shaped[name] = int(self.grades.get(name, -1))
+        return shaped

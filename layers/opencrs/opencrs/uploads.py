@@ -1,0 +1,127 @@
+"""The upload pipeline: an image put under the bucket's upload prefix becomes a target.
+
+Fields come from the object's user metadata (``x-amz-meta-name``, ``-size``, ``-meta``,
+``-active``, ``-allowsimilar``) and, when present, a sidecar JSON object at the same key
+plus ``.json`` (uploaded *before* the image), whose fields win. Without a name, the file
+name (without extension) is used. Each delivery of the same object version maps to
+the same target id, so redelivered events are harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+from opencrs.api.contract import PARAMETER_ERROR, ApiError
+from opencrs.config import Settings
+from opencrs.indexing import Indexer, TargetFields, upload_target_id
+from opencrs.store import Stores
+from opencrs.store.blobs import BlobMissing
+from opencrs.store.records import TargetExists
+from opencrs.targets import PENDING
+from opencrs.vision.image import MAX_IMAGE_BYTES, ImageError
+
+logger = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".json"
+_METADATA_FIELDS = {
+    "name": "name",
+    "size": "size",
+    "meta": "meta",
+    "active": "active",
+    "allowsimilar": "allowSimilar",
+}
+
+
+@dataclass(frozen=True)
+class UploadedObject:
+    bucket: str
+    key: str  # already URL-decoded
+    etag: str
+    size: int
+    event_name: str = "ObjectCreated:Put"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    status: str  # indexed | resumed | duplicate | failed | skipped
+    target_id: str = ""
+    reason: str = ""
+
+
+class UploadProcessor:
+    def __init__(self, settings: Settings, stores: Stores, indexer: Indexer) -> None:
+        self.settings = settings
+        self.stores = stores
+        self.indexer = indexer
+
+    def process(self, upload: UploadedObject) -> Outcome:
+        """Index one uploaded object. Bad images are recorded as failed targets, not raised;
+        infrastructure faults are raised so the event is retried."""
+        key = upload.key
+        if not upload.event_name.startswith("ObjectCreated"):
+            return Outcome(key, "skipped", reason=f"{upload.event_name} is not an upload")
+        if not key.startswith(self.settings.upload_prefix) or key.endswith("/"):
+            return Outcome(key, "skipped", reason="outside the upload prefix")
+        if key.endswith(SIDECAR_SUFFIX):
+            return Outcome(key, "skipped", reason="sidecar metadata, read with its image")
+        if upload.bucket != self.settings.bucket:
+            return Outcome(key, "skipped", reason=f"bucket {upload.bucket!r} is not the gallery's")
+        gallery = self.settings.default_gallery
+        target_id = upload_target_id(upload.bucket, key, upload.etag)
+        existing = self.stores.targets.get(gallery, target_id)
+        if existing is not None:
+            if existing.state == PENDING:
+                self.indexer.resume(existing)
+                return Outcome(key, "resumed", target_id)
+            return Outcome(key, "duplicate", target_id, reason=f"already {existing.state}")
+        default_name = posixpath.splitext(posixpath.basename(key))[0][:64] or target_id
+        try:
+            fields = TargetFields.from_params(self._fields(key), default_name=default_name)
+        except ApiError as error:
+            fields = TargetFields(name=default_name)
+            return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
+        if upload.size > MAX_IMAGE_BYTES:
+            return self._failed(gallery, target_id, fields, "422: image exceeds 2 MB", key)
+        try:
+            image = self.stores.blobs.get(key)
+        except BlobMissing:
+            return Outcome(key, "skipped", reason="object no longer exists")
+        try:
+            record = self.indexer.create(
+                gallery, image, fields, target_id=target_id, source=f"upload:{key}", image_key=key
+            )
+        except (ApiError, ImageError) as error:
+            return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
+        except TargetExists:
+            return Outcome(key, "duplicate", target_id, reason="indexed by a concurrent delivery")
+        return Outcome(key, record.state, target_id)
+
+    def _fields(self, key: str) -> dict[str, Any]:
+        metadata = self.stores.blobs.head_metadata(key)
+        params: dict[str, Any] = {
+            field: metadata[name] for name, field in _METADATA_FIELDS.items() if name in metadata
+        }
+        try:
+            sidecar = json.loads(self.stores.blobs.get(key + SIDECAR_SUFFIX))
+        except BlobMissing:
+            return params
+        except ValueError:
+            raise ApiError(
+                PARAMETER_ERROR, f"sidecar {key + SIDECAR_SUFFIX} is not valid JSON"
+            ) from None
+        if not isinstance(sidecar, dict):
+            raise ApiError(PARAMETER_ERROR, f"sidecar {key + SIDECAR_SUFFIX} must be a JSON object")
+        params.update(sidecar)
+        return params
+
+    def _failed(
+        self, gallery: str, target_id: str, fields: TargetFields, reason: str, key: str
+    ) -> Outcome:
+        logger.warning("upload not indexed", extra={"key": key, "reason": reason})
+        self.indexer.record_failure(gallery, target_id, fields, reason, source=f"upload:{key}")
+        return Outcome(key, "failed", target_id, reason)

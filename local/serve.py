@@ -1,0 +1,197 @@
+"""``make run``: opencrs on one machine, no AWS account and no Docker.
+
+Starts a moto server on loopback as S3 + DynamoDB, indexes the demo gallery through the
+upload pipeline (the index function's handler with real S3 event shapes), then serves
+the API on http://127.0.0.1:$PORT through the same handlers and API Gateway proxy
+events that AWS would use, with routes read from template.yaml.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from opencrs.api.auth import sign
+from opencrs.api.contract import now_ms
+
+from local.apigw import Router, proxy_event, proxy_result
+from local.runtime import REPO, FakeLambdaContext, embedded_aws, load_handler, upload_image
+from local.template import api_routes
+
+DEMO_PHOTOS = REPO / "demo" / "photos"
+# The demo gallery; the other demo photos stay out of it as unrelated images.
+DEMO_TARGETS = ("astronaut", "coffee", "rocket", "chelsea", "hubble", "motorcycle", "ihc")
+MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+CLIENT_CONFIG = REPO / ".opencrs.json"
+
+
+class LocalApi:
+    """The API Gateway + Lambda stand-in: one lock per function, like one warm instance."""
+
+    def __init__(self) -> None:
+        routes = api_routes()
+        self.router = Router(routes)
+        self.handlers: dict[str, Callable[[dict, Any], dict]] = {}
+        self.locks: dict[str, threading.Lock] = {}
+        for route in routes:
+            if route.function_id not in self.handlers:
+                self.handlers[route.function_id] = load_handler(route.function_dir)
+                self.locks[route.function_id] = threading.Lock()
+
+    def invoke(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        parts = urlsplit(target)
+        match = self.router.match(method, parts.path)
+        if match is None:
+            status = 405 if self.router.allows(parts.path) else 404
+            message = "Method Not Allowed" if status == 405 else "Not Found"
+            return (
+                status,
+                {"Content-Type": "application/json"},
+                json.dumps({"message": message}).encode(),
+            )
+        event = proxy_event(match, method, parts.path, headers, parse_qs(parts.query), body)
+        function_id = match.route.function_id
+        with self.locks[function_id]:
+            result = self.handlers[function_id](event, FakeLambdaContext(function_id))
+        return proxy_result(result)
+
+
+def _make_http_handler(api: LocalApi) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self._send(413, {"Content-Type": "application/json"}, b'{"message":"too large"}')
+                return
+            body = self.rfile.read(length) if length else b""
+            headers = {k: v for k, v in self.headers.items()}
+            try:
+                status, out_headers, data = api.invoke(self.command, self.path, headers, body)
+            except Exception:  # the gateway answers 502 when the function fails
+                self.log_error("function failed")
+                status, out_headers, data = (
+                    502,
+                    {"Content-Type": "application/json"},
+                    (b'{"message":"Internal server error"}'),
+                )
+            self._send(status, out_headers, data)
+
+        def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                if name.lower() != "content-length":
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            sys.stderr.write(f"[opencrs] {self.address_string()} {format % args}\n")
+
+    return Handler
+
+
+def build_server(port: int) -> ThreadingHTTPServer:
+    """The local API Gateway on 127.0.0.1:``port`` (0 picks a free port)."""
+    return ThreadingHTTPServer(("127.0.0.1", port), _make_http_handler(LocalApi()))
+
+
+def index_demo_gallery(bucket: str) -> list[dict[str, Any]]:
+    index = load_handler("index")
+    outcomes = []
+    for name in DEMO_TARGETS:
+        data = (DEMO_PHOTOS / f"{name}.jpg").read_bytes()
+        result = upload_image(
+            index, bucket, f"uploads/demo/{name}.jpg", data, {"name": name, "size": "20"}
+        )
+        outcomes += result["outcomes"]
+    return outcomes
+
+
+def signed_similar_body(image_path: Path, app_key: str, secret: str) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "image": base64.b64encode(image_path.read_bytes()).decode("ascii"),
+        "timestamp": now_ms(),
+        "appKey": app_key,
+    }
+    params["signature"] = sign(params, secret)
+    return params
+
+
+def write_client_config(endpoint: str) -> None:
+    """Endpoint and keys for the command-line client; readable by this user only."""
+    config = {
+        "endpoint": endpoint,
+        "appKey": os.environ["OPENCRS_APP_KEY"],
+        "appSecret": os.environ["OPENCRS_APP_SECRET"],
+    }
+    CLIENT_CONFIG.touch(mode=0o600, exist_ok=True)
+    CLIENT_CONFIG.chmod(0o600)
+    CLIENT_CONFIG.write_text(json.dumps(config, indent=2))
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    port = int(os.environ.get("PORT", "3000"))
+    with ExitStack() as stack:
+        aws = stack.enter_context(embedded_aws())
+        print(f"[opencrs] embedded S3 + DynamoDB (moto) on {aws.endpoint}", flush=True)
+        outcomes = index_demo_gallery(aws.bucket)
+        indexed = [o for o in outcomes if o["status"] == "indexed"]
+        print(f"[opencrs] demo gallery: {len(indexed)}/{len(outcomes)} targets indexed", flush=True)
+        server = build_server(port)
+        stack.callback(server.server_close)
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        request_file = REPO / ".opencrs-request.json"
+        body = signed_similar_body(
+            DEMO_PHOTOS / "coffee.jpg",
+            os.environ["OPENCRS_APP_KEY"],
+            os.environ["OPENCRS_APP_SECRET"],
+        )
+        request_file.write_text(json.dumps(body))
+        write_client_config(base)
+        print(
+            f"""[opencrs] API on {base}  (routes from template.yaml; Ctrl-C stops everything)
+
+A signed POST /similar for the demo photo 'coffee' (valid for 5 minutes):
+
+  curl -s -X POST {base}/similar -H 'Content-Type: application/json' \\
+       --data @{request_file}
+
+Sign fresh requests for any image with the command-line client:
+
+  .venv/bin/opencrs similar demo/photos/coffee.jpg
+  .venv/bin/opencrs similar demo/photos/camera.jpg     # not in the gallery: results []
+  (endpoint and keys for the client are in {CLIENT_CONFIG}, written for this run)
+
+Keys: OPENCRS_APP_KEY={os.environ["OPENCRS_APP_KEY"]} (secret from OPENCRS_APP_SECRET)
+""",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, _interrupt)
+        with suppress(KeyboardInterrupt):
+            server.serve_forever()
+        print("\n[opencrs] stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Read template.yaml the way SAM does, for the local runner and the tests: which
+function serves which API route. One source of truth for routing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader that keeps CloudFormation short-form tags (!Ref, !Sub, !GetAtt …)."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    """Turn a short tag into its long JSON form (``!Ref X`` → ``{"Ref": "X"}``)."""
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    return yaml.load(path.read_text(), Loader=_CfnLoader)
+
+
+@dataclass(frozen=True)
+class Route:
+    function_id: str  # logical id, e.g. SimilarFunction
+    function_dir: str  # functions/<dir>/app.py
+    method: str
+    path: str  # API Gateway resource path, e.g. /target/{id}
+
+
+def api_routes(template: dict[str, Any] | None = None) -> list[Route]:
+    template = load_template() if template is None else template
+    routes = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = resource.get("Properties", {})
+        function_dir = Path(str(props.get("CodeUri", ""))).name
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") != "Api":
+                continue
+            spec = event.get("Properties", {})
+            routes.append(
+                Route(logical_id, function_dir, str(spec["Method"]).upper(), str(spec["Path"]))
+            )
+    return routes

@@ -1,0 +1,79 @@
+"""`make run`'s server: HTTP on loopback → API Gateway events → the same handlers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from opencrs import cli
+
+from local.serve import (
+    DEMO_PHOTOS,
+    DEMO_TARGETS,
+    build_server,
+    index_demo_gallery,
+    signed_similar_body,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(stack):
+    outcomes = index_demo_gallery(stack.aws.bucket)
+    assert [o["status"] for o in outcomes] == ["indexed"] * len(DEMO_TARGETS)
+    httpd = build_server(0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_printed_request_finds_the_demo_target(server, stack):
+    body = signed_similar_body(DEMO_PHOTOS / "coffee.jpg", stack.app_key, stack.secret)
+    status, reply = post(f"{server}/similar", json.dumps(body).encode())
+    assert status == 200 and reply["statusCode"] == 0
+    assert [t["name"] for t in reply["result"]["results"]] == ["coffee"]
+
+
+def test_trailing_slash_as_easyar_sdks_send_it(server, stack):
+    body = signed_similar_body(DEMO_PHOTOS / "rocket.jpg", stack.app_key, stack.secret)
+    status, reply = post(f"{server}/similar/", json.dumps(body).encode())
+    assert [t["name"] for t in reply["result"]["results"]] == ["rocket"]
+
+
+def test_errors_over_http(server, stack):
+    status, reply = post(f"{server}/similar", b"{broken")
+    assert (status, reply["statusCode"]) == (400, 414)
+    status, reply = post(f"{server}/similar", b"{}", content_type="text/plain")
+    assert (status, reply["statusCode"]) == (415, 415)
+    status, _ = post(f"{server}/nowhere", b"{}")
+    assert status == 404
+    with urllib.request.urlopen(f"{server}/ping", timeout=10) as response:
+        assert json.loads(response.read())["statusCode"] == 0
+
+
+def test_command_line_client(server, stack, monkeypatch, capsys):
+    monkeypatch.setenv("OPENCRS_APP_KEY", stack.app_key)
+    monkeypatch.setenv("OPENCRS_APP_SECRET", stack.secret)
+    monkeypatch.setenv("OPENCRS_CONFIG", "/nonexistent")
+    assert cli.main(["--endpoint", server, "similar", str(DEMO_PHOTOS / "astronaut.jpg")]) == 0
+    reply = json.loads(capsys.readouterr().out)
+    assert [t["name"] for t in reply["result"]["results"]] == ["astronaut"]
+    assert cli.main(["--endpoint", server, "similar", str(DEMO_PHOTOS / "camera.jpg")]) == 0
+    assert json.loads(capsys.readouterr().out)["result"]["results"] == []

@@ -1,0 +1,395 @@
+"""Static checks of template.yaml (the SAM application) and of the layer build files.
+
+The checks are plain functions returning a list of problems, so that the tests below
+can also prove each one fails on a deliberately broken copy of the template.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from local.template import api_routes as template_routes
+from local.template import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FUNCTIONS = {
+    "SimilarFunction": "functions/similar/",
+    "TargetsFunction": "functions/targets/",
+    "IndexFunction": "functions/index/",
+}
+LAYERS = {"DepsLayer": "layers/deps/", "OpenCRSLayer": "layers/opencrs/"}
+# (method, path) -> function. GET /ping and POST /targets are required now; the rest of
+# EasyAR's target API is wired to TargetsFunction as well.
+ROUTES = {
+    ("POST", "/similar"): "SimilarFunction",
+    ("POST", "/targets"): "TargetsFunction",
+    ("GET", "/targets/infos"): "TargetsFunction",
+    ("GET", "/target/{id}"): "TargetsFunction",
+    ("PUT", "/target/{id}"): "TargetsFunction",
+    ("DELETE", "/target/{id}"): "TargetsFunction",
+    ("POST", "/grade/detection"): "TargetsFunction",
+    ("POST", "/grade/tracking"): "TargetsFunction",
+    ("POST", "/grade/detail"): "TargetsFunction",
+    ("GET", "/ping"): "TargetsFunction",
+}
+READ_ONLY_POLICIES = {"S3ReadPolicy", "DynamoDBReadPolicy", "AWSSecretsManagerGetSecretValuePolicy"}
+ENV_VARS = {
+    "OPENCRS_BUCKET",
+    "OPENCRS_TABLE",
+    "OPENCRS_UPLOAD_PREFIX",
+    "OPENCRS_CREDENTIALS_SECRET_ARN",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_LOG_LEVEL",
+    "POWERTOOLS_METRICS_NAMESPACE",
+}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def function_properties(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each AWS::Serverless::Function's properties with Globals.Function merged in."""
+    globals_ = doc.get("Globals", {}).get("Function", {})
+    merged = {}
+    for name, resource in doc["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = copy.deepcopy(globals_)
+        for key, value in resource.get("Properties", {}).items():
+            if key == "Environment":
+                variables = props.setdefault("Environment", {}).setdefault("Variables", {})
+                variables.update(value.get("Variables", {}))
+            elif key == "Layers":
+                props["Layers"] = props.get("Layers", []) + value
+            else:
+                props[key] = value
+        merged[name] = props
+    return merged
+
+
+def api_routes(doc: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(METHOD, path) -> function logical id, as the local runner routes them."""
+    return {(r.method, r.path): r.function_id for r in template_routes(doc)}
+
+
+def referenced_ids(node: Any) -> set[str]:
+    """Logical ids referenced by Ref / GetAtt / Sub anywhere under ``node``."""
+    found: set[str] = set()
+    if isinstance(node, list):
+        for item in node:
+            found |= referenced_ids(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                target = value[0] if isinstance(value, list) else str(value).split(".")[0]
+                found.add(target)
+            elif key == "Fn::Sub":
+                text, variables = (value, {}) if isinstance(value, str) else value
+                for name in re.findall(r"\$\{([^!}][^}]*)\}", text):
+                    name = name.split(".")[0]
+                    if name not in variables:
+                        found.add(name)
+                found |= referenced_ids(variables)
+            else:
+                found |= referenced_ids(value)
+    return {name for name in found if not name.startswith("AWS::")}
+
+
+def s3_event_buckets(props: dict[str, Any]) -> set[str]:
+    return {
+        event["Properties"]["Bucket"]["Ref"]
+        for event in props.get("Events", {}).values()
+        if event.get("Type") == "S3" and isinstance(event["Properties"].get("Bucket"), dict)
+    }
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_no_bucket_ref_from_functions(doc: dict[str, Any]) -> list[str]:
+    """No function may Ref/GetAtt a bucket in its policies, environment or non-S3 events.
+
+    The bucket's notification configuration depends on the function it triggers, so such
+    a reference closes a dependency cycle that `sam validate --lint` does not report.
+    """
+    buckets = {
+        name for name, res in doc["Resources"].items() if res.get("Type") == "AWS::S3::Bucket"
+    }
+    problems = []
+    for name, props in function_properties(doc).items():
+        places = {
+            "Policies": props.get("Policies"),
+            "Environment": props.get("Environment"),
+            "Events (other than the S3 event's Bucket)": [
+                event
+                if event.get("Type") != "S3"
+                else {k: v for k, v in event["Properties"].items() if k != "Bucket"}
+                for event in props.get("Events", {}).values()
+            ],
+        }
+        for place, node in places.items():
+            for ref in sorted(referenced_ids(node) & buckets):
+                problems.append(f"{name}.{place} references bucket {ref}")
+    return problems
+
+
+def check_bucket_name_consistent(doc: dict[str, Any]) -> list[str]:
+    """The bucket's name, OPENCRS_BUCKET and every S3 policy's BucketName are one expression."""
+    expected = doc["Resources"]["GalleryBucket"]["Properties"].get("BucketName")
+    if expected is None:
+        return ["GalleryBucket has no BucketName, so functions cannot name it without a Ref"]
+    problems = []
+    for name, props in function_properties(doc).items():
+        env = props.get("Environment", {}).get("Variables", {})
+        if env.get("OPENCRS_BUCKET") != expected:
+            problems.append(f"{name}: OPENCRS_BUCKET differs from GalleryBucket's BucketName")
+        for policy in props.get("Policies", []):
+            if isinstance(policy, dict):
+                for kind, args in policy.items():
+                    if kind.startswith("S3") and args.get("BucketName") != expected:
+                        problems.append(f"{name}: {kind}.BucketName differs from the bucket's")
+    return problems
+
+
+def find_cycle(resources: dict[str, Any]) -> list[str] | None:
+    """A dependency cycle among CloudFormation resources (Ref/GetAtt/Sub/DependsOn), if any."""
+    graph: dict[str, set[str]] = {}
+    for name, resource in resources.items():
+        deps = referenced_ids({k: v for k, v in resource.items() if k != "DependsOn"})
+        depends_on = resource.get("DependsOn", [])
+        deps |= {depends_on} if isinstance(depends_on, str) else set(depends_on)
+        graph[name] = {dep for dep in deps if dep in resources}
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in state and (cycle := visit(dep)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def sam_transform(doc: dict[str, Any]) -> dict[str, Any]:
+    """The CloudFormation template SAM would deploy (needs aws-sam-translator)."""
+    translator = pytest.importorskip("samtranslator.translator.transform")
+
+    class _NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    doc = copy.deepcopy(doc)
+    # As `sam package` would: local code paths become S3 locations.
+    for resource in doc["Resources"].values():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(key), str):
+                props[key] = "s3://opencrs-artifacts/" + props[key].strip("/")
+    # The translator resolves AWS::Region through boto3's configuration.
+    with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": "us-east-1"}):
+        return translator.transform(doc, {}, _NoManagedPolicies())
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return load_template()
+
+
+def test_template_is_a_sam_template(doc):
+    assert doc["Transform"] == "AWS::Serverless-2016-10-31"
+    assert set(FUNCTIONS) <= set(doc["Resources"])
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_code_and_handler_exist(doc, name):
+    props = function_properties(doc)[name]
+    assert props["CodeUri"] == FUNCTIONS[name]
+    module, _, func = props["Handler"].rpartition(".")
+    handler_file = ROOT / props["CodeUri"] / (module.replace(".", "/") + ".py")
+    assert handler_file.is_file(), f"{name}: {handler_file.relative_to(ROOT)} is missing"
+    assert re.search(rf"^def {func}\(|^{func} = ", handler_file.read_text(), re.M), (
+        f"{name}: {handler_file.relative_to(ROOT)} defines no {func}"
+    )
+    # A requirements.txt would make `sam build` demand a local python3.12; deps go in layers.
+    assert not (ROOT / props["CodeUri"] / "requirements.txt").exists()
+
+
+def test_api_routes(doc):
+    routes = api_routes(doc)
+    for route, function in ROUTES.items():
+        assert routes.get(route) == function, f"{route} should be served by {function}"
+    for props in function_properties(doc).values():
+        for event in props.get("Events", {}).values():
+            if event["Type"] == "Api":
+                assert event["Properties"]["RestApiId"] == {"Ref": "Api"}
+
+
+def test_index_function_is_triggered_by_uploads(doc):
+    props = function_properties(doc)["IndexFunction"]
+    (event,) = [e for e in props["Events"].values() if e["Type"] == "S3"]
+    assert event["Properties"]["Bucket"] == {"Ref": "GalleryBucket"}
+    assert event["Properties"]["Events"] in ("s3:ObjectCreated:*", ["s3:ObjectCreated:*"])
+    rules = event["Properties"]["Filter"]["S3Key"]["Rules"]
+    assert {"Name": "prefix", "Value": "uploads/"} in rules
+
+
+def test_no_function_references_the_bucket(doc):
+    assert check_no_bucket_ref_from_functions(doc) == []
+
+
+def test_bucket_name_is_one_string_everywhere(doc):
+    assert check_bucket_name_consistent(doc) == []
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_runtime_architecture_and_layers(doc, name):
+    props = function_properties(doc)[name]
+    match = re.fullmatch(r"python3\.(\d+)", props["Runtime"])
+    assert match and int(match.group(1)) >= 12, props["Runtime"]
+    assert props["Architectures"] == [{"Ref": "Architecture"}]
+    assert {"Ref": "DepsLayer"} in props["Layers"]
+    assert {"Ref": "OpenCRSLayer"} in props["Layers"]
+    assert set(props["Environment"]["Variables"]) >= ENV_VARS
+    assert props["Environment"]["Variables"]["OPENCRS_UPLOAD_PREFIX"] == "uploads/"
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layers_build_with_their_makefile(doc, name):
+    layer = doc["Resources"][name]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Properties"]["ContentUri"] == LAYERS[name]
+    assert layer["Properties"]["CompatibleRuntimes"] == [
+        function_properties(doc)["SimilarFunction"]["Runtime"]
+    ]
+    makefile = (ROOT / LAYERS[name] / "Makefile").read_text()
+    assert re.search(rf"^build-{name}:", makefile, re.M), f"Makefile lacks build-{name}"
+    assert "ARTIFACTS_DIR" in makefile
+
+
+def test_deps_layer_requirements():
+    text = (ROOT / "layers/deps/requirements.txt").read_text()
+    names = {
+        re.split(r"[<>=!~;\[ ]", line.strip())[0].lower()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    assert {"numpy", "opencv-python-headless", "aws-lambda-powertools"} <= names
+    assert not names & {"boto3", "botocore", "s3transfer"}, "the Lambda runtime ships boto3"
+    assert "opencv-python-headless==5.0.0.93" in text
+    makefile = (ROOT / "layers/deps/Makefile").read_text()
+    for flag in ("--only-binary=:all:", "--no-compile", "--python-version", "--platform"):
+        assert flag in makefile
+
+
+def test_least_privilege(doc):
+    functions = function_properties(doc)
+    policy_kinds = {
+        name: {next(iter(p)) if isinstance(p, dict) else p for p in props.get("Policies", [])}
+        for name, props in functions.items()
+    }
+    assert policy_kinds["SimilarFunction"] == READ_ONLY_POLICIES
+    for name in ("TargetsFunction", "IndexFunction"):
+        assert policy_kinds[name] == {
+            "S3CrudPolicy",
+            "DynamoDBCrudPolicy",
+            "AWSSecretsManagerGetSecretValuePolicy",
+        }
+
+
+def test_storage_and_secret(doc):
+    resources = doc["Resources"]
+    bucket = resources["GalleryBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    table = resources["TargetsTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    secret = resources["CredentialsSecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert "SecretString" not in secret["Properties"], "no secret value in the template"
+    assert secret["Properties"]["GenerateSecretString"]["GenerateStringKey"] == "appSecret"
+
+
+def test_parameters_and_outputs(doc):
+    assert {"Stage", "LogLevel", "QueryMemorySize", "Architecture"} <= set(doc["Parameters"])
+    assert doc["Parameters"]["Architecture"]["Default"] == "arm64"
+    assert {"ApiUrl", "GalleryBucketName", "TargetsTableName", "CredentialsSecretArn"} <= set(
+        doc["Outputs"]
+    )
+    assert doc["Outputs"]["ApiUrl"]["Value"] == {
+        "Fn::Sub": "https://${Api}.execute-api.${AWS::Region}.amazonaws.com/${Stage}"
+    }
+    assert "BinaryMediaTypes" not in doc["Resources"]["Api"]["Properties"]
+
+
+def test_transformed_template_has_no_cycle(doc):
+    transformed = sam_transform(doc)
+    assert "AWS::Serverless::Function" not in {r["Type"] for r in transformed["Resources"].values()}
+    assert find_cycle(transformed["Resources"]) is None
+
+
+# --------------------------------------------------------------------------- the checks bite
+
+
+def test_checks_catch_a_bucket_ref_in_the_index_function(doc):
+    broken = copy.deepcopy(doc)
+    props = broken["Resources"]["IndexFunction"]["Properties"]
+    props["Environment"] = {"Variables": {"OPENCRS_BUCKET": {"Ref": "GalleryBucket"}}}
+    props["Policies"][0] = {"S3CrudPolicy": {"BucketName": {"Ref": "GalleryBucket"}}}
+    problems = check_no_bucket_ref_from_functions(broken)
+    assert any("IndexFunction.Environment" in p for p in problems)
+    assert any("IndexFunction.Policies" in p for p in problems)
+    assert check_bucket_name_consistent(broken)
+    cycle = find_cycle(sam_transform(broken)["Resources"])
+    assert cycle is not None and "GalleryBucket" in cycle
+
+
+def test_checks_catch_missing_routes_and_old_runtime(doc):
+    broken = copy.deepcopy(doc)
+    del broken["Resources"]["TargetsFunction"]["Properties"]["Events"]["Ping"]
+    broken["Globals"]["Function"]["Runtime"] = "python3.9"
+    assert ("GET", "/ping") not in api_routes(broken)
+    assert function_properties(broken)["IndexFunction"]["Runtime"] == "python3.9"
+    with pytest.raises(AssertionError):
+        test_api_routes(broken)
+    with pytest.raises(AssertionError):
+        test_runtime_architecture_and_layers(broken, "IndexFunction")
+
+
+def test_find_cycle_sees_depends_on_and_sub():
+    resources = {
+        "A": {"Properties": {"X": {"Fn::Sub": "${B.Arn}"}}},
+        "B": {"DependsOn": "C"},
+        "C": {"Properties": {"Y": {"Ref": "A"}}},
+    }
+    assert find_cycle(resources) == ["A", "B", "C", "A"]
+    del resources["C"]["Properties"]
+    assert find_cycle(resources) is None
