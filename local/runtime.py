@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import logging
 import os
 import sys
 import uuid
@@ -84,6 +85,7 @@ def provision(bucket: str, table: str) -> None:
 @contextmanager
 def moto_server(port: int = 0) -> Iterator[str]:
     """A moto server (S3, DynamoDB, …) on loopback; yields its endpoint URL."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per S3/DynamoDB call
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, bound = server.get_host_and_port()

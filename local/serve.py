@@ -187,7 +187,8 @@ Keys: OPENCRS_APP_KEY={os.environ["OPENCRS_APP_KEY"]} (secret from OPENCRS_APP_S
 """,
             flush=True,
         )
-        signal.signal(signal.SIGTERM, _interrupt)
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, _interrupt)
         with suppress(KeyboardInterrupt):
             server.serve_forever()
         print("\n[opencrs] stopped", flush=True)

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+# The grade names are the vision module's; re-exported here as part of the wire contract.
+from opencrs.vision.quality import QUALITY_FIELDS as QUALITY_FIELDS
+
 # EasyAR business codes (statusCode in the envelope).
 OK = 0
 INVALID_APP_KEY = 1
@@ -53,17 +56,6 @@ _HTTP_STATUS = {
 }
 
 TARGET_TYPE = "ImageTarget"
-QUALITY_FIELDS = (
-    "trackableRate",
-    "detectableRate",
-    "detectableDistinctiveness",
-    "detectableFeatureCount",
-    "trackableDistinctiveness",
-    "trackableFeatureCount",
-    "trackableFeatureDistribution",
-    "trackablePatchContrast",
-    "trackablePatchAmbiguity",
-)
 
 
 class ApiError(Exception):

@@ -1,0 +1,208 @@
+"""Input checking and decoding of user images.
+
+Everything a user can send is checked *before* OpenCV sees it: size, magic bytes, the
+header's dimensions (decompression bombs) and the file's structure (truncation), so each
+failure maps to the EasyAR status code a client expects and cv2 only decodes sane files.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from opencrs.vision import params
+from opencrs.vision.params import MAX_IMAGE_BYTES
+
+__all__ = [
+    "MAX_IMAGE_BYTES",
+    "DecodedImage",
+    "ImageError",
+    "check_and_decode",
+    "decode_base64_image",
+]
+
+CODE_PARAMETER = 414  # parameter missing or not correct
+CODE_TOO_LARGE = 422  # image exceeds its maximum size
+CODE_NOT_IMAGE = 427  # image not correct
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOI = b"\xff\xd8\xff"
+# SOF0..SOF15 minus DHT (C4), JPG (C8) and DAC (CC): the frame header holding the size.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers without a length field.
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+_DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)
+_WHITESPACE = re.compile(r"\s+")
+
+
+class ImageError(Exception):
+    """Bad image input; ``code`` is the EasyAR statusCode (414, 422 or 427)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A validated image: container format, stored size and full-resolution grey pixels."""
+
+    format: str
+    width: int
+    height: int
+    gray: np.ndarray
+
+
+def decode_base64_image(value: object) -> bytes:
+    """Strictly decode the base64 ``image`` parameter (a data-URL prefix and line breaks are
+    tolerated because browsers and mail-style encoders add them)."""
+    if value is None:
+        raise ImageError(CODE_PARAMETER, "image is missing")
+    if not isinstance(value, str):
+        raise ImageError(CODE_PARAMETER, "image must be a base64 string")
+    text = _WHITESPACE.sub("", _DATA_URL.sub("", value.strip(), count=1))
+    if not text:
+        raise ImageError(CODE_PARAMETER, "image is empty")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageError(CODE_PARAMETER, "image is not valid base64") from exc
+    if not data:
+        raise ImageError(CODE_PARAMETER, "image is empty")
+    return data
+
+
+def check_and_decode(data: bytes) -> DecodedImage:
+    """Validate ``data`` as a JPEG or PNG within our limits, then decode it to grey uint8."""
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageError(
+            CODE_TOO_LARGE, f"image is {len(data)} bytes; the maximum is {MAX_IMAGE_BYTES} bytes"
+        )
+    if data.startswith(_PNG_SIGNATURE):
+        fmt = "png"
+        width, height = _png_size(data)
+    elif data.startswith(_JPEG_SOI):
+        fmt = "jpeg"
+        width, height = _jpeg_size(data)
+    else:
+        raise ImageError(CODE_NOT_IMAGE, "image must be a JPEG or PNG file")
+    if width <= 0 or height <= 0:
+        raise ImageError(CODE_NOT_IMAGE, "image has zero width or height")
+    if max(width, height) > params.MAX_SIDE:
+        raise ImageError(
+            CODE_TOO_LARGE,
+            f"image is {width}x{height}; the longest side may be at most {params.MAX_SIDE} px",
+        )
+    if width * height > params.MAX_PIXELS:
+        raise ImageError(
+            CODE_TOO_LARGE,
+            f"image is {width}x{height} = {width * height} pixels; "
+            f"the maximum is {params.MAX_PIXELS} pixels",
+        )
+    gray = _decode_png(data) if fmt == "png" else _decode_jpeg(data)
+    return DecodedImage(format=fmt, width=width, height=height, gray=gray)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """Read IHDR and walk every chunk to IEND, so truncated uploads are refused up front."""
+    pos = len(_PNG_SIGNATURE)
+    size: tuple[int, int] | None = None
+    first = True
+    while True:
+        if pos + 8 > len(data):
+            raise ImageError(CODE_NOT_IMAGE, "PNG is truncated (no IEND chunk)")
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 8 + length + 4  # header + payload + CRC
+        if length > 0x7FFFFFFF or end > len(data):
+            raise ImageError(CODE_NOT_IMAGE, "PNG is truncated or has a corrupt chunk length")
+        if first:
+            if ctype != b"IHDR" or length != 13:
+                raise ImageError(CODE_NOT_IMAGE, "PNG does not start with an IHDR chunk")
+            width, height = struct.unpack(">II", data[pos + 8 : pos + 16])
+            size = (width, height)
+            first = False
+        if ctype == b"IEND":
+            assert size is not None
+            return size
+        pos = end
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """Walk JPEG markers to the frame header (SOFn) and the first scan (SOS); require an EOI
+    after the scan so truncated uploads are refused up front."""
+    pos = 2
+    size: tuple[int, int] | None = None
+    n = len(data)
+    while True:
+        if pos >= n or data[pos] != 0xFF:
+            raise ImageError(CODE_NOT_IMAGE, "JPEG is truncated or has a corrupt marker")
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            raise ImageError(CODE_NOT_IMAGE, "JPEG is truncated")
+        marker = data[pos]
+        pos += 1
+        if marker in _JPEG_STANDALONE or marker == 0xD8:
+            continue
+        if marker == 0xD9:
+            raise ImageError(CODE_NOT_IMAGE, "JPEG ends before any image data")
+        if pos + 2 > n:
+            raise ImageError(CODE_NOT_IMAGE, "JPEG is truncated")
+        (length,) = struct.unpack(">H", data[pos : pos + 2])
+        if length < 2 or pos + length > n:
+            raise ImageError(CODE_NOT_IMAGE, "JPEG is truncated or has a corrupt segment")
+        if marker in _JPEG_SOF:
+            if length < 8:
+                raise ImageError(CODE_NOT_IMAGE, "JPEG has a corrupt frame header")
+            height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
+            size = (width, height)
+        elif marker == 0xDA:
+            if size is None:
+                raise ImageError(CODE_NOT_IMAGE, "JPEG has image data before its frame header")
+            if data.rfind(b"\xff\xd9", pos + length) < 0:
+                raise ImageError(CODE_NOT_IMAGE, "JPEG is truncated (no end-of-image marker)")
+            return size
+        pos += length
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray:
+    """Decode straight to grey; IMREAD_GRAYSCALE honours the EXIF orientation."""
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return _checked(gray)
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    """Decode unchanged so transparency can be composited on white (transparent pixels often
+    hold black or junk colour), then reduce any depth/channel layout to grey uint8."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    img = _checked(img)
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if img.ndim == 2:
+        return img
+    channels = img.shape[2]
+    if channels == 1:
+        return img[:, :, 0].copy()
+    if channels == 4:
+        alpha = img[:, :, 3:4].astype(np.float32) / 255.0
+        bgr = img[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        return cv2.cvtColor(np.clip(bgr + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY)
+    if channels == 2:  # grey + alpha (OpenCV normally expands these, but be safe)
+        alpha = img[:, :, 1].astype(np.float32) / 255.0
+        g = img[:, :, 0].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        return np.clip(g + 0.5, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
+
+
+def _checked(img: np.ndarray | None) -> np.ndarray:
+    if img is None or img.size == 0:
+        raise ImageError(CODE_NOT_IMAGE, "image could not be decoded")
+    return img

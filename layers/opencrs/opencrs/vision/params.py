@@ -1,0 +1,139 @@
+"""Every tuned value of the recognition engine, in one place.
+
+"Measured" below means: OpenCV 5.0.0, numpy 2.4, a 2-core x86 machine, the 18 CC0 demo
+photos in ``demo/photos`` (10 gallery targets, 8 negatives; see ``tests/photos.py``), the
+``python -m bench.quality`` families plus harder stress variants (tilt 60°, scale 0.3,
+crop keeping 30 %, target at 30 % size in clutter, rotate+tilt+blur+dark combined).
+The base recipe (ORB, ~3000 query features <= 1024 px, ratio test, top-10 shortlist,
+MAGSAC, >= 15 inliers) is DESIGN.md's, measured there on 400 real phone photos of DVD
+covers (~97 % top-1). The demo benchmark is synthetic and saturates at 100 %, so values
+it cannot discriminate are marked "not tuned" and keep the DESIGN.md/OpenCV defaults.
+"""
+
+from __future__ import annotations
+
+# --- Input limits (EasyAR: image <= 2 MB) ------------------------------------------------
+MAX_IMAGE_BYTES = 2 * 1024 * 1024
+# Decompression-bomb guard, checked on the header before decoding: 40 MP is a 7300x5500
+# photo (more than any phone ships) and costs 40 MB as grey uint8.
+MAX_PIXELS = 40_000_000
+# Longest side accepted; also keeps absurd aspect ratios (1 x 40M) out.
+MAX_SIDE = 16_384
+
+# --- Working sizes ------------------------------------------------------------------------
+# Images are resized so their long side is clamped to [MIN, MAX] before ORB. Targets are
+# indexed at 640 px (DESIGN.md: ~640 working size; 1000 features cover it). Queries keep up
+# to 1024 px because DESIGN.md measured 480 px queries losing ~10 points of top-1. Small
+# inputs are *upscaled* to the minimum: ORB's 31 px patch and border leave little of a small
+# query. Measured: scale-0.3 queries 6/10 top-1 without upscaling, 10/10 with; scale-0.5 kept
+# 10/10 but its weakest own-target vote count rose from 25 to 858.
+TARGET_MAX_SIDE = 640
+TARGET_MIN_SIDE = 640
+QUERY_MAX_SIDE = 1024
+QUERY_MIN_SIDE = 640
+
+# --- ORB ----------------------------------------------------------------------------------
+# Targets: fewer, strongest, spread. We detect TARGET_OVERDETECT x more and keep the best
+# per cell of a TARGET_GRID x TARGET_GRID grid (round-robin over cells), so one textured
+# corner cannot eat the budget. Queries use the same grid.
+TARGET_FEATURES = 1000
+TARGET_OVERDETECT = 3
+TARGET_GRID = 8
+# Queries: DESIGN.md measured ~3000 features at <= 1024 px for 97 % top-1.
+QUERY_FEATURES = 3000
+# Queries are spread the same way over 8x over-detection: otherwise a strongly textured
+# background (grass, gravel, brick) takes the whole budget. Measured on the 10 targets
+# pasted at half size into grass, gravel and brick (the bench's "clutter-tex" family uses
+# gravel): top-1 26/30 at 2x, 30/30 at 8x and at 16x (at 40 % size: 24, 25, 26 of 30).
+# Extraction costs +5-20 ms on ordinary photos vs 2x, +25 ms worst case (grass).
+QUERY_OVERDETECT = 8
+ORB_SCALE_FACTOR = 1.2
+ORB_LEVELS = 8
+ORB_PATCH = 31
+# FAST threshold 20 (OpenCV's default) starves low-contrast images. Measured at 10 vs 20:
+# -40 % contrast queries' weakest own-target vote count 833 vs 182; target at 30 % size in
+# clutter 10/10 vs 9/10; no family got worse.
+ORB_FAST_THRESHOLD = 10
+
+# --- Verification (one query against one target) -----------------------------------------
+# Lowe ratio between best and second-best target descriptor for each query descriptor.
+# Measured 0.75 / 0.8 / 0.85: identical on every family except tilt 60° (7, 7, 8 of 10);
+# Lowe's 0.8 kept, since a looser ratio only feeds RANSAC more outliers.
+RATIO = 0.8
+# Absolute Hamming bound on a kept match (256-bit ORB): random pairs sit around 128.
+# Not tuned (the ratio test does the work; this only drops hopeless pairs).
+MATCH_MAX_DISTANCE = 80
+# Pastec-style orientation prefilter: keypoint angle differences of true matches cluster
+# around the in-plane rotation; keep matches within +-(ORIENT_TOLERANCE_DEG + one bin) of
+# the smoothed circular mode, i.e. +-40°, wide enough for 40° perspective tilt (all tilt40
+# queries pass). Not tuned further.
+ORIENT_BINS = 36
+ORIENT_TOLERANCE_DEG = 30.0
+# Both point sets are rescaled so their long side is VERIFY_FRAME before the homography, so
+# the RANSAC threshold does not depend on the uploaded resolution.
+VERIFY_FRAME = 1000.0
+RANSAC_THRESHOLD = 8.0  # px in VERIFY_FRAME units (~0.8 % of the long side); not tuned
+RANSAC_MAX_ITERS = 2000
+RANSAC_CONFIDENCE = 0.999
+# Acceptance: all of these must hold. MIN_INLIERS is DESIGN.md's 15. Measured margin: over
+# every wrong (query, target) pair of 6 families x 18 photos, the most inliers seen was 6-7
+# with the spread, orientation and outline gates disabled, 5 with them on; true matches had
+# a median of 105-975 inliers per family and the hardest passing stress query ~35.
+MIN_INLIERS = 15
+# Spread: the inliers must occupy at least MIN_CELLS cells of a SPREAD_GRID^2 grid laid on
+# the target, so a single textured blob matching by chance cannot pass.
+SPREAD_GRID = 4
+MIN_CELLS = 3
+# Outline sanity (Pastec): target corners projected into the query must form a convex,
+# same-orientation quadrilateral whose area is a plausible fraction of the query frame
+# (tiny: target far away in clutter; huge: query is a tight crop), no side shorter than
+# MIN_QUAD_SIDE_RATIO x its opposite side, no corner sharper than MIN_QUAD_ANGLE_DEG.
+# Not tuned: plausible bounds that every true match in the bench passes with room.
+MIN_QUAD_AREA_FRAC = 0.005
+MAX_QUAD_AREA_FRAC = 30.0
+MIN_QUAD_SIDE_RATIO = 0.1
+MIN_QUAD_ANGLE_DEG = 20.0
+
+# --- Search -------------------------------------------------------------------------------
+# Each query descriptor votes once for every target among its VOTE_K nearest gallery
+# descriptors within VOTE_MAX_DISTANCE. k > 1 so duplicates indexed under two ids both get
+# votes (no whole-gallery ratio test). Measured on the standard + stress families: at 64 the
+# right target was sometimes only 2nd-3rd by votes (noise votes ~1000 per wrong target); at
+# 48 and 40 it was always 1st; 48 keeps more true votes (weakest own-target count 56 vs 35).
+VOTE_K = 4
+VOTE_MAX_DISTANCE = 48
+# Geometric verification only for the best SHORTLIST candidates (DESIGN.md: the right
+# target was in the top-10 shortlist for >= 99.8 % of queries), and only those with enough
+# votes to possibly reach MIN_INLIERS.
+SHORTLIST = 10
+MIN_VOTES = MIN_INLIERS
+
+# --- Quality grades (see opencrs.vision.quality for the formulas) --------------------------
+# Cut points were set on the 18 demo photos (rich photos grade 0-1; page/text/brick/gravel
+# score worse on ambiguity; a sigma-6 blur drops to 3-4) plus synthetic blank and tiled
+# images; they are a documented definition, not a reproduction of EasyAR's hidden formulas.
+QUALITY_MIN_STD = 3.0  # grey-level std below which an image is "blank" (all grades -1)
+QUALITY_MIN_FEATURES = 20
+QUALITY_GRID = 8
+QUALITY_LOCAL_RADIUS = 0.05  # of the long side: closer features are "the same corner"
+QUALITY_NEIGHBOURS = 16
+QUALITY_DISTINCT_HAMMING = 64
+QUALITY_DUPLICATE_HAMMING = 40
+QUALITY_FAST_THRESHOLD = 20
+QUALITY_PATCHES = 300
+QUALITY_PATCH = 11
+QUALITY_PATCH_NCC = 0.9
+QUALITY_BLOCK = 32
+# (grade 0, grade 1, grade 2, grade 3) cut points; beyond the last one is grade 4.
+QUALITY_CUTS_FEATURE_COUNT = (900.0, 600.0, 300.0, 100.0)
+QUALITY_CUTS_CORNER_COUNT = (1500.0, 800.0, 400.0, 150.0)
+QUALITY_CUTS_DISTRIBUTION = (0.85, 0.7, 0.5, 0.3)
+QUALITY_CUTS_DISTINCT = (0.6, 0.45, 0.3, 0.15)
+QUALITY_CUTS_AMBIGUITY = (0.02, 0.05, 0.12, 0.25)
+QUALITY_CUTS_PATCH_DISTINCT = (0.9, 0.75, 0.55, 0.35)
+QUALITY_CUTS_CONTRAST = (30.0, 20.0, 12.0, 6.0)
+# Verify each candidate with only the query descriptors that voted for it (the ratio test
+# still sees the whole target). Measured on 8 families incl. stress (234 queries): same
+# top-1 on every family, 0 false positives either way, median inliers 169 -> 162, search
+# p50 234 -> 136 ms with 10 targets.
+VERIFY_VOTERS_ONLY = True

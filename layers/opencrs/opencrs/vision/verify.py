@@ -1,0 +1,157 @@
+"""Geometric verification of one query against one target.
+
+Descriptor matches alone cannot tell "same picture" from "same kind of texture"; a single
+homography explaining many well-spread matches, whose projected outline is a plausible
+quadrilateral, can (the Pastec rule). Every threshold lives in :mod:`opencrs.vision.params`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from opencrs.vision import params
+from opencrs.vision.features import Features
+
+
+@dataclass(frozen=True)
+class Verification:
+    """An accepted match: inlier count, target→query homography and a ranking score."""
+
+    inliers: int
+    homography: np.ndarray
+    score: float
+
+
+def ratio_matches(query: Features, target: Features) -> tuple[np.ndarray, np.ndarray]:
+    """Query→target matches passing Lowe's ratio test and an absolute distance bound.
+
+    Returns index arrays (query_idx, target_idx).
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    if len(query) == 0 or len(target) < 2:
+        return empty, empty
+    dist, idx = cv2.batchDistance(
+        np.asarray(query.descriptors),
+        np.asarray(target.descriptors),
+        cv2.CV_32S,
+        normType=cv2.NORM_HAMMING,
+        K=2,
+    )
+    d1 = dist[:, 0].astype(np.float64)
+    d2 = dist[:, 1].astype(np.float64)
+    keep = (d1 <= params.MATCH_MAX_DISTANCE) & (d1 < params.RATIO * d2) & (idx[:, 0] >= 0)
+    qi = np.nonzero(keep)[0]
+    return qi.astype(np.int64), idx[qi, 0].astype(np.int64)
+
+
+def orientation_filter(dangle: np.ndarray) -> np.ndarray:
+    """Mask of matches whose keypoint rotation agrees with the dominant one (circular mode)."""
+    if len(dangle) == 0:
+        return np.zeros(0, dtype=bool)
+    nb = params.ORIENT_BINS
+    width = 360.0 / nb
+    bins = (np.mod(dangle, 360.0) // width).astype(int) % nb
+    hist = np.bincount(bins, minlength=nb).astype(np.float64)
+    smooth = hist + np.roll(hist, 1) + np.roll(hist, -1)
+    mode = (int(np.argmax(smooth)) + 0.5) * width
+    diff = np.abs((dangle - mode + 180.0) % 360.0 - 180.0)
+    return diff <= params.ORIENT_TOLERANCE_DEG + width
+
+
+def _normaliser(width: int, height: int) -> np.ndarray:
+    s = params.VERIFY_FRAME / max(width, height, 1)
+    return np.diag([s, s, 1.0])
+
+
+def _quad_ok(quad: np.ndarray, frame_w: float, frame_h: float) -> bool:
+    """Pastec's sanity check on the target outline projected into the query."""
+    if not np.all(np.isfinite(quad)):
+        return False
+    edges = np.roll(quad, -1, axis=0) - quad
+    cross = (
+        edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1]
+        - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    )
+    # Convex and same winding as the target's own corners (image y-down: positive cross).
+    if not np.all(cross > 0):
+        return False
+    x, y = quad[:, 0], quad[:, 1]
+    area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    frame_area = frame_w * frame_h
+    if not (
+        params.MIN_QUAD_AREA_FRAC * frame_area <= area <= params.MAX_QUAD_AREA_FRAC * frame_area
+    ):
+        return False
+    sides = np.hypot(edges[:, 0], edges[:, 1])
+    # Opposite sides, not all four: perspective shortens a side relative to its opposite,
+    # and a homography collapsing towards a triangle shrinks one to ~0, while a legitimately
+    # long, thin target (a banner) has very unequal adjacent sides.
+    if min(sides[0], sides[2]) < params.MIN_QUAD_SIDE_RATIO * max(sides[0], sides[2]):
+        return False
+    if min(sides[1], sides[3]) < params.MIN_QUAD_SIDE_RATIO * max(sides[1], sides[3]):
+        return False
+    prev = -np.roll(edges, 1, axis=0)
+    cosang = np.sum(prev * edges, axis=1) / (sides * np.roll(sides, 1) + 1e-12)
+    angles = np.degrees(np.arccos(np.clip(cosang, -1.0, 1.0)))
+    return bool(angles.min() >= params.MIN_QUAD_ANGLE_DEG)
+
+
+def _spread_cells(points: np.ndarray, width: int, height: int) -> int:
+    g = params.SPREAD_GRID
+    cx = np.clip((points[:, 0] * g / max(width, 1)).astype(int), 0, g - 1)
+    cy = np.clip((points[:, 1] * g / max(height, 1)).astype(int), 0, g - 1)
+    return len(np.unique(cy * g + cx))
+
+
+def verify(query: Features, target: Features) -> Verification | None:
+    """Accept ``target`` as depicted in ``query`` or return ``None``.
+
+    Ratio-test matches, orientation-consistency prefilter, MAGSAC homography in a
+    resolution-independent frame, then accept on inlier count AND spread over the target
+    AND a convex, plausible projected outline.
+    """
+    qi, ti = ratio_matches(query, target)
+    if len(qi) < params.MIN_INLIERS:
+        return None
+    keep = orientation_filter(query.angle[qi] - target.angle[ti])
+    qi, ti = qi[keep], ti[keep]
+    if len(qi) < params.MIN_INLIERS:
+        return None
+    nt = _normaliser(target.width, target.height)
+    nq = _normaliser(query.width, query.height)
+    src = target.xy[ti].astype(np.float64) * nt[0, 0]
+    dst = query.xy[qi].astype(np.float64) * nq[0, 0]
+    h_norm, mask = cv2.findHomography(
+        src.reshape(-1, 1, 2),
+        dst.reshape(-1, 1, 2),
+        cv2.USAC_MAGSAC,
+        params.RANSAC_THRESHOLD,
+        maxIters=params.RANSAC_MAX_ITERS,
+        confidence=params.RANSAC_CONFIDENCE,
+    )
+    if h_norm is None or mask is None:
+        return None
+    inl = mask.ravel().astype(bool)
+    # One target feature matched by several query features counts once.
+    inliers = len(np.unique(ti[inl]))
+    if inliers < params.MIN_INLIERS:
+        return None
+    cells = _spread_cells(target.xy[ti[inl]], target.width, target.height)
+    if cells < params.MIN_CELLS:
+        return None
+    corners = np.array(
+        [[0, 0], [target.width, 0], [target.width, target.height], [0, target.height]],
+        dtype=np.float64,
+    )
+    quad = cv2.perspectiveTransform((corners * nt[0, 0]).reshape(-1, 1, 2), h_norm)
+    fw, fh = query.width * nq[0, 0], query.height * nq[0, 0]
+    if not _quad_ok(quad.reshape(4, 2), fw, fh):
+        return None
+    homography = np.linalg.inv(nq) @ h_norm @ nt
+    homography = homography / homography[2, 2]
+    coverage = cells / float(params.SPREAD_GRID**2)
+    score = float(inliers * (0.5 + 0.5 * coverage))
+    return Verification(inliers=inliers, homography=homography, score=score)

@@ -1,0 +1,177 @@
+"""ORB extraction, the Features encoding, and one-to-one geometric verification."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from opencrs.vision import params
+from opencrs.vision.features import Features, extract_features
+from opencrs.vision.verify import Verification, verify
+
+from tests.photos import crop, load_gray, rotate, scale, tilt
+
+
+@pytest.fixture(scope="module")
+def astronaut_target() -> Features:
+    return extract_features(load_gray("astronaut"), "target")
+
+
+def test_target_features_are_capped_spread_and_in_original_frame() -> None:
+    gray = load_gray("hubble")  # 800x697: downscaled to 640 for extraction
+    f = extract_features(gray, "target")
+    assert len(f) == params.TARGET_FEATURES
+    assert f.xy.dtype == np.float32 and f.xy.shape == (len(f), 2)
+    assert f.angle.dtype == np.float32 and f.angle.shape == (len(f),)
+    assert f.descriptors.dtype == np.uint8 and f.descriptors.shape == (len(f), 32)
+    assert (f.width, f.height) == (800, 697)
+    assert f.xy[:, 0].max() > 700 and f.xy[:, 1].max() > 600  # scaled back past 640
+    assert f.xy.min() >= 0 and f.xy[:, 0].max() < 800 and f.xy[:, 1].max() < 697
+    g = params.TARGET_GRID
+    cells = (f.xy[:, 1] * g // 697).astype(int) * g + (f.xy[:, 0] * g // 800).astype(int)
+    assert len(np.unique(cells)) >= 0.8 * g * g
+
+
+def test_query_role_keeps_more_features_than_target() -> None:
+    gray = load_gray("motorcycle")
+    assert len(extract_features(gray, "query")) > 2 * len(extract_features(gray, "target"))
+
+
+def test_small_query_is_upscaled_but_reported_in_its_own_frame() -> None:
+    small = scale(load_gray("coffee"), 0.3)  # 180x120
+    f = extract_features(small, "query")
+    assert len(f) > 300
+    assert (f.width, f.height) == (180, 120)
+    assert f.xy[:, 0].max() < 180 and f.xy[:, 1].max() < 120
+
+
+def test_extraction_is_deterministic() -> None:
+    gray = load_gray("rocket")
+    a, b = extract_features(gray, "query"), extract_features(gray, "query")
+    assert np.array_equal(a.descriptors, b.descriptors) and np.array_equal(a.xy, b.xy)
+
+
+def test_blank_image_has_no_features_and_never_verifies(astronaut_target: Features) -> None:
+    blank = extract_features(np.full((300, 300), 200, np.uint8), "query")
+    assert len(blank) == 0 and blank.descriptors.shape == (0, 32)
+    assert verify(blank, astronaut_target) is None
+    assert verify(astronaut_target, blank) is None
+
+
+def test_bad_input_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        extract_features(load_gray("coins"), "gallery")
+    with pytest.raises(ValueError):
+        extract_features(np.zeros((10, 10, 3), np.uint8), "query")
+
+
+def test_features_round_trip(astronaut_target: Features) -> None:
+    data = astronaut_target.to_bytes()
+    back = Features.from_bytes(data)
+    assert np.array_equal(back.xy, astronaut_target.xy)
+    assert np.array_equal(back.angle, astronaut_target.angle)
+    assert np.array_equal(back.descriptors, astronaut_target.descriptors)
+    assert (back.width, back.height) == (512, 512)
+    assert len(data) < len(astronaut_target) * 46  # 8 + 4 + 32 bytes per feature + header
+
+
+def test_features_from_corrupt_bytes_raise(astronaut_target: Features) -> None:
+    data = astronaut_target.to_bytes()
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x01
+    for bad in (b"", data[:10], data[:-1], bytes(flipped), b"XXXXXXXX" + data[8:]):
+        with pytest.raises(ValueError):
+            Features.from_bytes(bad)
+
+
+def _project(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return cv2.perspectiveTransform(pts.reshape(-1, 1, 2).astype(np.float64), h).reshape(-1, 2)
+
+
+def test_verify_recovers_the_true_homography(astronaut_target: Features) -> None:
+    """Rotating 90° CCW maps target (x, y) to query (y, W-1-x); scaling halves coordinates."""
+    q = extract_features(rotate(load_gray("astronaut"), 90), "query")
+    v = verify(q, astronaut_target)
+    assert isinstance(v, Verification) and v.inliers >= 200
+    pts = np.array([[100.0, 50.0], [400.0, 300.0], [256.0, 256.0]])
+    expected = np.stack([pts[:, 1], 511 - pts[:, 0]], axis=1)
+    assert np.abs(_project(v.homography, pts) - expected).max() < 3.0
+
+    q = extract_features(scale(load_gray("astronaut"), 0.5), "query")
+    v = verify(q, astronaut_target)
+    assert v is not None
+    assert np.abs(_project(v.homography, pts) - (pts + 0.5) * 0.5 - 0.5).max() < 2.0
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda g: rotate(g, 30),
+        lambda g: tilt(g, 40),
+        lambda g: crop(g, 0.6),
+    ],
+    ids=["rotate30", "tilt40", "crop60"],
+)
+def test_verify_accepts_transformed_copies(astronaut_target: Features, transform) -> None:
+    q = extract_features(transform(load_gray("astronaut")), "query")
+    v = verify(q, astronaut_target)
+    assert v is not None
+    assert v.inliers >= 3 * params.MIN_INLIERS
+    assert v.score > 0
+
+
+@pytest.mark.parametrize("other", ["coffee", "chelsea", "brick", "text"])
+def test_verify_rejects_unrelated_photos(astronaut_target: Features, other: str) -> None:
+    assert verify(extract_features(load_gray(other), "query"), astronaut_target) is None
+
+
+def test_verify_rejects_a_mirror_image(astronaut_target: Features) -> None:
+    """A mirrored print is not the same picture: the outline would flip its winding."""
+    mirrored = np.ascontiguousarray(load_gray("astronaut")[:, ::-1])
+    assert verify(extract_features(mirrored, "query"), astronaut_target) is None
+
+
+def test_score_prefers_the_cleaner_view(astronaut_target: Features) -> None:
+    g = load_gray("astronaut")
+    clean = verify(extract_features(g, "query"), astronaut_target)
+    tilted = verify(extract_features(tilt(g, 40), "query"), astronaut_target)
+    assert clean is not None and tilted is not None
+    assert clean.score > tilted.score
+
+
+def test_outline_sanity_check() -> None:
+    """Pastec's rule on hand-made outlines in a 1000x750 query frame."""
+    from opencrs.vision.verify import _quad_ok
+
+    def ok(*pts: tuple[float, float]) -> bool:
+        return _quad_ok(np.array(pts, dtype=np.float64), 1000.0, 750.0)
+
+    assert ok((100, 100), (600, 120), (580, 500), (90, 480))  # a tilted poster
+    assert ok((-500, -400), (1500, -400), (1500, 1100), (-500, 1100))  # tight crop
+    assert not ok((100, 100), (600, 100), (100, 500), (600, 500))  # bow-tie
+    assert not ok((100, 100), (90, 480), (580, 500), (600, 120))  # mirrored winding
+    assert not ok((100, 100), (600, 100), (300, 130), (100, 500))  # concave
+    assert not ok((500, 500), (510, 500), (510, 507), (500, 507))  # far too small
+    assert not ok((0, 0), (1e5, 0), (1e5, 1e5), (0, 1e5))  # implausibly large
+    assert ok((100, 100), (900, 100), (900, 130), (100, 130))  # a long thin banner
+    assert not ok((100, 100), (900, 100), (502, 500), (498, 500))  # collapsing to a triangle
+    assert not ok((0, 0), (np.nan, 0), (1, 1), (0, 1))
+
+
+def test_orientation_filter_keeps_the_dominant_rotation() -> None:
+    from opencrs.vision.verify import orientation_filter
+
+    rng = np.random.default_rng(3)
+    true = np.mod(355.0 + rng.normal(0, 8, 200), 360.0)  # wraps around 0°
+    noise = rng.uniform(0, 360, 100)
+    keep = orientation_filter(np.concatenate([true, noise]))
+    assert keep[:200].mean() > 0.97
+    assert keep[200:].mean() < 0.35
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 50), (10, 16384), (16384, 10), (3, 3000)])
+def test_degenerate_shapes_give_no_features_instead_of_crashing(shape: tuple[int, int]) -> None:
+    g = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    for role in ("target", "query"):
+        f = extract_features(g, role)
+        assert len(f) == 0 and (f.height, f.width) == shape
