@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from opencrs.api.auth import sign
-from opencrs.api.contract import now_ms
+import cv2
+import numpy as np
 
 from local.apigw import Router, proxy_event, proxy_result
 from local.runtime import REPO, FakeLambdaContext, embedded_aws, load_handler, upload_image
 from local.template import api_routes
+from opencrs.api.auth import sign
+from opencrs.api.contract import now_ms
 
 DEMO_PHOTOS = REPO / "demo" / "photos"
 # The demo gallery; the other demo photos stay out of it as unrelated images.
@@ -134,6 +136,23 @@ def signed_similar_body(image_path: Path, app_key: str, secret: str) -> dict[str
     return params
 
 
+def write_angled_photo(source: Path, destination: Path) -> Path:
+    """A stand-in for a phone photo of a target: tilted, rotated, darker, on a background."""
+    image = cv2.imread(str(source))
+    h, w = image.shape[:2]
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    seen = np.float32(
+        [[0.18 * w, 0.12 * h], [0.9 * w, 0.2 * h], [0.84 * w, 0.86 * h], [0.1 * w, 0.8 * h]]
+    )
+    rotation = cv2.getRotationMatrix2D((w / 2, h / 2), 12, 0.9)
+    warp = np.vstack([rotation, [0, 0, 1]]) @ cv2.getPerspectiveTransform(corners, seen)
+    photo = cv2.warpPerspective(image, warp, (w, h), borderValue=(90, 110, 100))
+    photo = cv2.convertScaleAbs(photo, alpha=0.75, beta=-10)
+    destination.parent.mkdir(exist_ok=True)
+    cv2.imwrite(str(destination), photo, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    return destination
+
+
 def write_client_config(endpoint: str) -> None:
     """Endpoint and keys for the command-line client; readable by this user only."""
     config = {
@@ -169,6 +188,9 @@ def main() -> None:
         )
         request_file.write_text(json.dumps(body))
         write_client_config(base)
+        angled = write_angled_photo(
+            DEMO_PHOTOS / "coffee.jpg", REPO / ".opencrs-demo" / "coffee-angled.jpg"
+        )
         print(
             f"""[opencrs] API on {base}  (routes from template.yaml; Ctrl-C stops everything)
 
@@ -180,6 +202,7 @@ A signed POST /similar for the demo photo 'coffee' (valid for 5 minutes):
 Sign fresh requests for any image with the command-line client:
 
   .venv/bin/opencrs similar demo/photos/coffee.jpg
+  .venv/bin/opencrs similar {angled.relative_to(REPO)}   # tilted, rotated, darker
   .venv/bin/opencrs similar demo/photos/camera.jpg     # not in the gallery: results []
   (endpoint and keys for the client are in {CLIENT_CONFIG}, written for this run)
 

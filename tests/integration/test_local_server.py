@@ -8,7 +8,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-from opencrs import cli
 
 from local.serve import (
     DEMO_PHOTOS,
@@ -16,7 +15,9 @@ from local.serve import (
     build_server,
     index_demo_gallery,
     signed_similar_body,
+    write_angled_photo,
 )
+from opencrs import cli
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +67,13 @@ def test_errors_over_http(server, stack):
     assert status == 404
     with urllib.request.urlopen(f"{server}/ping", timeout=10) as response:
         assert json.loads(response.read())["statusCode"] == 0
+
+
+def test_printed_angled_photo_finds_its_target(server, stack, tmp_path):
+    angled = write_angled_photo(DEMO_PHOTOS / "coffee.jpg", tmp_path / "angled.jpg")
+    body = signed_similar_body(angled, stack.app_key, stack.secret)
+    status, reply = post(f"{server}/similar", json.dumps(body).encode())
+    assert [t["name"] for t in reply["result"]["results"]] == ["coffee"]
 
 
 def test_command_line_client(server, stack, monkeypatch, capsys):
