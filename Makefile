@@ -6,8 +6,11 @@ STAMP  := $(VENV)/.installed
 SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed
 PORT   ?= 3000
+# Lambda architecture the layer check builds for (the template's default); ARCH=x86_64 too.
+ARCH   ?= arm64
+LAYER_CHECK := .aws-sam/layer-check
 
-.PHONY: venv run test unit integration lint template-lint bench-quality bench-speed clean
+.PHONY: venv run test lint template-lint layer-check bench-quality bench-coldstart clean
 
 venv: $(STAMP)
 
@@ -28,7 +31,7 @@ run: $(STAMP)
 	PORT=$(PORT) $(PY) -m local.serve
 
 ## The whole suite: lint, template lint, unit and integration tests.
-test: $(STAMP) lint template-lint
+test: $(STAMP) lint template-lint layer-check
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -38,9 +41,32 @@ lint: $(STAMP)
 template-lint: $(SAM_STAMP)
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1 --template-file template.yaml
 	$(SAM_VENV)/bin/cfn-lint template.yaml
+	@# cfn-lint again on what SAM deploys: catches e.g. the bucket <-> function cycle.
+	$(SAM_VENV)/bin/python scripts/transform_template.py template.yaml .aws-sam/transformed.json
+	$(SAM_VENV)/bin/cfn-lint .aws-sam/transformed.json
+
+## Build both layers as `sam build` would (no Docker; pip downloads the $(ARCH) wheels) and
+## fail if any function plus the layers exceeds Lambda's 250 MB unzipped.
+layer-check: $(STAMP)
+	rm -rf $(LAYER_CHECK)
+	$(MAKE) -s -C layers/deps build-DepsLayer ARCH=$(ARCH) PYTHON=$(abspath $(PY)) \
+		ARTIFACTS_DIR=$(abspath $(LAYER_CHECK))/DepsLayer
+	$(MAKE) -s -C layers/opencrs build-OpenCRSLayer ARTIFACTS_DIR=$(abspath $(LAYER_CHECK))/OpenCRSLayer
+	@# Function code as SAM copies it (no requirements.txt, so no install step).
+	for dir in functions/*/; do \
+		name=$$(basename $$dir); mkdir -p $(LAYER_CHECK)/$$name; \
+		cp -R $$dir. $(LAYER_CHECK)/$$name/; \
+		find $(LAYER_CHECK)/$$name -depth -type d -name __pycache__ -exec rm -rf {} +; \
+	done
+	@echo "architecture: $(ARCH)"
+	$(PY) layers/check_size.py $(LAYER_CHECK)
 
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality
+
+## Handler import times under CPython 3.12 with the layers as built (run by hand).
+bench-coldstart: $(STAMP)
+	$(PY) -m bench.coldstart
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .ruff_cache

@@ -17,11 +17,11 @@ import argparse
 import time
 
 import numpy as np
+
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.vision import params
 from opencrs.vision.features import extract_features
-
 from tests.photos import FAMILIES, GALLERY, NEGATIVES, STRESS, load_gray
 
 

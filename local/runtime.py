@@ -24,6 +24,7 @@ from urllib.parse import quote_plus
 
 import boto3
 from moto.server import ThreadedMotoServer
+
 from opencrs.store.aws import reset_clients
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,6 +60,8 @@ def local_environment(endpoint: str, bucket: str, table: str) -> dict[str, str]:
         "OPENCRS_APP_SECRET": os.environ.get("OPENCRS_APP_SECRET", DEFAULT_APP_SECRET),
         "POWERTOOLS_SERVICE_NAME": "opencrs",
         "POWERTOOLS_METRICS_NAMESPACE": "opencrs",
+        # No CloudWatch here: EMF lines would only interleave with the server's output.
+        "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
     }
 

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from opencrs.api.auth import sign
-from opencrs.api.contract import now_ms
 
 from local.runtime import (
     DEFAULT_APP_KEY,
@@ -25,6 +23,8 @@ from local.runtime import (
     moto_server,
     upload_image,
 )
+from opencrs.api.auth import sign
+from opencrs.api.contract import now_ms
 
 Handler = Callable[[dict, Any], dict]
 

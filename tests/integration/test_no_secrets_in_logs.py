@@ -8,8 +8,8 @@ import json
 import logging
 
 import pytest
-from opencrs.api.auth import AppCredential, issue_token
 
+from opencrs.api.auth import AppCredential, issue_token
 from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from opencrs.api.auth import AppCredential, issue_token, sign
-from opencrs.api.contract import QUALITY_FIELDS, now_ms
 
 from local.runtime import load_event
+from opencrs.api.auth import AppCredential, issue_token, sign
+from opencrs.api.contract import QUALITY_FIELDS, now_ms
 from tests.photos import PHOTO_DIR, load_bgr, rotate, tilt
 
 pytestmark = pytest.mark.integration

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 
 import pytest
+
 from opencrs.api import auth
 from opencrs.api.auth import AppCredential, Keyring, issue_token, sign, verify_signature
 from opencrs.api.contract import ApiError

@@ -7,9 +7,9 @@ import zlib
 
 import numpy as np
 import pytest
+
 from opencrs.index.bundle import Bundle
 from opencrs.vision.features import Features, extract_features, make_features
-
 from tests.photos import load_gray
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
+from local.runtime import DEFAULT_APP_KEY, DEFAULT_APP_SECRET, load_event
 from opencrs.api.auth import AppCredential, Keyring, verify_signature, verify_token
 from opencrs.cli import main, resign_event, signed_params
-
-from local.runtime import DEFAULT_APP_KEY, DEFAULT_APP_SECRET, load_event
 
 KEYRING = Keyring([AppCredential(DEFAULT_APP_KEY, DEFAULT_APP_SECRET)])
 

@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+
 from opencrs.api.contract import ApiError, envelope, failure, http_status, iso_date, success
 from opencrs.api.request import HttpRequest, json_params
 from opencrs.targets import TargetRecord

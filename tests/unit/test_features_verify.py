@@ -5,10 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from opencrs.vision import params
 from opencrs.vision.features import Features, extract_features
 from opencrs.vision.verify import Verification, verify
-
 from tests.photos import crop, load_gray, rotate, scale, tilt
 
 

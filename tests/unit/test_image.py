@@ -9,6 +9,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+
 from opencrs.vision import image as image_mod
 from opencrs.vision.image import (
     MAX_IMAGE_BYTES,
@@ -17,7 +18,6 @@ from opencrs.vision.image import (
     check_and_decode,
     decode_base64_image,
 )
-
 from tests.photos import load_bgr
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from opencrs.vision.features import extract_features
 from opencrs.vision.quality import QUALITY_FIELDS, grade, measure
-
 from tests.photos import load_gray
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Hit, Searcher
 from opencrs.vision import params
 from opencrs.vision.features import extract_features
-
 from tests.photos import FAMILIES, GALLERY, NEGATIVES, embed, load_gray, rotate, scale, tilt
 
 

@@ -7,16 +7,18 @@ can also prove each one fails on a deliberately broken copy of the template.
 from __future__ import annotations
 
 import copy
-import os
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 
 from local.template import api_routes as template_routes
 from local.template import load_template
+from scripts import transform_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +51,7 @@ ENV_VARS = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_LOG_LEVEL",
     "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_TRACE_DISABLED",
 }
 
 
@@ -190,24 +193,28 @@ def find_cycle(resources: dict[str, Any]) -> list[str] | None:
     return None
 
 
-def sam_transform(doc: dict[str, Any]) -> dict[str, Any]:
-    """The CloudFormation template SAM would deploy (needs aws-sam-translator)."""
-    translator = pytest.importorskip("samtranslator.translator.transform")
+def sam_transform(doc: dict[str, Any], parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The CloudFormation template SAM would deploy, as `make template-lint` lints it."""
+    return transform_template.sam_transform(doc, parameters)
 
-    class _NoManagedPolicies:
-        def load(self) -> dict[str, str]:
-            return {}
 
-    doc = copy.deepcopy(doc)
-    # As `sam package` would: local code paths become S3 locations.
-    for resource in doc["Resources"].values():
-        props = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(props.get(key), str):
-                props[key] = "s3://opencrs-artifacts/" + props[key].strip("/")
-    # The translator resolves AWS::Region through boto3's configuration.
-    with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": "us-east-1"}):
-        return translator.transform(doc, {}, _NoManagedPolicies())
+def role_actions(transformed: dict[str, Any], function: str) -> set[str]:
+    """IAM actions the function's role is granted inline (policy templates expanded)."""
+    role = transformed["Resources"][f"{function}Role"]["Properties"]
+    actions: set[str] = set()
+    for policy in role.get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if statement.get("Effect", "Allow") == "Allow":
+                action = statement["Action"]
+                actions |= {action} if isinstance(action, str) else set(action)
+    return actions
+
+
+WRITE_ACTION = re.compile(
+    r"^(s3:(Put|Delete|Restore|Create|Abort)|dynamodb:(Put|Update|Delete|BatchWrite|Create)"
+    r"|secretsmanager:(Put|Update|Delete|Create|Rotate))",
+    re.I,
+)
 
 
 # --------------------------------------------------------------------------- tests
@@ -303,6 +310,11 @@ def test_deps_layer_requirements():
     makefile = (ROOT / "layers/deps/Makefile").read_text()
     for flag in ("--only-binary=:all:", "--no-compile", "--python-version", "--platform"):
         assert flag in makefile
+    # Powertools Tracer needs the X-Ray SDK; installed --no-deps so botocore stays out.
+    nodeps = (ROOT / "layers/deps/requirements-nodeps.txt").read_text()
+    assert re.search(r"^aws-xray-sdk==", nodeps, re.M)
+    assert "wrapt" in names and "--no-deps" in makefile
+    assert '-r "$(HERE)requirements-nodeps.txt"' in makefile
 
 
 def test_least_privilege(doc):
@@ -339,8 +351,11 @@ def test_storage_and_secret(doc):
 
 
 def test_parameters_and_outputs(doc):
-    assert {"Stage", "LogLevel", "QueryMemorySize", "Architecture"} <= set(doc["Parameters"])
+    assert {"Stage", "LogLevel", "QueryMemorySize", "Architecture", "Tracing"} <= set(
+        doc["Parameters"]
+    )
     assert doc["Parameters"]["Architecture"]["Default"] == "arm64"
+    assert doc["Parameters"]["Tracing"]["Default"] == "Disabled"
     assert {"ApiUrl", "GalleryBucketName", "TargetsTableName", "CredentialsSecretArn"} <= set(
         doc["Outputs"]
     )
@@ -354,6 +369,107 @@ def test_transformed_template_has_no_cycle(doc):
     transformed = sam_transform(doc)
     assert "AWS::Serverless::Function" not in {r["Type"] for r in transformed["Resources"].values()}
     assert find_cycle(transformed["Resources"]) is None
+
+
+def test_similar_function_cannot_write(doc):
+    transformed = sam_transform(doc)
+    similar = role_actions(transformed, "SimilarFunction")
+    assert {"s3:GetObject", "dynamodb:GetItem", "secretsmanager:GetSecretValue"} <= similar
+    assert not {a for a in similar if WRITE_ACTION.match(a) or a.endswith("*")}
+    for name in ("TargetsFunction", "IndexFunction"):
+        actions = role_actions(transformed, name)
+        assert {"s3:PutObject", "dynamodb:PutItem"} <= actions
+        assert not {a for a in actions if a.startswith("secretsmanager:") and WRITE_ACTION.match(a)}
+
+
+@pytest.mark.parametrize("tracing", ["Disabled", "Active"])
+def test_tracing_parameter_drives_config_and_permission(doc, tracing):
+    transformed = sam_transform(doc, {"Tracing": tracing})
+    resources = transformed["Resources"]
+    for name in FUNCTIONS:
+        mode = resources[name]["Properties"].get("TracingConfig")
+        xray = [
+            arn
+            for arn in resources[f"{name}Role"]["Properties"]["ManagedPolicyArns"]
+            if "Xray" in str(arn) or "XRay" in str(arn)
+        ]
+        if tracing == "Active":
+            assert mode == {"Mode": {"Ref": "Tracing"}} and xray, name
+        else:
+            assert mode is None and not xray, f"{name}: no X-Ray config or permission"
+        env = resources[name]["Properties"]["Environment"]["Variables"]
+        assert env["POWERTOOLS_TRACE_DISABLED"] == {"Fn::If": ["TracingActive", "false", "true"]}
+    (stage,) = [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    assert stage["Properties"]["TracingEnabled"] == {"Fn::If": ["TracingActive", True, False]}
+
+
+def test_transform_script_writes_the_deployed_template(tmp_path):
+    out = tmp_path / "transformed.json"
+    script = ROOT / "scripts" / "transform_template.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(ROOT / "template.yaml"), str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    transformed = json.loads(out.read_text())
+    assert "Transform" not in transformed
+    assert find_cycle(transformed["Resources"]) is None
+    assert {"SimilarFunction", "SimilarFunctionRole", "GalleryBucket"} <= set(
+        transformed["Resources"]
+    )
+
+
+def test_transform_script_reports_an_invalid_template(tmp_path):
+    broken = tmp_path / "template.yaml"
+    broken.write_text(
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  F:\n"
+        "    Type: AWS::Serverless::Function\n    Properties:\n      Events: 3\n"
+    )
+    script = ROOT / "scripts" / "transform_template.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(broken), str(tmp_path / "out.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1 and "error:" in result.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+def run_check_size(tmp_path: Path, sizes_mb: dict[str, float]) -> subprocess.CompletedProcess:
+    """check_size.py over sparse files: {"Layer/python/x.so": MB, "fn/app.py": MB}."""
+    for relative, size in sizes_mb.items():
+        path = tmp_path / "artifacts" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as handle:
+            handle.truncate(int(size * 1024 * 1024))
+    return subprocess.run(
+        [sys.executable, str(ROOT / "layers/check_size.py"), str(tmp_path / "artifacts")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_check_size_passes_under_and_fails_over_250_mb(tmp_path):
+    ok = run_check_size(tmp_path / "ok", {"Deps/python/big.so": 240, "similar/app.py": 1})
+    assert ok.returncode == 0, ok.stderr
+    assert "241.0 MB" in ok.stdout and "OK" in ok.stdout
+    over = run_check_size(tmp_path / "over", {"Deps/python/big.so": 240, "similar/app.py": 11})
+    assert over.returncode == 1
+    assert "OVER LIMIT" in over.stdout and "250 MB" in over.stderr
+
+
+def test_check_size_counts_runtime_bytecode_and_flags_foreign(tmp_path):
+    layer = "Deps/python/pkg/__pycache__/"
+    result = run_check_size(
+        tmp_path, {layer + "m.cpython-312.pyc": 1, layer + "m.cpython-311.pyc": 1, "f/app.py": 0}
+    )
+    assert result.returncode == 0
+    assert "2.0 MB" in result.stdout  # both counted: they are shipped
+    assert "1 .pyc/.pyo files not built for CPython 3.12" in result.stderr
 
 
 # --------------------------------------------------------------------------- the checks bite
