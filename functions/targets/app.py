@@ -1,4 +1,5 @@
-"""Target management: POST /targets (create and index a target), GET /ping; any other
+"""Target management, EasyAR's routes: POST /targets, GET /targets/infos,
+GET|PUT|DELETE /target/{id}, POST /grade/{detection,tracking,detail}, GET /ping; any other
 path answers EasyAR's 404 envelope."""
 
 import time
@@ -35,6 +36,33 @@ def create_target() -> Response:
     indexed = reply.body["statusCode"] == 0
     metrics.add_metric("TargetsIndexed" if indexed else "TargetsFailed", MetricUnit.Count, 1)
     return respond(reply)
+
+
+@app.get("/targets/infos")
+def list_targets() -> Response:
+    return respond(service.list_targets(app.current_event.raw_event))
+
+
+@app.get("/target/<target_id>")
+def get_target(target_id: str) -> Response:
+    return respond(service.get_target(app.current_event.raw_event))
+
+
+@app.put("/target/<target_id>")
+def update_target(target_id: str) -> Response:
+    return respond(service.update_target(app.current_event.raw_event))
+
+
+@app.delete("/target/<target_id>")
+def delete_target(target_id: str) -> Response:
+    return respond(service.delete_target(app.current_event.raw_event))
+
+
+@app.post("/grade/<kind>")
+def grade(kind: str) -> Response:
+    if kind not in {"detection", "tracking", "detail"}:
+        return not_found(LookupError(kind))
+    return respond(service.grade(app.current_event.raw_event, kind))
 
 
 @app.get("/ping")

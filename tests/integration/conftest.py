@@ -63,6 +63,20 @@ class Stack:
         event["body"] = json.dumps(body)
         return event
 
+    def signed_query_event(
+        self, event_file: str, target_id: str | None = None, **query: str
+    ) -> dict:
+        """A GET/DELETE event from events/ for ``target_id`` with freshly signed ``query``."""
+        event = copy.deepcopy(load_event(event_file))
+        if target_id is not None:
+            event["pathParameters"] = {"id": target_id}
+            event["path"] = event["resource"].replace("{id}", target_id)
+        params = {**query, "timestamp": str(now_ms()), "appKey": self.app_key}
+        params["signature"] = sign(params, self.secret)
+        event["queryStringParameters"] = params
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in params.items()}
+        return event
+
     def similar(self, image: bytes, handler: Handler | None = None) -> tuple[int, dict]:
         event = self.signed_event("similar.json", image=base64.b64encode(image).decode())
         return self.api(handler or self.similar_handler, event)

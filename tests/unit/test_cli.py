@@ -17,9 +17,13 @@ def test_signed_params_pass_verification():
 
 
 def test_resigned_events_pass_verification():
-    for name in ("similar.json", "targets_create.json", "similar_bad_image.json"):
+    for name in ("similar.json", "targets_create.json", "target_update.json"):
         event = resign_event(load_event(name), DEFAULT_APP_KEY, DEFAULT_APP_SECRET)
         verify_signature(json.loads(event["body"]), KEYRING)
+    for name in ("targets_list.json", "target_get.json", "target_delete.json"):
+        event = resign_event(load_event(name), DEFAULT_APP_KEY, DEFAULT_APP_SECRET)
+        verify_signature(event["queryStringParameters"], KEYRING)
+        assert event["queryStringParameters"]["pageSize" if "infos" in name else "appKey"]
     event = resign_event(load_event("similar_token.json"), DEFAULT_APP_KEY, DEFAULT_APP_SECRET)
     verify_token(event["headers"]["Authorization"], KEYRING)
     assert event["multiValueHeaders"]["Authorization"] == [event["headers"]["Authorization"]]

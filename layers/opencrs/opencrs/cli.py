@@ -41,7 +41,8 @@ def signed_params(params: dict[str, Any], app_key: str, secret: str) -> dict[str
 
 
 def resign_event(event: dict[str, Any], app_key: str, secret: str) -> dict[str, Any]:
-    """Re-sign an API Gateway proxy event's JSON body (token events get a fresh token)."""
+    """Re-sign an API Gateway proxy event: its JSON body, or its query string for GET and
+    DELETE (token events get a fresh token)."""
     headers = event.get("headers") or {}
     if any(name.lower() == "authorization" for name in headers):
         token = issue_token(AppCredential(app_key, secret))
@@ -50,6 +51,15 @@ def resign_event(event: dict[str, Any], app_key: str, secret: str) -> dict[str, 
         }
         if event.get("multiValueHeaders"):
             event["multiValueHeaders"] = {k: [v] for k, v in event["headers"].items()}
+        return event
+    if not event.get("body") and event.get("queryStringParameters") is not None:
+        query = {k: v for k, v in event["queryStringParameters"].items() if k != "signature"}
+        query.pop("timestamp", None)
+        signed = signed_params(query, app_key, secret)
+        event["queryStringParameters"] = {k: str(v) for k, v in signed.items()}
+        event["multiValueQueryStringParameters"] = {
+            k: [v] for k, v in event["queryStringParameters"].items()
+        }
         return event
     params = json.loads(event.get("body") or "{}")
     params.pop("signature", None)

@@ -18,22 +18,26 @@ import base64
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 from opencrs.api.contract import (
+    INTERNAL_ERROR,
     PARAMETER_ERROR,
     SIMILAR_TARGET_EXISTS,
+    TARGET_NOT_FOUND,
     TARGET_TYPE,
     TOO_LARGE,
     ApiError,
 )
+from opencrs.index.bundle import Bundle
 from opencrs.query import Match, SimilarityEngine
 from opencrs.store import Stores
-from opencrs.store.records import TargetExists
-from opencrs.targets import FAILED, INDEXED, PENDING, TargetRecord
+from opencrs.store.blobs import BlobMissing
+from opencrs.store.records import StaleRecord, TargetExists
+from opencrs.targets import DELETING, FAILED, INDEXED, PENDING, TargetRecord
 from opencrs.vision.features import Features, extract_features
 from opencrs.vision.image import ImageError, check_and_decode
 from opencrs.vision.quality import grade
@@ -44,6 +48,61 @@ MAX_META_BYTES = 2 * 1024 * 1024
 MAX_NAME_CHARS = 64
 # Larger meta values go to S3: a DynamoDB item stops at 400 KB.
 INLINE_META_BYTES = 32 * 1024
+_MAX_RECORD_RETRIES = 8
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= MAX_NAME_CHARS:
+        raise ApiError(PARAMETER_ERROR, f"name must be 1-{MAX_NAME_CHARS} characters")
+    return value.strip()
+
+
+def _meta(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ApiError(PARAMETER_ERROR, "meta must be a string (base64 or text)")
+    if len(value.encode("utf-8")) > MAX_META_BYTES:
+        raise ApiError(TOO_LARGE, "meta exceeds 2 MB")
+    return value
+
+
+def _size(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ApiError(PARAMETER_ERROR, "size must be a number or a string")
+    return str(value)
+
+
+def _type(value: Any) -> str:
+    if (value or TARGET_TYPE) != TARGET_TYPE:
+        raise ApiError(PARAMETER_ERROR, f"type must be {TARGET_TYPE!r}")
+    return TARGET_TYPE
+
+
+def _flag(value: Any, field: str) -> str:
+    """EasyAR sends flags as "0"/"1"; accept booleans and ints too (str(True) is "True")."""
+    text = str(value).strip().lower()
+    if text in {"1", "true"}:
+        return "1"
+    if text in {"0", "false"}:
+        return "0"
+    raise ApiError(PARAMETER_ERROR, f'{field} must be "0" or "1"')
+
+
+# Request field → (record attribute, validator), for creation and PUT's patch alike.
+_FIELDS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "name": ("name", _name),
+    "size": ("size", _size),
+    "meta": ("meta", _meta),
+    "type": ("type", _type),
+    "active": ("active", lambda v: _flag(v, "active")),
+    "allowSimilar": ("allow_similar", lambda v: _flag(v, "allowSimilar")),
+}
+
+
+def validate_patch(params: Mapping[str, Any]) -> dict[str, str]:
+    """The target fields present in ``params``, validated, keyed by record attribute."""
+    return {
+        attr: check(params[field]) for field, (attr, check) in _FIELDS.items() if field in params
+    }
 
 
 @dataclass(frozen=True)
@@ -59,38 +118,8 @@ class TargetFields:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, default_name: str = "") -> TargetFields:
-        name = params.get("name", default_name)
-        if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME_CHARS:
-            raise ApiError(PARAMETER_ERROR, f"name must be 1-{MAX_NAME_CHARS} characters")
-        meta = params.get("meta", "")
-        if not isinstance(meta, str):
-            raise ApiError(PARAMETER_ERROR, "meta must be a string (base64 or text)")
-        if len(meta.encode("utf-8")) > MAX_META_BYTES:
-            raise ApiError(TOO_LARGE, "meta exceeds 2 MB")
-        size = params.get("size", "")
-        if isinstance(size, bool) or not isinstance(size, (str, int, float)):
-            raise ApiError(PARAMETER_ERROR, "size must be a number or a string")
-        target_type = params.get("type", TARGET_TYPE) or TARGET_TYPE
-        if target_type != TARGET_TYPE:
-            raise ApiError(PARAMETER_ERROR, f"type must be {TARGET_TYPE!r}")
-        return cls(
-            name=name.strip(),
-            size=str(size),
-            meta=meta,
-            type=target_type,
-            active=_flag(params.get("active", "1"), "active"),
-            allow_similar=_flag(params.get("allowSimilar", "0"), "allowSimilar"),
-        )
-
-
-def _flag(value: Any, field: str) -> str:
-    """EasyAR sends flags as "0"/"1"; accept booleans and ints too (str(True) is "True")."""
-    text = str(value).strip().lower()
-    if text in {"1", "true"}:
-        return "1"
-    if text in {"0", "false"}:
-        return "0"
-    raise ApiError(PARAMETER_ERROR, f'{field} must be "0" or "1"')
+        given = {"name": default_name, **params}
+        return cls(**validate_patch(given))
 
 
 class SimilarTargetsExist(ApiError):
@@ -107,10 +136,110 @@ def upload_target_id(bucket: str, key: str, etag: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"s3://{bucket}/{key}#{etag.strip(chr(34))}"))
 
 
+@dataclass(frozen=True)
+class PreparedImage:
+    """A checked image with what indexing derives from it."""
+
+    data: bytes
+    format: str
+    width: int
+    height: int
+    features: Features
+    grades: dict[str, int]
+
+
 class Indexer:
+    """Creates, updates and deletes targets so that records, blobs and bundles agree."""
+
     def __init__(self, stores: Stores, engine: SimilarityEngine) -> None:
         self.stores = stores
         self.engine = engine
+
+    # -- images -----------------------------------------------------------------
+
+    def prepare(
+        self, gallery: str, image: bytes, allow_similar: str, *, exclude: str | None = None
+    ) -> PreparedImage:
+        """Check, extract and grade ``image``; refuse it (419) if the gallery already holds
+        it and ``allow_similar`` is not "1" (``exclude``: the target being updated)."""
+        decoded = check_and_decode(image)
+        features = extract_features(decoded.gray, "target")
+        if allow_similar != "1":
+            query = extract_features(decoded.gray, "query")
+            similar = [m for m in self.engine.find(gallery, query) if m.record.target_id != exclude]
+            if similar:
+                raise SimilarTargetsExist(similar)
+        return PreparedImage(
+            image,
+            decoded.format,
+            decoded.width,
+            decoded.height,
+            features,
+            grade(decoded.gray, features),
+        )
+
+    def _store_image(
+        self, gallery: str, target_id: str, prepared: PreparedImage, image_key: str | None
+    ) -> dict[str, Any]:
+        """Put image and features under fresh keys (an update never overwrites what a
+        reader may be using); return the record attributes naming them."""
+        version = uuid.uuid4().hex[:12]
+        blobs = self.stores.blobs
+        if image_key is None:
+            image_key = blobs.image_key(gallery, target_id, version)
+            blobs.put(image_key, prepared.data, content_type=f"image/{prepared.format}")
+        features_key = blobs.features_key(gallery, target_id, version)
+        blobs.put(features_key, prepared.features.to_bytes())
+        return {
+            "image_key": image_key,
+            "features_key": features_key,
+            "grades": prepared.grades,
+            "width": prepared.width,
+            "height": prepared.height,
+        }
+
+    def _store_meta(self, gallery: str, target_id: str, meta: str) -> dict[str, str]:
+        if len(meta.encode("utf-8")) <= INLINE_META_BYTES:
+            return {"meta": meta, "meta_key": ""}
+        key = f"meta/{gallery}/{target_id}/{uuid.uuid4().hex[:12]}"
+        self.stores.blobs.put(key, meta.encode("utf-8"), content_type="text/plain")
+        return {"meta": "", "meta_key": key}
+
+    # -- the bundle ---------------------------------------------------------------
+
+    def sync(self, gallery: str, target_id: str) -> None:
+        """Make the gallery bundle hold ``target_id``'s descriptors exactly when its record
+        says so. The record is re-read inside every commit attempt, after the manifest, so
+        whichever sync lands last reflects the newest record: concurrent updates and
+        deletes of one target converge without locks."""
+
+        def change(bundle: Bundle) -> Bundle:
+            for _ in range(_MAX_RECORD_RETRIES):
+                record = self.stores.targets.get(gallery, target_id)
+                if record is None or not record.belongs_in_bundle:
+                    return bundle.without_target(target_id) if target_id in bundle else bundle
+                try:
+                    features = Features.from_bytes(self.stores.blobs.get(record.features_key))
+                except BlobMissing:
+                    continue  # replaced by a concurrent update since we read the record
+                return bundle.with_target(target_id, features)
+            raise ApiError(INTERNAL_ERROR, "target kept changing while being indexed")
+
+        self.stores.bundles.commit(gallery, change)
+
+    def _mark_indexed(self, record: TargetRecord) -> TargetRecord:
+        """Flip a pending record to indexed, unless someone changed it meanwhile."""
+        for _ in range(_MAX_RECORD_RETRIES):
+            try:
+                return self.stores.targets.replace(record.evolve(state=INDEXED))
+            except StaleRecord:
+                current = self.stores.targets.get(record.gallery, record.target_id)
+                if current is None or current.state != PENDING:
+                    return current or record.evolve(state=DELETING)
+                record = current
+        raise ApiError(INTERNAL_ERROR, "target kept changing while being indexed")
+
+    # -- create, update, delete -----------------------------------------------------
 
     def create(
         self,
@@ -129,12 +258,7 @@ class Indexer:
         ``image_key`` names an object already in the bucket holding ``image`` (an upload),
         which is then referenced rather than copied.
         """
-        decoded = check_and_decode(image)
-        features = extract_features(decoded.gray, "target")
-        if fields.allow_similar != "1":
-            similar = self.engine.find(gallery, extract_features(decoded.gray, "query"))
-            if similar:
-                raise SimilarTargetsExist(similar)
+        prepared = self.prepare(gallery, image, fields.allow_similar)
         now = int(time.time() * 1000)
         target_id = target_id or str(uuid.uuid4())
         record = TargetRecord(
@@ -142,43 +266,93 @@ class Indexer:
             gallery=gallery,
             name=fields.name,
             size=fields.size,
-            meta=fields.meta,
             type=fields.type,
             active=fields.active,
             allow_similar=fields.allow_similar,
             created_ms=now,
             modified_ms=now,
-            grades=grade(decoded.gray, features),
-            image_key=image_key or self.stores.blobs.image_key(gallery, target_id),
-            features_key=self.stores.blobs.features_key(gallery, target_id),
             state=PENDING,
             source=source,
-            width=decoded.width,
-            height=decoded.height,
+            **self._store_image(gallery, target_id, prepared, image_key),
+            **self._store_meta(gallery, target_id, fields.meta),
         )
-        blobs = self.stores.blobs
-        if image_key is None:
-            blobs.put(record.image_key, image, content_type=f"image/{decoded.format}")
-        blobs.put(record.features_key, features.to_bytes())
-        if len(fields.meta.encode("utf-8")) > INLINE_META_BYTES:
-            meta_key = f"meta/{gallery}/{target_id}"
-            blobs.put(meta_key, fields.meta.encode("utf-8"), content_type="text/plain")
-            record = record.evolve(meta="", meta_key=meta_key)
         self.stores.targets.create(record)
-        return self._publish(record, features)
+        self.sync(gallery, target_id)
+        return self._mark_indexed(record)
 
     def resume(self, record: TargetRecord) -> TargetRecord:
         """Finish indexing a record left ``pending`` (its features are already in S3)."""
-        features = Features.from_bytes(self.stores.blobs.get(record.features_key))
-        return self._publish(record, features)
+        self.sync(record.gallery, record.target_id)
+        return self._mark_indexed(record)
 
-    def _publish(self, record: TargetRecord, features: Features) -> TargetRecord:
-        self.stores.bundles.commit(
-            record.gallery, lambda bundle: bundle.with_target(record.target_id, features)
-        )
-        indexed = record.evolve(state=INDEXED)
-        self.stores.targets.put(indexed)
-        return indexed
+    def visible(self, gallery: str, target_id: str) -> TargetRecord:
+        record = self.stores.targets.get(gallery, target_id)
+        if record is None or not record.visible:
+            raise ApiError(TARGET_NOT_FOUND, f"target {target_id} not found")
+        return record
+
+    def update(
+        self, gallery: str, target_id: str, patch: Mapping[str, str], image: bytes | None
+    ) -> TargetRecord:
+        """PUT semantics of EasyAR: only the given fields change; a new image is checked,
+        graded and re-indexed (419 if similar to *another* target, unless allowed)."""
+        current = self.visible(gallery, target_id)
+        stored: dict[str, Any] = {}
+        if image is not None:
+            allow = patch.get("allow_similar", current.allow_similar)
+            prepared = self.prepare(gallery, image, allow, exclude=target_id)
+            stored = {**self._store_image(gallery, target_id, prepared, None), "state": PENDING}
+        if "meta" in patch:
+            stored.update(self._store_meta(gallery, target_id, patch["meta"]))
+        changes = {k: v for k, v in patch.items() if k != "meta"} | stored
+        for _ in range(_MAX_RECORD_RETRIES):
+            try:
+                updated = self.stores.targets.replace(
+                    current.evolve(**changes, modified_ms=int(time.time() * 1000))
+                )
+                break
+            except StaleRecord:
+                current = self.visible(gallery, target_id)
+        else:
+            raise ApiError(INTERNAL_ERROR, "target kept changing; the update was not applied")
+        if image is not None or "active" in patch:
+            self.sync(gallery, target_id)
+        if image is not None:
+            updated = self._mark_indexed(updated)
+        self._forget(current, keep=updated)
+        return updated
+
+    def delete(self, gallery: str, target_id: str) -> TargetRecord:
+        """Hide the target at once (state "deleting"), take its descriptors out of the
+        bundle, then remove its objects and record. A crash midway leaves a "deleting"
+        record that a repeated DELETE completes; the target is never visible again."""
+        record = self.stores.targets.get(gallery, target_id)
+        if record is None:
+            raise ApiError(TARGET_NOT_FOUND, f"target {target_id} not found")
+        for _ in range(_MAX_RECORD_RETRIES):
+            if record.state == DELETING:
+                break
+            try:
+                record = self.stores.targets.replace(record.evolve(state=DELETING))
+            except StaleRecord:
+                record = self.stores.targets.get(gallery, target_id)
+                if record is None:
+                    raise ApiError(TARGET_NOT_FOUND, f"target {target_id} not found") from None
+        self.sync(gallery, target_id)
+        self._forget(record, keep=None)
+        with suppress(StaleRecord):
+            self.stores.targets.delete(record)
+        return record
+
+    def _forget(self, old: TargetRecord, keep: TargetRecord | None) -> None:
+        """Delete the objects ``old`` points at that ``keep`` no longer uses. Uploaded
+        images belong to their uploader and stay."""
+        used = {keep.image_key, keep.features_key, keep.meta_key} if keep else set()
+        if old.source.startswith("upload:"):
+            used.add(old.image_key)
+        for key in (old.image_key, old.features_key, old.meta_key):
+            if key and key not in used:
+                self.stores.blobs.delete(key)
 
     def record_failure(
         self, gallery: str, target_id: str, fields: TargetFields, reason: str, source: str

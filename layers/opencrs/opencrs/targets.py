@@ -11,6 +11,8 @@ from opencrs.api.contract import QUALITY_FIELDS, TARGET_TYPE, iso_date
 PENDING = "pending"
 INDEXED = "indexed"
 FAILED = "failed"
+# Being deleted: already invisible; the record goes once its descriptors left the bundle.
+DELETING = "deleting"
 
 
 @dataclass(frozen=True)
@@ -35,16 +37,29 @@ class TargetRecord:
     source: str = "api"
     width: int = 0
     height: int = 0
+    # Bumped by every write; writes are conditional on it (optimistic concurrency).
+    revision: int = 0
 
     @property
     def searchable(self) -> bool:
         return self.state == INDEXED and self.active == "1"
 
+    @property
+    def belongs_in_bundle(self) -> bool:
+        """Whether the gallery bundle should hold this target's descriptors now."""
+        return self.state in {PENDING, INDEXED} and self.active == "1" and bool(self.features_key)
+
+    @property
+    def visible(self) -> bool:
+        """Whether the management API shows it (a target being deleted is already gone)."""
+        return self.state != DELETING
+
     def evolve(self, **changes: Any) -> TargetRecord:
         return replace(self, **changes)
 
-    def to_easyar(self, tracking_image: str) -> dict[str, Any]:
-        """The target as EasyAR returns it: strings for size/active, ints for grades."""
+    def to_easyar(self, tracking_image: str | None) -> dict[str, Any]:
+        """The target as EasyAR returns it: strings for size/active, ints for grades.
+        ``tracking_image`` None leaves the field out (listings, where it would not fit)."""
         shaped: dict[str, Any] = {
             "targetId": self.target_id,
             "trackingImage": tracking_image,
@@ -55,6 +70,18 @@ class TargetRecord:
             "date": iso_date(self.modified_ms or self.created_ms),
             "active": self.active,
         }
+        if tracking_image is None:
+            del shaped["trackingImage"]
         for name in QUALITY_FIELDS:
             shaped[name] = int(self.grades.get(name, -1))
         return shaped
+
+    def management_view(self) -> dict[str, Any]:
+        """Fields beyond EasyAR's, shown by the target API only (EasyAR clients ignore
+        unknown fields): where indexing stands, and why an upload failed."""
+        view: dict[str, Any] = {"state": self.state}
+        if self.failure_reason:
+            view["failureReason"] = self.failure_reason
+        if self.source != "api":
+            view["source"] = self.source
+        return view

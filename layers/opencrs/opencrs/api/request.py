@@ -22,6 +22,7 @@ class HttpRequest:
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     query: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    path_parameters: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_apigw(cls, event: Mapping[str, Any]) -> HttpRequest:
@@ -41,6 +42,9 @@ class HttpRequest:
             headers=headers,
             query={str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()},
             body=body,
+            path_parameters={
+                str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()
+            },
         )
 
     @property
@@ -67,3 +71,15 @@ def json_params(request: HttpRequest) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ApiError(PARAMETER_ERROR, "request body must be a JSON object")
     return params
+
+
+def query_params(request: HttpRequest) -> dict[str, Any]:
+    """Parameters of a GET or DELETE: the query string (as EasyAR's SDKs send them)."""
+    return dict(request.query)
+
+
+def path_parameter(request: HttpRequest, name: str) -> str:
+    value = request.path_parameters.get(name, "")
+    if not value:
+        raise ApiError(PARAMETER_ERROR, f"path parameter {name} is missing")
+    return value

@@ -16,6 +16,7 @@ from typing import Any
 from opencrs.api.auth import AppCredential, Keyring, authenticate
 from opencrs.api.contract import (
     INTERNAL_ERROR,
+    PARAMETER_ERROR,
     ROUTE_NOT_FOUND,
     ApiError,
     Reply,
@@ -24,9 +25,9 @@ from opencrs.api.contract import (
     now_ms,
     success,
 )
-from opencrs.api.request import HttpRequest, json_params
+from opencrs.api.request import HttpRequest, json_params, path_parameter, query_params
 from opencrs.config import Settings
-from opencrs.indexing import Indexer, TargetFields
+from opencrs.indexing import Indexer, TargetFields, validate_patch
 from opencrs.query import SimilarityEngine
 from opencrs.store import Stores
 from opencrs.store.secrets import load_keyring
@@ -35,6 +36,8 @@ from opencrs.vision.features import extract_features
 from opencrs.vision.image import ImageError, check_and_decode, decode_base64_image
 
 logger = logging.getLogger(__name__)
+
+MAX_PAGE_SIZE = 100
 
 
 class Service:
@@ -57,15 +60,35 @@ class Service:
     def keyring(self) -> Keyring:
         return self._keyring if self._keyring is not None else load_keyring(self.settings)
 
-    # -- routes ---------------------------------------------------------------
+    # -- routes: each takes an API Gateway REST proxy event -------------------------
 
     def similar(self, event: Mapping[str, Any]) -> Reply:
-        """POST /similar from an API Gateway REST proxy event."""
-        return self._answer(lambda: self._similar(HttpRequest.from_apigw(event)))
+        """POST /similar."""
+        return self._answer(self._similar, event)
 
     def create_target(self, event: Mapping[str, Any]) -> Reply:
-        """POST /targets from an API Gateway REST proxy event."""
-        return self._answer(lambda: self._create_target(HttpRequest.from_apigw(event)))
+        """POST /targets."""
+        return self._answer(self._create_target, event)
+
+    def list_targets(self, event: Mapping[str, Any]) -> Reply:
+        """GET /targets/infos?pageNum=&pageSize= (signed query parameters)."""
+        return self._answer(self._list_targets, event)
+
+    def get_target(self, event: Mapping[str, Any]) -> Reply:
+        """GET /target/{id}."""
+        return self._answer(self._get_target, event)
+
+    def update_target(self, event: Mapping[str, Any]) -> Reply:
+        """PUT /target/{id}: only the given fields change."""
+        return self._answer(self._update_target, event)
+
+    def delete_target(self, event: Mapping[str, Any]) -> Reply:
+        """DELETE /target/{id}."""
+        return self._answer(self._delete_target, event)
+
+    def grade(self, event: Mapping[str, Any], kind: str) -> Reply:
+        """POST /grade/detection | /grade/tracking | /grade/detail."""
+        return self._answer(lambda request: self._grade(request, kind), event)
 
     def not_found(self, method: str, path: str) -> Reply:
         return failure(ApiError(ROUTE_NOT_FOUND, f"no such route: {method} {path}"))
@@ -76,7 +99,10 @@ class Service:
     # -- implementation -------------------------------------------------------
 
     def _authenticated_params(self, request: HttpRequest) -> tuple[dict, AppCredential]:
-        params = json_params(request)
+        """The signed parameters (JSON body; query string for GET and DELETE) and caller."""
+        params = (
+            query_params(request) if request.method in {"GET", "DELETE"} else (json_params(request))
+        )
         return params, authenticate(params, request.authorization, self.keyring)
 
     def _similar(self, request: HttpRequest) -> dict:
@@ -96,15 +122,60 @@ class Service:
         record = self.indexer.create(credential.gallery, image, fields)
         return self._target_json(record)
 
+    def _list_targets(self, request: HttpRequest) -> dict:
+        params, credential = self._authenticated_params(request)
+        page_num = _bounded_int(params.get("pageNum", 1), "pageNum", 1, 10**9)
+        page_size = _bounded_int(params.get("pageSize", 10), "pageSize", 1, MAX_PAGE_SIZE)
+        records, total = self.stores.targets.page(credential.gallery, page_num, page_size)
+        targets = []
+        for record in records:
+            # No trackingImage in a listing (100 of them would not fit a response), and
+            # meta only when it is stored inline; GET /target/{id} has both.
+            shaped = record.to_easyar(None) | record.management_view()
+            if record.meta_key:
+                shaped["metaInListing"] = False
+            targets.append(shaped)
+        return {"targets": targets, "pageNum": page_num, "pageSize": page_size, "total": total}
+
+    def _get_target(self, request: HttpRequest) -> dict:
+        _, credential = self._authenticated_params(request)
+        record = self.indexer.visible(credential.gallery, path_parameter(request, "id"))
+        return self._target_json(record) | record.management_view()
+
+    def _update_target(self, request: HttpRequest) -> dict:
+        params, credential = self._authenticated_params(request)
+        image = decode_base64_image(params["image"]) if "image" in params else None
+        patch = validate_patch(params)
+        if image is None and not patch:
+            raise ApiError(PARAMETER_ERROR, "nothing to update: send image or target fields")
+        target_id = path_parameter(request, "id")
+        record = self.indexer.update(credential.gallery, target_id, patch, image)
+        return self._target_json(record) | record.management_view()
+
+    def _delete_target(self, request: HttpRequest) -> dict:
+        _, credential = self._authenticated_params(request)
+        record = self.indexer.delete(credential.gallery, path_parameter(request, "id"))
+        return {"targetId": record.target_id}
+
+    def _grade(self, request: HttpRequest, kind: str) -> dict:
+        params, credential = self._authenticated_params(request)
+        image = decode_base64_image(params.get("image"))
+        grades = self.indexer.prepare(credential.gallery, image, allow_similar="1").grades
+        if kind == "detection":
+            return {"grade": grades["detectableRate"]}
+        if kind == "tracking":
+            return {"grade": grades["trackableRate"]}
+        return dict(grades)
+
     def _target_json(self, record: TargetRecord) -> dict:
         shaped = record.to_easyar(self.indexer.tracking_image(record))
         shaped["meta"] = self.indexer.load_meta(record)
         return shaped
 
     @staticmethod
-    def _answer(action: Callable[[], object]) -> Reply:
+    def _answer(action: Callable[[HttpRequest], object], event: Mapping[str, Any]) -> Reply:
         try:
-            return success(action())
+            return success(action(HttpRequest.from_apigw(event)))
         except ApiError as error:
             return failure(error)
         except ImageError as error:
@@ -112,3 +183,13 @@ class Service:
         except Exception:
             logger.exception("internal error while serving a request")
             return failure(ApiError(INTERNAL_ERROR, "internal error"))
+
+
+def _bounded_int(value: Any, name: str, low: int, high: int) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ApiError(PARAMETER_ERROR, f"{name} must be an integer") from None
+    if not low <= number <= high:
+        raise ApiError(PARAMETER_ERROR, f"{name} must be between {low} and {high}")
+    return number

@@ -1,8 +1,9 @@
 """Target images and feature files in the gallery bucket.
 
-Key layout: ``images/<gallery>/<targetId>`` (the image as uploaded, returned as
-``trackingImage``) and ``features/<gallery>/<targetId>.bin`` (precomputed features, so
-a bundle can be rebuilt without re-extracting).
+Key layout: ``images/<gallery>/<targetId>/<version>`` (the image as uploaded, returned as
+``trackingImage``) and ``features/<gallery>/<targetId>/<version>.bin`` (precomputed
+features, so a bundle can be rebuilt without re-extracting). A new image gets a new
+version, so an update never overwrites an object a concurrent reader may be using.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ class BlobStore:
         self.bucket = bucket
 
     @staticmethod
-    def image_key(gallery: str, target_id: str) -> str:
-        return f"images/{gallery}/{target_id}"
+    def image_key(gallery: str, target_id: str, version: str) -> str:
+        return f"images/{gallery}/{target_id}/{version}"
 
     @staticmethod
-    def features_key(gallery: str, target_id: str) -> str:
-        return f"features/{gallery}/{target_id}.bin"
+    def features_key(gallery: str, target_id: str, version: str) -> str:
+        return f"features/{gallery}/{target_id}/{version}.bin"
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         client("s3").put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)

@@ -23,13 +23,16 @@ from botocore.exceptions import ClientError
 
 from opencrs.index.bundle import Bundle
 from opencrs.store.aws import client, error_code
-from opencrs.store.blobs import BlobStore
+from opencrs.store.blobs import BlobMissing, BlobStore
 from opencrs.store.records import gallery_key
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_SORT_KEY = "MANIFEST"
-_MAX_COMMIT_ATTEMPTS = 12
+# Optimistic commits retry with jittered backoff until this budget is spent: enough for
+# tens of concurrent writers, well inside API Gateway's 29 s.
+_COMMIT_BUDGET_S = 20.0
+_BACKOFF_CAP_S = 0.4
 
 
 class CommitConflict(Exception):
@@ -48,6 +51,9 @@ class BundleStore:
     def __init__(self, table: str, blobs: BlobStore) -> None:
         self.table = table
         self.blobs = blobs
+        # The last bundle read or written: a writer in a warm Lambda usually commits on
+        # top of the bundle it produced itself, and need not download it again.
+        self._last: tuple[str, Bundle] | None = None
 
     def manifest(self, gallery: str) -> Manifest | None:
         """The current manifest, read consistently so a write is visible to the next query."""
@@ -72,25 +78,45 @@ class BundleStore:
     def load(self, manifest: Manifest | None) -> Bundle:
         if manifest is None:
             return Bundle.empty()
-        return Bundle.from_bytes(self.blobs.get(manifest.bundle_key))
+        if self._last and self._last[0] == manifest.bundle_key:
+            return self._last[1]
+        bundle = Bundle.from_bytes(self.blobs.get(manifest.bundle_key))
+        self._last = (manifest.bundle_key, bundle)
+        return bundle
 
-    def commit(self, gallery: str, change: Callable[[Bundle], Bundle]) -> Manifest:
-        """Apply ``change`` to the gallery's current bundle and publish the result."""
-        for attempt in range(_MAX_COMMIT_ATTEMPTS):
+    def commit(self, gallery: str, change: Callable[[Bundle], Bundle]) -> Manifest | None:
+        """Apply ``change`` to the gallery's current bundle and publish the result.
+        ``change`` may read other state (it runs again on every attempt) and returns its
+        argument unchanged when there is nothing to do, in which case nothing is written."""
+        deadline = time.monotonic() + _COMMIT_BUDGET_S
+        attempt = 0
+        while True:
             current = self.manifest(gallery)
-            updated = change(self.load(current))
+            try:
+                base = self.load(current)
+            except BlobMissing:
+                continue  # superseded twice while we looked: read the manifest again
+            updated = change(base)
+            if updated is base:
+                return current
             version = (current.version if current else 0) + 1
             key = f"bundles/{gallery}/v{version:08d}-{uuid.uuid4().hex}.bin"
-            if not self.blobs.put_new(key, updated.to_bytes()):
-                continue  # a uuid collision is absurd, but never overwrite
-            if self._advance(gallery, current, key, version, len(updated)):
-                if current and current.previous_key:
-                    # Two versions back: no reader that saw the current manifest needs it.
-                    self.blobs.delete(current.previous_key)
-                return Manifest(version, key, current.bundle_key if current else "", len(updated))
-            self.blobs.delete(key)  # lost the race: our object was never published
-            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-        raise CommitConflict(f"bundle of gallery {gallery!r} changed {_MAX_COMMIT_ATTEMPTS} times")
+            if self.blobs.put_new(key, updated.to_bytes()):
+                if self._advance(gallery, current, key, version, len(updated)):
+                    self._last = (key, updated)
+                    if current and current.previous_key:
+                        # Two versions back: no reader that saw the current manifest needs it.
+                        self.blobs.delete(current.previous_key)
+                    return Manifest(
+                        version, key, current.bundle_key if current else "", len(updated)
+                    )
+                self.blobs.delete(key)  # lost the race: our object was never published
+            attempt += 1
+            if time.monotonic() > deadline:
+                raise CommitConflict(
+                    f"bundle of gallery {gallery!r} kept changing ({attempt} attempts)"
+                )
+            time.sleep(random.uniform(0, min(_BACKOFF_CAP_S, 0.01 * 2**attempt)))
 
     def _advance(
         self, gallery: str, current: Manifest | None, key: str, version: int, targets: int

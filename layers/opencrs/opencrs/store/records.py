@@ -25,6 +25,10 @@ class TargetExists(Exception):
     """A create raced with another create of the same id."""
 
 
+class StaleRecord(Exception):
+    """The record changed (or vanished) since it was read: re-read and try again."""
+
+
 def gallery_key(gallery: str) -> str:
     return f"G#{gallery}"
 
@@ -33,10 +37,13 @@ def target_sort_key(target_id: str) -> str:
     return f"T#{target_id}"
 
 
+def _key(gallery: str, target_id: str) -> dict[str, Any]:
+    return {"pk": {"S": gallery_key(gallery)}, "sk": {"S": target_sort_key(target_id)}}
+
+
 def _to_item(record: TargetRecord) -> dict[str, Any]:
     return {
-        "pk": {"S": gallery_key(record.gallery)},
-        "sk": {"S": target_sort_key(record.target_id)},
+        **_key(record.gallery, record.target_id),
         "targetId": {"S": record.target_id},
         "name": {"S": record.name},
         "size": {"S": record.size},
@@ -55,6 +62,7 @@ def _to_item(record: TargetRecord) -> dict[str, Any]:
         "source": {"S": record.source},
         "width": {"N": str(record.width)},
         "height": {"N": str(record.height)},
+        "revision": {"N": str(record.revision)},
     }
 
 
@@ -86,6 +94,7 @@ def _from_item(item: dict[str, Any], gallery: str) -> TargetRecord:
         source=text("source"),
         width=number("width"),
         height=number("height"),
+        revision=number("revision"),
     )
 
 
@@ -108,14 +117,68 @@ class TargetTable:
                 raise TargetExists(record.target_id) from error
             raise
 
-    def put(self, record: TargetRecord) -> None:
-        client("dynamodb").put_item(TableName=self.table, Item=_to_item(record))
+    def replace(self, record: TargetRecord) -> TargetRecord:
+        """Write ``record`` over the stored one if nobody changed it since it was read
+        (same revision); return it with the next revision. Raises StaleRecord."""
+        updated = record.evolve(revision=record.revision + 1)
+        try:
+            client("dynamodb").put_item(
+                TableName=self.table,
+                Item=_to_item(updated),
+                ConditionExpression="attribute_exists(sk) AND revision = :seen",
+                ExpressionAttributeValues={":seen": {"N": str(record.revision)}},
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise StaleRecord(record.target_id) from error
+            raise
+        return updated
+
+    def delete(self, record: TargetRecord) -> None:
+        """Delete the record as read (same revision); raises StaleRecord otherwise."""
+        try:
+            client("dynamodb").delete_item(
+                TableName=self.table,
+                Key=_key(record.gallery, record.target_id),
+                ConditionExpression="revision = :seen",
+                ExpressionAttributeValues={":seen": {"N": str(record.revision)}},
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise StaleRecord(record.target_id) from error
+            raise
+
+    def page(self, gallery: str, page_num: int, page_size: int) -> tuple[list[TargetRecord], int]:
+        """Page ``page_num`` (1-based) of the gallery's targets in a stable order (by id),
+        and the total count. Pages are cut client-side after a key-only scan of the
+        gallery's partition, so numbering is exact even with deleted targets around."""
+        keys: list[str] = []
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :t)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": gallery_key(gallery)},
+                ":t": {"S": "T#"},
+                ":deleting": {"S": "deleting"},
+            },
+            "FilterExpression": "#state <> :deleting",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ProjectionExpression": "targetId",
+            "ConsistentRead": True,
+        }
+        while True:
+            response = client("dynamodb").query(**request)
+            keys += [item["targetId"]["S"] for item in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        wanted = keys[(page_num - 1) * page_size : page_num * page_size]
+        found = self.get_many(gallery, wanted)
+        return [found[t] for t in wanted if t in found], len(keys)
 
     def get(self, gallery: str, target_id: str) -> TargetRecord | None:
         response = client("dynamodb").get_item(
-            TableName=self.table,
-            Key={"pk": {"S": gallery_key(gallery)}, "sk": {"S": target_sort_key(target_id)}},
-            ConsistentRead=True,
+            TableName=self.table, Key=_key(gallery, target_id), ConsistentRead=True
         )
         item = response.get("Item")
         return _from_item(item, gallery) if item else None
@@ -125,10 +188,7 @@ class TargetTable:
         ids = list(dict.fromkeys(target_ids))
         found: dict[str, TargetRecord] = {}
         for start in range(0, len(ids), _BATCH_GET_LIMIT):
-            keys = [
-                {"pk": {"S": gallery_key(gallery)}, "sk": {"S": target_sort_key(t)}}
-                for t in ids[start : start + _BATCH_GET_LIMIT]
-            ]
+            keys = [_key(gallery, t) for t in ids[start : start + _BATCH_GET_LIMIT]]
             request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
             for _ in range(_MAX_BATCH_ROUNDS):
                 response = client("dynamodb").batch_get_item(RequestItems=request)
