@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ class LocalAws:
     endpoint: str
     bucket: str
     table: str
+    queue_url: str
 
 
 def local_environment(endpoint: str, bucket: str, table: str) -> dict[str, str]:
@@ -66,10 +68,12 @@ def local_environment(endpoint: str, bucket: str, table: str) -> dict[str, str]:
     }
 
 
-def provision(bucket: str, table: str) -> None:
-    """Create the gallery bucket and targets table as template.yaml declares them."""
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    dynamodb = boto3.client("dynamodb")
+def provision(bucket: str, table: str, upload_prefix: str = "uploads/") -> str:
+    """Create the gallery bucket, targets table and upload queue (with its dead-letter
+    queue and the bucket's notifications to it) as template.yaml declares them; return
+    the queue URL."""
+    s3, sqs, dynamodb = boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb")
+    s3.create_bucket(Bucket=bucket)
     dynamodb.create_table(
         TableName=table,
         KeySchema=[
@@ -82,7 +86,38 @@ def provision(bucket: str, table: str) -> None:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
+    dead_letters = sqs.create_queue(QueueName=f"{bucket}-uploads-dlq")["QueueUrl"]
+    dead_letter_arn = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=f"{bucket}-uploads",
+        Attributes={
+            # Short locally, so a failed message comes back within the same run.
+            "VisibilityTimeout": "5",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": "5"}
+            ),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    rules = {"Key": {"FilterRules": [{"Name": "prefix", "Value": upload_prefix}]}}
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
+                    "Filter": rules,
+                }
+            ]
+        },
+    )
     dynamodb.get_waiter("table_exists").wait(TableName=table)
+    return queue_url
 
 
 @contextmanager
@@ -106,8 +141,8 @@ def deployment(endpoint: str, bucket: str, table: str) -> Iterator[LocalAws]:
     os.environ.update(local_environment(endpoint, bucket, table))
     reset_clients()
     try:
-        provision(bucket, table)
-        yield LocalAws(endpoint, bucket, table)
+        queue_url = provision(bucket, table)
+        yield LocalAws(endpoint, bucket, table, queue_url)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -167,7 +202,8 @@ def s3_put_event(bucket: str, key: str, etag: str, size: int) -> dict[str, Any]:
     record["s3"]["object"].update(
         {"key": quote_plus(key, safe="/"), "eTag": etag.strip('"'), "size": size}
     )
-    record["s3"]["object"]["sequencer"] = uuid.uuid4().hex[:16].upper()
+    # Like S3's: a later event on a key has a greater sequencer.
+    record["s3"]["object"]["sequencer"] = f"{time.time_ns():020X}"
     return event
 
 

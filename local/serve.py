@@ -21,14 +21,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import cv2
 import numpy as np
 
 from local.apigw import Router, proxy_event, proxy_result
-from local.runtime import REPO, FakeLambdaContext, embedded_aws, load_handler, upload_image
+from local.event_source import QueuePoller
+from local.runtime import REPO, FakeLambdaContext, LocalAws, embedded_aws, load_handler
 from local.template import api_routes
 from opencrs.api.auth import sign
 from opencrs.api.contract import now_ms
+from opencrs.store.records import TargetTable
+from opencrs.targets import TargetRecord
 
 DEMO_PHOTOS = REPO / "demo" / "photos"
 # The demo gallery; the other demo photos stay out of it as unrelated images.
@@ -114,16 +118,20 @@ def build_server(port: int) -> ThreadingHTTPServer:
     return ThreadingHTTPServer(("127.0.0.1", port), _make_http_handler(LocalApi()))
 
 
-def index_demo_gallery(bucket: str) -> list[dict[str, Any]]:
-    index = load_handler("index")
-    outcomes = []
+def index_demo_gallery(aws: LocalAws, poller: QueuePoller) -> list[TargetRecord]:
+    """Upload the demo photos under the upload prefix and let the queue deliver them to
+    the index function, as the deployed pipeline does; return the gallery's targets."""
+    s3 = boto3.client("s3")
     for name in DEMO_TARGETS:
-        data = (DEMO_PHOTOS / f"{name}.jpg").read_bytes()
-        result = upload_image(
-            index, bucket, f"uploads/demo/{name}.jpg", data, {"name": name, "size": "20"}
+        s3.put_object(
+            Bucket=aws.bucket,
+            Key=f"uploads/demo/{name}.jpg",
+            Body=(DEMO_PHOTOS / f"{name}.jpg").read_bytes(),
+            Metadata={"name": name, "size": "20"},
         )
-        outcomes += result["outcomes"]
-    return outcomes
+    poller.drain()
+    records, _ = TargetTable(aws.table).page("default", 1, 100)
+    return records
 
 
 def signed_similar_body(image_path: Path, app_key: str, secret: str) -> dict[str, Any]:
@@ -174,9 +182,16 @@ def main() -> None:
     with ExitStack() as stack:
         aws = stack.enter_context(embedded_aws())
         print(f"[opencrs] embedded S3 + DynamoDB (moto) on {aws.endpoint}", flush=True)
-        outcomes = index_demo_gallery(aws.bucket)
-        indexed = [o for o in outcomes if o["status"] == "indexed"]
-        print(f"[opencrs] demo gallery: {len(indexed)}/{len(outcomes)} targets indexed", flush=True)
+        poller = QueuePoller(aws.queue_url, load_handler("index"))
+        targets = index_demo_gallery(aws, poller)
+        indexed = [t for t in targets if t.state == "indexed"]
+        print(
+            f"[opencrs] demo gallery: {len(indexed)}/{len(DEMO_TARGETS)} targets indexed "
+            "through the upload queue",
+            flush=True,
+        )
+        poller.start()  # later uploads are indexed too, as the deployed pipeline does
+        stack.callback(poller.stop)
         server = build_server(port)
         stack.callback(server.server_close)
         base = f"http://127.0.0.1:{server.server_address[1]}"

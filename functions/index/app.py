@@ -1,15 +1,22 @@
-"""Index images put under the gallery bucket's upload prefix (S3 ObjectCreated events)."""
+"""Index images put under the gallery bucket's upload prefix, and delete the targets of
+removed uploads. Events come from the upload queue (S3 → SQS, with partial batch
+failures) or, e.g. from `sam local invoke -e events/s3_put_upload.json`, straight from S3."""
 
-from urllib.parse import unquote_plus
+import json
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opencrs.api.service import Service
-from opencrs.uploads import UploadedObject, UploadProcessor
+from opencrs.uploads import Outcome, UploadProcessor, uploaded_objects
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger)
@@ -19,28 +26,34 @@ metrics = Metrics()
 tracer = Tracer()
 service = Service.from_env()
 processor = UploadProcessor(service.settings, service.stores, service.indexer)
+batch = BatchProcessor(event_type=EventType.SQS)
+
+
+def process(notification: dict) -> list[Outcome]:
+    outcomes = [processor.process(upload) for upload in uploaded_objects(notification)]
+    for outcome in outcomes:
+        logger.info("upload processed", extra={"outcome": outcome.__dict__})
+    # Both counts on every event (zeros included), so an alarm on TargetsFailed has data.
+    statuses = [outcome.status for outcome in outcomes]
+    indexed = sum(status in ("indexed", "resumed") for status in statuses)
+    metrics.add_metric("TargetsIndexed", MetricUnit.Count, indexed)
+    metrics.add_metric("TargetsFailed", MetricUnit.Count, statuses.count("failed"))
+    return outcomes
+
+
+def queue_message(record: SQSRecord) -> list[dict]:
+    """One SQS message: an S3 notification. A fault raises, so only this message is
+    retried (ReportBatchItemFailures) and, after maxReceiveCount, dead-lettered."""
+    return [outcome.__dict__ for outcome in process(json.loads(record.body))]
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@event_source(data_class=S3Event)
-def lambda_handler(event: S3Event, context: LambdaContext) -> dict:
-    outcomes = []
-    for record in event.records:
-        upload = UploadedObject(
-            bucket=record.s3.bucket.name,
-            key=unquote_plus(record.s3.get_object.key),
-            etag=record.s3.get_object.etag or "",
-            size=record.s3.get_object.size or 0,
-            event_name=record.event_name,
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    records = event.get("Records") or []
+    if records and records[0].get("eventSource") == "aws:sqs":
+        return process_partial_response(
+            event=event, record_handler=queue_message, processor=batch, context=context
         )
-        outcome = processor.process(upload)
-        logger.info("upload processed", extra={"outcome": outcome.__dict__})
-        outcomes.append(outcome.__dict__)
-    # Both counts on every event (zeros included), so an alarm on TargetsFailed has data.
-    statuses = [outcome["status"] for outcome in outcomes]
-    indexed = sum(status in ("indexed", "resumed") for status in statuses)
-    metrics.add_metric("TargetsIndexed", MetricUnit.Count, indexed)
-    metrics.add_metric("TargetsFailed", MetricUnit.Count, statuses.count("failed"))
-    return {"outcomes": outcomes}
+    return {"outcomes": [outcome.__dict__ for outcome in process(event)]}

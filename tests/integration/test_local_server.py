@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from local.event_source import QueuePoller
 from local.serve import (
     DEMO_PHOTOS,
     DEMO_TARGETS,
@@ -24,8 +25,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def server(stack):
-    outcomes = index_demo_gallery(stack.aws.bucket)
-    assert [o["status"] for o in outcomes] == ["indexed"] * len(DEMO_TARGETS)
+    poller = QueuePoller(stack.aws.queue_url, stack.index_handler)
+    targets = index_demo_gallery(stack.aws, poller)
+    assert sorted(t.name for t in targets if t.state == "indexed") == sorted(DEMO_TARGETS)
     httpd = build_server(0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -17,15 +17,16 @@ from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 import pytest
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, S3Event
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, S3Event, SQSEvent
 
 from tests.unit.test_template import api_routes, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 EVENT_FILES = sorted(EVENTS.glob("*.json"))
-API_EVENTS = [p for p in EVENT_FILES if not p.name.startswith("s3_")]
+API_EVENTS = [p for p in EVENT_FILES if not p.name.startswith(("s3_", "sqs_"))]
 S3_EVENTS = [p for p in EVENT_FILES if p.name.startswith("s3_")]
+SQS_EVENTS = [p for p in EVENT_FILES if p.name.startswith("sqs_")]
 EXPECTED = {
     "similar.json",
     "similar_token.json",
@@ -33,6 +34,12 @@ EXPECTED = {
     "targets_create.json",
     "ping.json",
     "s3_put_upload.json",
+    "sqs_upload.json",
+    "targets_list.json",
+    "target_get.json",
+    "target_update.json",
+    "target_delete.json",
+    "grade_detection.json",
 }
 
 API_KEYS = {
@@ -192,6 +199,16 @@ def test_api_event_loads_with_powertools(path):
 @pytest.mark.parametrize("path", S3_EVENTS, ids=lambda p: p.name)
 def test_s3_event_shape(path):
     assert s3_event_problems(load(path)) == []
+
+
+@pytest.mark.parametrize("path", SQS_EVENTS, ids=lambda p: p.name)
+def test_sqs_event_carries_an_s3_notification(path):
+    raw = load(path)
+    event = SQSEvent(raw)
+    (record,) = list(event.records)
+    assert record.event_source == "aws:sqs" and record.message_id and record.receipt_handle
+    assert record.event_source_arn.startswith("arn:aws:sqs:")
+    assert s3_event_problems(json.loads(record.body)) == []
 
 
 def test_s3_upload_event_describes_the_demo_photo():

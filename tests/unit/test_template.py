@@ -254,13 +254,27 @@ def test_api_routes(doc):
                 assert event["Properties"]["RestApiId"] == {"Ref": "Api"}
 
 
-def test_index_function_is_triggered_by_uploads(doc):
+def test_uploads_reach_the_index_function_through_a_queue(doc):
+    resources = doc["Resources"]
     props = function_properties(doc)["IndexFunction"]
-    (event,) = [e for e in props["Events"].values() if e["Type"] == "S3"]
-    assert event["Properties"]["Bucket"] == {"Ref": "GalleryBucket"}
-    assert event["Properties"]["Events"] in ("s3:ObjectCreated:*", ["s3:ObjectCreated:*"])
-    rules = event["Properties"]["Filter"]["S3Key"]["Rules"]
-    assert {"Name": "prefix", "Value": "uploads/"} in rules
+    (event,) = [e for e in props["Events"].values() if e["Type"] == "SQS"]
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["UploadQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert not [e for e in props["Events"].values() if e["Type"] == "S3"]
+    bucket = resources["GalleryBucket"]
+    assert bucket["DependsOn"] == "UploadQueuePolicy"
+    configs = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert {c["Event"] for c in configs} == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    for config in configs:
+        assert config["Queue"] == {"Fn::GetAtt": ["UploadQueue", "Arn"]}
+        assert {"Name": "prefix", "Value": "uploads/"} in config["Filter"]["S3Key"]["Rules"]
+    redrive = resources["UploadQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["UploadDeadLetterQueue", "Arn"]}
+    timeout = props["Timeout"]
+    assert resources["UploadQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
+    statement = resources["UploadQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    source = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert "GalleryBucket" not in referenced_ids(source)  # named, not Ref'd: no cycle
 
 
 def test_no_function_references_the_bucket(doc):
@@ -478,6 +492,12 @@ def test_check_size_counts_runtime_bytecode_and_flags_foreign(tmp_path):
 def test_checks_catch_a_bucket_ref_in_the_index_function(doc):
     broken = copy.deepcopy(doc)
     props = broken["Resources"]["IndexFunction"]["Properties"]
+    # A direct S3 trigger makes the bucket depend on the function; a Ref back closes it.
+    props["Events"]["Direct"] = {
+        "Type": "S3",
+        "Properties": {"Bucket": {"Ref": "GalleryBucket"}, "Events": "s3:ObjectCreated:*"},
+    }
+    del broken["Resources"]["GalleryBucket"]["Properties"]["NotificationConfiguration"]
     props["Environment"] = {"Variables": {"OPENCRS_BUCKET": {"Ref": "GalleryBucket"}}}
     props["Policies"][0] = {"S3CrudPolicy": {"BucketName": {"Ref": "GalleryBucket"}}}
     problems = check_no_bucket_ref_from_functions(broken)

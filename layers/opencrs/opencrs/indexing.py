@@ -383,6 +383,8 @@ class Indexer:
         return record.meta
 
     def tracking_image(self, record: TargetRecord) -> str:
+        if not record.image_key:  # a failed upload that never became a target image
+            return ""
         return base64.b64encode(self.stores.blobs.get(record.image_key)).decode("ascii")
 
 

@@ -3,8 +3,13 @@
 Fields come from the object's user metadata (``x-amz-meta-name``, ``-size``, ``-meta``,
 ``-active``, ``-allowsimilar``) and, when present, a sidecar JSON object at the same key
 plus ``.json`` (uploaded *before* the image), whose fields win. Without a name, the file
-name (without extension) is used. Each delivery of the same object version maps to
-the same target id, so redelivered events are harmless.
+name (without extension) is used.
+
+Events arrive through SQS (S3 → SQS → index function, see template.yaml) or straight
+from S3; both carry S3 notification records. Each object version maps to one target id,
+so a redelivered event is harmless; an upload key remembers which target it stands for
+(and the order of the last event applied), so overwriting an upload replaces its target,
+deleting it deletes the target, and an older event arriving late changes nothing.
 """
 
 from __future__ import annotations
@@ -12,15 +17,18 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 from opencrs.api.contract import PARAMETER_ERROR, ApiError
 from opencrs.config import Settings
 from opencrs.indexing import Indexer, TargetFields, upload_target_id
 from opencrs.store import Stores
 from opencrs.store.blobs import BlobMissing
-from opencrs.store.records import TargetExists
+from opencrs.store.records import OutOfOrder, TargetExists, event_order
 from opencrs.targets import PENDING
 from opencrs.vision.image import MAX_IMAGE_BYTES, ImageError
 
@@ -43,12 +51,35 @@ class UploadedObject:
     etag: str
     size: int
     event_name: str = "ObjectCreated:Put"
+    sequencer: str = ""
+    event_time: str = ""
+
+
+def uploaded_objects(notification: Mapping[str, Any]) -> list[UploadedObject]:
+    """The objects named by an S3 event notification (as S3 sends it to Lambda or SQS).
+    S3's ``s3:TestEvent`` (sent when notifications are configured) names none."""
+    objects = []
+    for record in notification.get("Records") or []:
+        s3 = record.get("s3") or {}
+        item = s3.get("object") or {}
+        objects.append(
+            UploadedObject(
+                bucket=str((s3.get("bucket") or {}).get("name", "")),
+                key=unquote_plus(str(item.get("key", ""))),
+                etag=str(item.get("eTag", "")),
+                size=int(item.get("size") or 0),
+                event_name=str(record.get("eventName", "")),
+                sequencer=str(item.get("sequencer", "")),
+                event_time=str(record.get("eventTime", "")),
+            )
+        )
+    return objects
 
 
 @dataclass(frozen=True)
 class Outcome:
     key: str
-    status: str  # indexed | resumed | duplicate | failed | skipped
+    status: str  # indexed | resumed | duplicate | failed | deleted | skipped
     target_id: str = ""
     reason: str = ""
 
@@ -63,8 +94,6 @@ class UploadProcessor:
         """Index one uploaded object. Bad images are recorded as failed targets, not raised;
         infrastructure faults are raised so the event is retried."""
         key = upload.key
-        if not upload.event_name.startswith("ObjectCreated"):
-            return Outcome(key, "skipped", reason=f"{upload.event_name} is not an upload")
         if not key.startswith(self.settings.upload_prefix) or key.endswith("/"):
             return Outcome(key, "skipped", reason="outside the upload prefix")
         if key.endswith(SIDECAR_SUFFIX):
@@ -72,7 +101,22 @@ class UploadProcessor:
         if upload.bucket != self.settings.bucket:
             return Outcome(key, "skipped", reason=f"bucket {upload.bucket!r} is not the gallery's")
         gallery = self.settings.default_gallery
-        target_id = upload_target_id(upload.bucket, key, upload.etag)
+        removed = upload.event_name.startswith("ObjectRemoved")
+        if not removed and not upload.event_name.startswith("ObjectCreated"):
+            return Outcome(key, "skipped", reason=f"{upload.event_name} is not handled")
+        target_id = "" if removed else upload_target_id(upload.bucket, key, upload.etag)
+        try:
+            previous = self.stores.upload_keys.point(
+                gallery, key, target_id, event_order(upload.sequencer, upload.event_time)
+            )
+        except OutOfOrder:
+            return Outcome(key, "skipped", reason="a newer event for this key was applied")
+        if previous and previous != target_id:
+            # The upload was overwritten or removed: its old target goes with it.
+            with suppress(ApiError):
+                self.indexer.delete(gallery, previous)
+        if removed:
+            return Outcome(key, "deleted" if previous else "skipped", previous)
         existing = self.stores.targets.get(gallery, target_id)
         if existing is not None:
             if existing.state == PENDING:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from opencrs.config import Settings
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
-from opencrs.store.records import TargetTable
+from opencrs.store.records import TargetTable, UploadKeys
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class Stores:
     targets: TargetTable
     blobs: BlobStore
     bundles: BundleStore
+    upload_keys: UploadKeys
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Stores:
@@ -25,4 +26,5 @@ class Stores:
             targets=TargetTable(settings.table),
             blobs=blobs,
             bundles=BundleStore(settings.table, blobs),
+            upload_keys=UploadKeys(settings.table),
         )

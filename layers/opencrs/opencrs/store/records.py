@@ -203,3 +203,51 @@ class TargetTable:
                     "DynamoDB kept keys unprocessed; giving up after bounded retries"
                 )
         return found
+
+
+class OutOfOrder(Exception):
+    """A newer S3 event for the same key was already applied."""
+
+
+def event_order(sequencer: str, event_time: str) -> str:
+    """A string that sorts like the events on one key happened. S3's ``sequencer`` is hex
+    of varying length, compared after right-padding with zeros (S3's documented rule);
+    without one (some emulators omit it) the ISO event time stands in."""
+    if sequencer:
+        return "s" + sequencer.upper().ljust(40, "0")
+    return "t" + event_time
+
+
+class UploadKeys:
+    """Which target an upload key currently stands for (``sk = U#<key>``), so an
+    overwritten or removed upload replaces or deletes its target, and stale or
+    redelivered events are recognised."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def _key(self, gallery: str, key: str) -> dict[str, Any]:
+        return {"pk": {"S": gallery_key(gallery)}, "sk": {"S": f"U#{key}"}}
+
+    def point(self, gallery: str, key: str, target_id: str, order: str) -> str:
+        """Make ``key`` stand for ``target_id`` (``""``: removed) as of ``order``; return the
+        target it stood for before (``""`` if none). Raises OutOfOrder if a newer event
+        was applied already; the same event again is allowed (redelivery)."""
+        try:
+            response = client("dynamodb").put_item(
+                TableName=self.table,
+                Item={
+                    **self._key(gallery, key),
+                    "targetId": {"S": target_id},
+                    "order": {"S": order},
+                },
+                ConditionExpression="attribute_not_exists(sk) OR #order <= :order",
+                ExpressionAttributeNames={"#order": "order"},
+                ExpressionAttributeValues={":order": {"S": order}},
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise OutOfOrder(key) from error
+            raise
+        return response.get("Attributes", {}).get("targetId", {}).get("S", "")
