@@ -1,0 +1,168 @@
+"""Many writers at once — API creates, updates, deactivations and deletes, uploads and
+upload removals, each through its own function instances — leave the records, the
+bundle and its manifest consistent: every live target findable, every removed one gone."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Callable
+
+import boto3
+import pytest
+
+from local.event_source import QueuePoller
+from local.runtime import load_handler
+from opencrs.api.auth import sign
+from opencrs.store.blobs import BlobStore
+from opencrs.store.bundles import BundleStore
+from opencrs.store.records import TargetTable
+from tests.photos import PHOTO_DIR
+
+pytestmark = pytest.mark.integration
+
+API_PHOTOS = ("astronaut", "coffee", "rocket", "hubble", "motorcycle", "ihc")
+UPLOAD_PHOTOS = ("chelsea", "camera", "coins")
+
+
+def photo(name: str) -> bytes:
+    return (PHOTO_DIR / f"{name}.jpg").read_bytes()
+
+
+def run_concurrently(writers: list[Callable[[], None]]) -> None:
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(writers))
+
+    def run(writer: Callable[[], None]) -> None:
+        try:
+            start.wait()
+            writer()
+        except BaseException as error:  # re-raised below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+
+
+class Writer:
+    """One client with its own function instances, as separate Lambdas would be."""
+
+    def __init__(self, stack) -> None:
+        self.stack = stack
+        self.targets = load_handler("targets")
+
+    def call(self, event: dict) -> dict:
+        status, body = self.stack.api(self.targets, event)
+        assert body["statusCode"] == 0, body
+        return body["result"]
+
+    def create(self, name: str) -> str:
+        event = self.stack.signed_event(
+            "targets_create.json", image=base64.b64encode(photo(name)).decode(), name=name
+        )
+        return self.call(event)["targetId"]
+
+    def update(self, target_id: str, **fields: str) -> None:
+        event = self.stack.signed_event("target_update.json")
+        body = {k: v for k, v in json.loads(event["body"]).items() if k in ("timestamp", "appKey")}
+        body.update(fields)
+        body["signature"] = sign(body, self.stack.secret)
+        event["body"] = json.dumps(body)
+        event["pathParameters"] = {"id": target_id}
+        self.call(event)
+
+    def delete(self, target_id: str) -> None:
+        self.call(self.stack.signed_query_event("target_delete.json", target_id))
+
+
+def similar_names(stack, name: str) -> list[str]:
+    status, body = stack.similar(photo(name))
+    assert body["statusCode"] == 0, body
+    return sorted(t["name"] for t in body["result"]["results"])
+
+
+def assert_consistent(stack) -> set[str]:
+    """Bundle == the records that belong in it; no record left half-written."""
+    records, _ = TargetTable(stack.aws.table).page("default", 1, 100)
+    assert all(r.state == "indexed" for r in records), [(r.name, r.state) for r in records]
+    bundles = BundleStore(stack.aws.table, BlobStore(stack.aws.bucket))
+    manifest = bundles.manifest("default")
+    bundle = bundles.load(manifest)
+    live = {r.target_id for r in records if r.active == "1"}
+    assert set(bundle.target_ids()) == live
+    assert manifest.targets == len(bundle)
+    return {r.name for r in records if r.active == "1"}
+
+
+def test_concurrent_writers_lose_nothing(stack):
+    s3 = boto3.client("s3")
+    writers = [Writer(stack) for _ in API_PHOTOS]
+    ids: dict[str, str] = {}
+
+    def api_writer(writer: Writer, name: str, then: str) -> Callable[[], None]:
+        def work() -> None:
+            ids[name] = target = writer.create(name)
+            if then == "rename":
+                writer.update(target, name=f"{name} v2")
+            elif then == "deactivate":
+                writer.update(target, active="0")
+            elif then == "delete":
+                writer.delete(target)
+
+        return work
+
+    def uploader(name: str, remove: bool) -> Callable[[], None]:
+        poller = QueuePoller(stack.aws.queue_url, load_handler("index"), retry_now=True)
+
+        def work() -> None:
+            key = f"uploads/concurrent/{name}.jpg"
+            s3.put_object(Bucket=stack.aws.bucket, Key=key, Body=photo(name))
+            poller.drain()
+            if remove:
+                s3.delete_object(Bucket=stack.aws.bucket, Key=key)
+                poller.drain()
+
+        return work
+
+    plans = ["rename", "keep", "deactivate", "delete", "rename", "delete"]
+    run_concurrently(
+        [api_writer(w, n, p) for w, n, p in zip(writers, API_PHOTOS, plans, strict=True)]
+        + [uploader("chelsea", False), uploader("camera", True), uploader("coins", False)]
+    )
+    QueuePoller(stack.aws.queue_url, stack.index_handler, retry_now=True).drain()
+
+    expected = {
+        "astronaut": ["astronaut v2"],
+        "coffee": ["coffee"],
+        "rocket": [],  # deactivated
+        "hubble": [],  # deleted
+        "motorcycle": ["motorcycle v2"],
+        "ihc": [],  # deleted
+        "chelsea": ["chelsea"],
+        "camera": [],  # upload removed
+        "coins": ["coins"],
+    }
+    for name, found in expected.items():
+        assert similar_names(stack, name) == found, name
+    assert assert_consistent(stack) == {n for names in expected.values() for n in names}
+
+
+def test_racing_updates_of_one_target_converge(stack):
+    target = Writer(stack).create("retina")
+    writers = [Writer(stack) for _ in range(8)]
+    flips = ["0", "1"] * 4  # the last write wins; whichever it is, bundle must agree
+    run_concurrently(
+        [
+            (lambda w=w, flag=flag, i=i: w.update(target, active=flag, name=f"retina {i}"))
+            for i, (w, flag) in enumerate(zip(writers, flips, strict=True))
+        ]
+    )
+    records, _ = TargetTable(stack.aws.table).page("default", 1, 100)
+    [record] = [r for r in records if r.target_id == target]
+    assert similar_names(stack, "retina") == ([record.name] if record.active == "1" else [])
+    assert_consistent(stack)
