@@ -62,7 +62,9 @@ layer-check: $(STAMP)
 	$(PY) layers/check_size.py $(LAYER_CHECK)
 
 bench-quality: $(STAMP)
-	$(PY) -m bench.quality
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench.fetch_photos
+	$(PY) -m bench.quality $(BENCH_ARGS)
 
 ## Handler import times under CPython 3.12 with the layers as built (run by hand).
 bench-coldstart: $(STAMP)

@@ -1,105 +1,511 @@
-"""Recognition quality benchmark over the demo photos.
+"""Recognition quality benchmark: >= 100 real photographs, the production code path, and two
+baselines in the same run.
 
-Indexes the GALLERY photos of ``tests/photos.py`` as targets, queries every transform
-family of each, and queries the NEGATIVES (as-is and in the same families, which a real
-user's photos of unrelated posters would be). Prints one table: recall@1 per family,
-false positives, and per-query latency (feature extraction + search). Families marked
-``*`` are stress tests beyond the acceptance spec (where the engine's limits are); they
-are excluded from the ALL row.
+The gallery (``bench/photos/gallery``, built by ``bench.fetch_photos`` from Debian packages
+and ``demo/photos``) is indexed exactly as the index Lambda does it: JPEG bytes ->
+``check_and_decode`` -> ``extract_features(.., "target")`` -> ``Bundle.with_target``. Every
+query is a transformed photo *encoded as JPEG bytes* and goes through ``check_and_decode``
+-> ``extract_features(.., "query")`` -> ``Searcher.search``, as the query Lambda does.
 
-    python -m bench.quality                      # tuned params
-    python -m bench.quality --set RATIO=0.75     # try an override (repeatable)
+* moderate families (random parameters per query, seeded): any in-plane rotation, scale
+  0.35-1, perspective tilt 20-45 deg about a random axis, crop keeping 60 %, JPEG q40,
+  brightness and contrast +-40 %, mild blur + noise, and all of them combined;
+* hard families: scale 0.2, tilt 60 deg, 50 % occluded, strong blur, low light, the target
+  at 30 % of the frame in a cluttered photo;
+* negatives: every photo of ``bench/photos/negatives`` (other photos of the same kinds of
+  scenes, other photos of the same landmarks, text pages, tiles of large wallpapers) as-is
+  and under 6 transforms: >= 1,000 queries, none of which may return a target.
+
+Baselines, on the same decoded queries: whole-image SSIM on 256x256 grey (the open Vuforia
+mock's duplicate test; its threshold is the one giving it the best F1 over this run's
+queries) and ``imagehash.phash`` with Hamming distance <= 10. Each method ranks the targets
+it accepts; recall@k counts a query whose target is among the first k accepted.
+
+    python -m bench.quality                  # full run (~15 min on 2 cores)
+    python -m bench.quality --quick          # a quarter of the gallery and negatives
+    python -m bench.quality --set RATIO=0.75 # try a params override (repeatable)
+    python -m bench.quality --no-baselines   # engine only, while tuning
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import platform
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import cv2
 import numpy as np
 
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.vision import params
 from opencrs.vision.features import extract_features
-from tests.photos import FAMILIES, GALLERY, NEGATIVES, STRESS, load_gray
+from opencrs.vision.image import check_and_decode
+from tests.photos import embed, rotate, scale, tilt
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = ROOT / "bench" / "photos"
+OUT = ROOT / "bench" / "out"
+SSIM_SIZE = 256
+PHASH_MAX_DISTANCE = 10
+TOP_K = 5
+
+
+# -- photos --------------------------------------------------------------------------------
+def load_manifest() -> list[dict[str, str]]:
+    manifest = PHOTOS / "MANIFEST.tsv"
+    if not manifest.exists():
+        from bench import fetch_photos
+
+        fetch_photos.build()
+    with manifest.open() as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def read_gray(rel: str) -> np.ndarray:
+    img = cv2.imread(str(PHOTOS / rel), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise FileNotFoundError(PHOTOS / rel)
+    return img
+
+
+def encode(img: np.ndarray, quality: int = 90) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.tobytes()
+
+
+# -- transforms (grey in, (grey out, JPEG quality) out) ------------------------------------
+Transform = Callable[[np.ndarray, np.random.Generator, "Context"], tuple[np.ndarray, int]]
+
+
+@dataclass
+class Context:
+    """What a transform may need besides its photo: cluttered backgrounds and occluders
+    (always negatives, so the only gallery picture in view is the query's own)."""
+
+    backgrounds: list[np.ndarray]
+
+
+def gain_contrast(img: np.ndarray, gain: float, contrast: float) -> np.ndarray:
+    """Contrast about the mean, then brightness as a multiplicative gain (a camera's
+    exposure), clipped to uint8."""
+    f = img.astype(np.float32)
+    f = (f - f.mean()) * contrast + f.mean()
+    return np.clip(f * gain + 0.5, 0, 255).astype(np.uint8)
+
+
+def noisy(img: np.ndarray, sigma: float, noise: float, rng: np.random.Generator) -> np.ndarray:
+    out = cv2.GaussianBlur(img, (0, 0), sigma) if sigma > 0 else img
+    out = out.astype(np.float32) + rng.normal(0.0, noise, size=img.shape).astype(np.float32)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def tilt_any(img: np.ndarray, degrees: float, rng: np.random.Generator) -> np.ndarray:
+    """Perspective tilt about a random one of the four edges."""
+    k = int(rng.integers(4))
+    return np.ascontiguousarray(np.rot90(tilt(np.rot90(img, k), degrees), -k))
+
+
+def crop_any(img: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndarray:
+    h, w = img.shape[:2]
+    k = float(np.sqrt(keep))
+    ch, cw = round(h * k), round(w * k)
+    y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    return np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw])
+
+
+def occlude(img: np.ndarray, rng: np.random.Generator, ctx: Context) -> np.ndarray:
+    """Cover half of the picture (a random side) with part of an unrelated photo."""
+    h, w = img.shape[:2]
+    bg = ctx.backgrounds[int(rng.integers(len(ctx.backgrounds)))]
+    patch = cv2.resize(bg, (w, h), interpolation=cv2.INTER_AREA)
+    out = img.copy()
+    side = int(rng.integers(4))
+    if side == 0:
+        out[:, : w // 2] = patch[:, : w // 2]
+    elif side == 1:
+        out[:, w // 2 :] = patch[:, w // 2 :]
+    elif side == 2:
+        out[: h // 2] = patch[: h // 2]
+    else:
+        out[h // 2 :] = patch[h // 2 :]
+    return out
+
+
+def in_clutter(img: np.ndarray, rng: np.random.Generator, ctx: Context) -> np.ndarray:
+    """The target, slightly rotated, at 30 % of the long side of a cluttered photo."""
+    bg = ctx.backgrounds[int(rng.integers(len(ctx.backgrounds)))]
+    bg = scale(bg, 1024 / max(bg.shape[:2]))
+    return embed(rotate(img, float(rng.uniform(-15, 15))), bg, 0.3)
+
+
+def _combined(g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    g = scale(g, float(rng.uniform(0.5, 0.8)))
+    g = tilt_any(rotate(g, float(rng.uniform(0, 360))), float(rng.uniform(15, 35)), rng)
+    g = gain_contrast(g, float(rng.uniform(0.7, 1.3)), float(rng.uniform(0.7, 1.3)))
+    return noisy(g, 1.0, 3.0, rng)
+
+
+MODERATE: dict[str, Transform] = {
+    "rotate 0-360°": lambda g, r, c: (rotate(g, float(r.uniform(0, 360))), 90),
+    "scale 0.35-1": lambda g, r, c: (scale(g, float(r.uniform(0.35, 1.0))), 90),
+    "tilt 20-45°": lambda g, r, c: (tilt_any(g, float(r.uniform(20, 45)), r), 90),
+    "crop 60 %": lambda g, r, c: (crop_any(g, 0.6, r), 90),
+    "JPEG q40": lambda g, r, c: (g, 40),
+    "light ±40 %": lambda g, r, c: (
+        gain_contrast(g, float(r.choice([0.6, 1.4])), float(r.choice([0.6, 1.4]))),
+        90,
+    ),
+    "blur+noise": lambda g, r, c: (noisy(g, float(r.uniform(1.0, 1.5)), 5.0, r), 90),
+    "combined": lambda g, r, c: (_combined(g, r), 60),
+}
+HARD: dict[str, Transform] = {
+    "scale 0.2": lambda g, r, c: (scale(g, 0.2), 90),
+    "tilt 60°": lambda g, r, c: (tilt_any(g, 60.0, r), 90),
+    "occluded 50 %": lambda g, r, c: (occlude(g, r, c), 90),
+    "strong blur": lambda g, r, c: (noisy(g, 3.0, 3.0, r), 90),
+    "low light": lambda g, r, c: (noisy(gain_contrast(g, 0.25, 0.8), 0.0, 3.0, r), 80),
+    "in clutter 30 %": lambda g, r, c: (in_clutter(g, r, c), 90),
+}
+NEGATIVE: dict[str, Transform] = {
+    "as-is": lambda g, r, c: (g, 90),
+    "rotate": lambda g, r, c: (rotate(g, float(r.uniform(0, 360))), 90),
+    "tilt 35°": lambda g, r, c: (tilt_any(g, 35.0, r), 90),
+    "scale 0.5": lambda g, r, c: (scale(g, 0.5), 90),
+    "crop 60 %": lambda g, r, c: (crop_any(g, 0.6, r), 90),
+    "JPEG q40": lambda g, r, c: (g, 40),
+    "dark+noise": lambda g, r, c: (noisy(gain_contrast(g, 0.5, 0.8), 0.0, 3.0, r), 80),
+}
+
+
+# -- methods -------------------------------------------------------------------------------
+class Method:
+    name = ""
+
+    def rank(self, gray: np.ndarray) -> list[str]:
+        """Accepted target ids, best first."""
+        raise NotImplementedError
+
+
+class Engine(Method):
+    name = "opencrs"
+
+    def __init__(self, gallery: dict[str, bytes]) -> None:
+        bundle = Bundle.empty()
+        for tid, data in gallery.items():
+            bundle = bundle.with_target(
+                tid, extract_features(check_and_decode(data).gray, "target")
+            )
+        self.bundle = bundle
+        self.searcher = Searcher(bundle)
+        self.last_inliers: list[int] = []
+
+    def rank(self, gray: np.ndarray) -> list[str]:
+        hits = self.searcher.search(extract_features(gray, "query"))
+        self.last_inliers = [h.inliers for h in hits]
+        return [h.target_id for h in hits]
+
+
+def _ssim_prep(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = cv2.resize(gray, (SSIM_SIZE, SSIM_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
+    mu = cv2.blur(x, (7, 7), borderType=cv2.BORDER_REFLECT)
+    var = cv2.blur(x * x, (7, 7), borderType=cv2.BORDER_REFLECT) - mu * mu
+    return x, mu, var
+
+
+class SSIM(Method):
+    """scikit-image's ``structural_similarity`` defaults (7x7 uniform window, K1 0.01,
+    K2 0.03, sample covariance, data range 255, mean over the image), on 256x256 grey
+    resized without keeping the aspect ratio, as the Vuforia mock does. ``scores`` is
+    kept so the threshold can be chosen after the run."""
+
+    name = "SSIM 256²"
+
+    def __init__(self, gallery: dict[str, np.ndarray]) -> None:
+        self.ids = list(gallery)
+        prepped = [_ssim_prep(g) for g in gallery.values()]
+        self.x = np.stack([p[0] for p in prepped])
+        self.mu = np.stack([p[1] for p in prepped])
+        self.var = np.stack([p[2] for p in prepped])
+        self.threshold = 0.0
+
+    def scores(self, gray: np.ndarray) -> np.ndarray:
+        x, mu, var = _ssim_prep(gray)
+        n = 49.0
+        cov_norm = n / (n - 1)
+        c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+        out = np.empty(len(self.ids))
+        for i in range(len(self.ids)):
+            exy = cv2.blur(x * self.x[i], (7, 7), borderType=cv2.BORDER_REFLECT)
+            cov = (exy - mu * self.mu[i]) * cov_norm
+            num = (2 * mu * self.mu[i] + c1) * (2 * cov + c2)
+            den = (mu**2 + self.mu[i] ** 2 + c1) * ((var + self.var[i]) * cov_norm + c2)
+            out[i] = float((num / den)[3:-3, 3:-3].mean())
+        return out
+
+    def rank_scores(self, s: np.ndarray, threshold: float) -> list[str]:
+        order = np.argsort(-s, kind="stable")
+        return [self.ids[i] for i in order if s[i] >= threshold]
+
+
+class PHash(Method):
+    name = "pHash ≤10"
+
+    def __init__(self, gallery: dict[str, np.ndarray]) -> None:
+        self.ids = list(gallery)
+        self.h = np.array([self._hash(g) for g in gallery.values()], dtype=np.uint64)
+
+    @staticmethod
+    def _hash(gray: np.ndarray) -> int:
+        import imagehash
+        from PIL import Image
+
+        bits = imagehash.phash(Image.fromarray(gray)).hash.flatten()
+        return int("".join("1" if b else "0" for b in bits), 2)
+
+    def rank(self, gray: np.ndarray) -> list[str]:
+        d = np.bitwise_count(self.h ^ np.uint64(self._hash(gray)))
+        order = np.argsort(d, kind="stable")
+        return [self.ids[i] for i in order if d[i] <= PHASH_MAX_DISTANCE]
+
+
+# -- the run -------------------------------------------------------------------------------
+@dataclass
+class Query:
+    family: str
+    kind: str  # "moderate", "hard" or "negative"
+    photo: str
+    truth: str | None
+    results: dict[str, list[str]] = field(default_factory=dict)
+    ssim: np.ndarray | None = None
+    ms: dict[str, float] = field(default_factory=dict)
+    inliers: list[int] = field(default_factory=list)
+
+
+def run(
+    gallery_step: int, negative_step: int, baselines: bool, log: Callable[[str], None]
+) -> tuple[list[Query], dict]:
+    rows = load_manifest()
+    gallery_rows = [r for r in rows if r["role"] == "gallery"]
+    negative_rows = [r for r in rows if r["role"] == "negatives"]
+    gallery_rows, negative_rows = gallery_rows[::gallery_step], negative_rows[::negative_step]
+    gallery_bytes = {Path(r["file"]).stem: (PHOTOS / r["file"]).read_bytes() for r in gallery_rows}
+    t0 = time.perf_counter()
+    engine = Engine(gallery_bytes)
+    index_ms = (time.perf_counter() - t0) * 1000 / len(gallery_bytes)
+    gallery_gray = {k: check_and_decode(v).gray for k, v in gallery_bytes.items()}
+    ssim = SSIM(gallery_gray) if baselines else None
+    phash = PHash(gallery_gray) if baselines else None
+    negatives = {Path(r["file"]).stem: read_gray(r["file"]) for r in negative_rows}
+    big = [g for g in negatives.values() if min(g.shape) >= 400]
+    ctx = Context(backgrounds=big)
+    log(
+        f"gallery {len(gallery_bytes)} photos ({engine.bundle.descriptors.shape[0]} features, "
+        f"index {index_ms:.0f} ms/target); {len(negatives)} negative photos"
+    )
+
+    plan: list[tuple[str, str, str, str | None, np.ndarray, Transform]] = []
+    for kind, fams in (("moderate", MODERATE), ("hard", HARD)):
+        for fam, fn in fams.items():
+            for tid, g in gallery_gray.items():
+                plan.append((fam, kind, tid, tid, g, fn))
+    for fam, fn in NEGATIVE.items():
+        for name, g in negatives.items():
+            plan.append((fam, "negative", name, None, g, fn))
+
+    queries: list[Query] = []
+    t_start = time.perf_counter()
+    for n, (fam, kind, photo, truth, g, fn) in enumerate(plan):
+        rng = np.random.default_rng([zlib_crc(fam), zlib_crc(photo)])
+        img, quality = fn(g, rng, ctx)
+        data = encode(img, quality)
+        q = Query(fam, kind, photo, truth)
+        t = time.perf_counter()
+        gray = check_and_decode(data).gray
+        decode_ms = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        q.results[engine.name] = engine.rank(gray)
+        q.ms[engine.name] = decode_ms + (time.perf_counter() - t) * 1000
+        q.inliers = engine.last_inliers
+        if ssim is not None and phash is not None:
+            t = time.perf_counter()
+            q.ssim = ssim.scores(gray)
+            q.ms[ssim.name] = decode_ms + (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            q.results[phash.name] = phash.rank(gray)
+            q.ms[phash.name] = decode_ms + (time.perf_counter() - t) * 1000
+        queries.append(q)
+        if (n + 1) % 250 == 0:
+            el = time.perf_counter() - t_start
+            log(f"  {n + 1}/{len(plan)} queries, {el:.0f} s")
+    meta = {
+        "gallery": len(gallery_bytes),
+        "negative_photos": len(negatives),
+        "features": int(engine.bundle.descriptors.shape[0]),
+        "index_ms": index_ms,
+        "seconds": time.perf_counter() - t_start,
+    }
+    if ssim is not None:
+        meta["ssim_threshold"] = choose_ssim_threshold(ssim, queries)
+        for q in queries:
+            assert q.ssim is not None
+            q.results[ssim.name] = ssim.rank_scores(q.ssim, meta["ssim_threshold"])
+    return queries, meta
+
+
+def zlib_crc(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode())
+
+
+def choose_ssim_threshold(ssim: SSIM, queries: list[Query]) -> float:
+    """The threshold maximising F1 over this run: a positive query is a true positive when
+    its target is the best accepted one; any other accepted answer is a false positive."""
+    best = (-1.0, 0.0)
+    for t in np.round(np.arange(0.05, 1.0, 0.01), 2):
+        tp = fp = 0
+        n_pos = 0
+        for q in queries:
+            assert q.ssim is not None
+            top = int(np.argmax(q.ssim))
+            accepted = q.ssim[top] >= t
+            if q.truth is not None:
+                n_pos += 1
+                if accepted and ssim.ids[top] == q.truth:
+                    tp += 1
+                elif accepted:
+                    fp += 1
+            elif accepted:
+                fp += 1
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / n_pos if n_pos else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        if f1 > best[0]:
+            best = (f1, float(t))
+    return best[1]
+
+
+# -- the table -----------------------------------------------------------------------------
+def _recall(qs: list[Query], method: str, k: int) -> float:
+    return sum(q.truth in q.results[method][:k] for q in qs) / max(len(qs), 1)
+
+
+def table(queries: list[Query], meta: dict) -> list[str]:
+    order = [Engine.name, SSIM.name, PHash.name]
+    methods = [m for m in order if m in queries[0].results]
+    head = "| family | queries | " + " | ".join(f"{m} R@1 | {m} R@5" for m in methods) + " |"
+    sep = "|" + "---|" * (2 + 2 * len(methods))
+    lines = [head, sep]
+
+    def row(label: str, qs: list[Query]) -> str:
+        cells = [f"{_recall(qs, m, 1):.3f} | {_recall(qs, m, TOP_K):.3f}" for m in methods]
+        return f"| {label} | {len(qs)} | " + " | ".join(cells) + " |"
+
+    for kind, fams in (("moderate", MODERATE), ("hard", HARD)):
+        for fam in fams:
+            lines.append(row(fam, [q for q in queries if q.family == fam and q.kind == kind]))
+        lines.append(row(f"**all {kind}**", [q for q in queries if q.kind == kind]))
+    negs = [q for q in queries if q.kind == "negative"]
+    fp = {m: sum(bool(q.results[m]) for q in negs) for m in methods}
+    cells = [f"{fp[m]}/{len(negs)} = {fp[m] / len(negs):.3f} | " for m in methods]
+    lines.append(f"| **negatives: false-positive rate** | {len(negs)} | " + " | ".join(cells))
+    lat = []
+    for m in methods:
+        ms = np.array([q.ms[m] for q in queries])
+        lat.append(f"p50 {np.percentile(ms, 50):.0f} ms | p95 {np.percentile(ms, 95):.0f} ms")
+    lines.append(f"| **latency per query** | {len(queries)} | " + " | ".join(lat) + " |")
+    return lines
+
+
+def details(queries: list[Query], meta: dict) -> list[str]:
+    eng = Engine.name
+    out = []
+    miss = [q for q in queries if q.truth is not None and q.results[eng][:1] != [q.truth]]
+    out.append(f"{eng} misses at rank 1: {len(miss)}")
+    for q in miss[:60]:
+        out.append(f"  {q.kind:8} {q.family:16} {q.photo:45} -> {q.results[eng][:3]}")
+    wrong = [q for q in queries if q.truth is not None and set(q.results[eng]) - {q.truth}]
+    out.append(f"{eng} positive queries with an extra wrong hit: {len(wrong)}")
+    for q in wrong[:20]:
+        out.append(f"  {q.family:16} {q.photo:45} -> {q.results[eng][:3]} {q.inliers[:3]}")
+    fps = [q for q in queries if q.truth is None and q.results[eng]]
+    out.append(f"{eng} negative queries with a hit: {len(fps)}")
+    for q in fps[:40]:
+        out.append(f"  {q.family:16} {q.photo:45} -> {q.results[eng][:3]} {q.inliers[:3]}")
+    if "ssim_threshold" in meta:
+        out.append(f"SSIM threshold (best F1 over this run): {meta['ssim_threshold']:.2f}")
+    ok_inl = [
+        q.inliers[0] for q in queries if q.truth is not None and q.results[eng][:1] == [q.truth]
+    ]
+    if ok_inl:
+        out.append(
+            f"{eng} inliers of correct rank-1 hits: min {min(ok_inl)}, "
+            f"p5 {np.percentile(ok_inl, 5):.0f}, median {np.median(ok_inl):.0f}"
+        )
+    return out
 
 
 def _override(assignments: list[str]) -> None:
     for item in assignments:
         name, _, value = item.partition("=")
         old = getattr(params, name)  # AttributeError on typos, on purpose
-        setattr(params, name, type(old)(value))
-
-
-def run() -> list[str]:
-    bundle = Bundle.empty()
-    t0 = time.perf_counter()
-    for name in GALLERY:
-        bundle = bundle.with_target(name, extract_features(load_gray(name), "target"))
-    index_ms = (time.perf_counter() - t0) * 1000 / len(GALLERY)
-    searcher = Searcher(bundle)
-    latencies: list[float] = []
-
-    def query(img: np.ndarray) -> list:
-        t = time.perf_counter()
-        hits = searcher.search(extract_features(img, "query"))
-        latencies.append((time.perf_counter() - t) * 1000)
-        return hits
-
-    rows = []
-    total_ok = total_n = wrong = total_fp = 0
-    max_neg_inliers = 0
-    for fam, fn in {**FAMILIES, **STRESS}.items():
-        ok = 0
-        misses = []
-        inl = []
-        for name in GALLERY:
-            hits = query(fn(load_gray(name), name))
-            if hits and hits[0].target_id == name:
-                ok += 1
-                inl.append(hits[0].inliers)
-            else:
-                misses.append(name)
-            wrong += sum(h.target_id != name for h in hits)
-        neg_fp = 0
-        for name in NEGATIVES:
-            hits = query(fn(load_gray(name), name))
-            neg_fp += bool(hits)
-            total_fp += bool(hits)
-            max_neg_inliers = max([max_neg_inliers, *(h.inliers for h in hits)])
-        if fam in FAMILIES:
-            total_ok += ok
-            total_n += len(GALLERY)
-        med = int(np.median(inl)) if inl else 0
-        rows.append(
-            f"| {fam:<11} | {ok:>2}/{len(GALLERY):<2} | {ok / len(GALLERY):>6.0%} | {med:>7} "
-            f"| {neg_fp:>2}/{len(NEGATIVES):<2} | {', '.join(misses) or '-'} |"
-        )
-    lat = np.array(latencies)
-    out = [
-        f"gallery {len(GALLERY)} targets ({bundle.descriptors.shape[0]} features, "
-        f"{len(bundle.to_bytes()) / 1024:.0f} KiB bundle, index {index_ms:.0f} ms/target); "
-        f"negatives {len(NEGATIVES)} photos x {len(FAMILIES) + len(STRESS)} families",
-        "| family      | top-1 | recall | inliers | neg FP | misses |",
-        "|-------------|-------|--------|---------|--------|--------|",
-        *rows,
-        f"| ALL (spec)  | {total_ok}/{total_n} | {total_ok / total_n:>6.1%} |         "
-        f"|        | wrong extra hits on positives: {wrong} |",
-        f"negative queries with any hit: {total_fp} of {len(NEGATIVES) * len(rows)}; "
-        f"max inliers on a negative hit: {max_neg_inliers}",
-        f"latency per query (extract+search): p50 {np.percentile(lat, 50):.0f} ms, "
-        f"p95 {np.percentile(lat, 95):.0f} ms, max {lat.max():.0f} ms over {len(lat)} queries",
-    ]
-    return out
+        setattr(params, name, type(old)(value) if not isinstance(old, bool) else value == "True")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1/4 of gallery and negatives")
+    parser.add_argument("--gallery-step", type=int, default=1, help="every n-th gallery photo")
+    parser.add_argument("--negative-step", type=int, default=1, help="every n-th negative")
+    parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
     _override(args.set)
-    print("\n".join(run()))
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    t0 = time.perf_counter()
+    if args.quick:
+        args.gallery_step, args.negative_step = 4, 4
+    queries, meta = run(args.gallery_step, args.negative_step, not args.no_baselines, log)
+    lines = table(queries, meta)
+    extra = details(queries, meta)
+    print("\n".join(["", *lines, "", *extra]))
+    print(
+        f"\n{platform.python_version()}, OpenCV {cv2.__version__}, numpy {np.__version__}; "
+        f"{len(queries)} queries, total {time.perf_counter() - t0:.0f} s"
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"quality-g{args.gallery_step}-n{args.negative_step}.json").write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "overrides": args.set,
+                "table": lines,
+                "queries": [
+                    {
+                        "family": q.family,
+                        "kind": q.kind,
+                        "photo": q.photo,
+                        "truth": q.truth,
+                        "results": {m: r[:TOP_K] for m, r in q.results.items()},
+                        "inliers": q.inliers[:TOP_K],
+                        "ms": q.ms,
+                    }
+                    for q in queries
+                ],
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":
