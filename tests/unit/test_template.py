@@ -364,6 +364,20 @@ def test_storage_and_secret(doc):
     assert secret["Properties"]["GenerateSecretString"]["GenerateStringKey"] == "appSecret"
 
 
+def test_app_key_is_a_parameter_and_the_secret_is_not(doc):
+    assert doc["Parameters"]["AppKey"]["Default"] == ""
+    assert not any("secret" in name.lower() for name in doc["Parameters"])
+    template = doc["Resources"]["CredentialsSecret"]["Properties"]["GenerateSecretString"][
+        "SecretStringTemplate"
+    ]
+    condition, given, default = template["Fn::Sub"][1]["Key"]["Fn::If"]
+    assert condition == "AppKeyGiven" and given == {"Ref": "AppKey"}
+    assert "AWS::StackId" in str(default)
+    for props in function_properties(doc).values():
+        variables = props.get("Environment", {}).get("Variables", {})
+        assert not {"OPENCRS_APP_SECRET", "OPENCRS_APP_KEY"} & set(variables)
+
+
 def test_parameters_and_outputs(doc):
     assert {"Stage", "LogLevel", "QueryMemorySize", "Architecture", "Tracing"} <= set(
         doc["Parameters"]
