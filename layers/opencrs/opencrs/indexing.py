@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 MAX_META_BYTES = 2 * 1024 * 1024
 MAX_NAME_CHARS = 64
+MAX_SIZE_CHARS = 64
 # Larger meta values go to S3: a DynamoDB item stops at 400 KB.
 INLINE_META_BYTES = 32 * 1024
 _MAX_RECORD_RETRIES = 8
@@ -68,7 +69,12 @@ def _meta(value: Any) -> str:
 def _size(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ApiError(PARAMETER_ERROR, "size must be a number or a string")
-    return str(value)
+    text = str(value)
+    # Bounded like name: an unbounded string would overflow the 400 KB DynamoDB item
+    # (a 500 after the image was already stored) instead of being refused here.
+    if len(text) > MAX_SIZE_CHARS:
+        raise ApiError(PARAMETER_ERROR, f"size must be at most {MAX_SIZE_CHARS} characters")
+    return text
 
 
 def _type(value: Any) -> str:
@@ -277,8 +283,26 @@ class Indexer:
             **self._store_meta(gallery, target_id, fields.meta),
         )
         self.stores.targets.create(record)
-        self.sync(gallery, target_id)
-        return self._mark_indexed(record)
+        try:
+            self.sync(gallery, target_id)
+            return self._mark_indexed(record)
+        except Exception:
+            self._abandon(record)
+            raise
+
+    def _abandon(self, record: TargetRecord) -> None:
+        """Undo a create that failed after its record was written (a fault in the bundle
+        commit or the final flip), so no half-written ``pending`` target outlives the
+        error the client sees. An upload is then simply indexed again on redelivery. If
+        the fault also stops the undo, the record stays ``pending``: invisible to queries,
+        resumed by a redelivered upload, and removable with DELETE."""
+        try:
+            self.delete(record.gallery, record.target_id)
+        except Exception:
+            logger.warning(
+                "could not undo a failed create; the target stays pending",
+                extra={"gallery": record.gallery, "targetId": record.target_id},
+            )
 
     def resume(self, record: TargetRecord) -> TargetRecord:
         """Finish indexing a record left ``pending`` (its features are already in S3)."""

@@ -126,6 +126,10 @@ class UploadProcessor:
         default_name = posixpath.splitext(posixpath.basename(key))[0][:64] or target_id
         try:
             fields = TargetFields.from_params(self._fields(key), default_name=default_name)
+        except BlobMissing:
+            # Removed before its creation event was processed: its removal event follows
+            # (or came first); retrying could only dead-letter the message.
+            return Outcome(key, "skipped", reason="object no longer exists")
         except ApiError as error:
             fields = TargetFields(name=default_name)
             return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)

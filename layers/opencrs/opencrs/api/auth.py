@@ -82,7 +82,9 @@ def signing_string(params: Mapping[str, Any], *, include_image: bool = True) -> 
 def sign(params: Mapping[str, Any], secret: str, *, include_image: bool = True) -> str:
     """Lowercase hex SHA-256 signature of ``params`` with ``secret`` (EasyAR SDK algorithm)."""
     text = signing_string(params, include_image=include_image) + secret
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # "surrogatepass": a lone surrogate (JSON allows the escape "\ud800") must give a
+    # signature that does not match, not an exception the caller turns into a 500.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _request_time_ms(params: Mapping[str, Any]) -> int:
@@ -175,12 +177,13 @@ def verify_token(token: str, keyring: Keyring, *, now_s: int | None = None) -> A
     try:
         body = json.loads(_b64url_decode(payload))
         app_key, expiry = body["appKey"], int(body["exp"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):  # {"exp": Infinity} overflows
         raise ApiError(INVALID_TOKEN, "token is malformed") from None
     credential = keyring.get(app_key) if isinstance(app_key, str) else None
     if credential is None:
         raise ApiError(INVALID_TOKEN, "token is not valid")
-    if not hmac.compare_digest(_token_mac(credential.secret, payload).encode(), mac.encode()):
+    given = mac.encode("utf-8", "surrogatepass")
+    if not hmac.compare_digest(_token_mac(credential.secret, payload).encode(), given):
         raise ApiError(INVALID_TOKEN, "token is not valid")
     if (int(time.time()) if now_s is None else now_s) >= expiry:
         raise ApiError(INVALID_TOKEN, "token has expired")

@@ -70,7 +70,32 @@ def json_params(request: HttpRequest) -> dict[str, Any]:
         raise ApiError(PARAMETER_ERROR, "request body is not valid JSON") from None
     if not isinstance(params, dict):
         raise ApiError(PARAMETER_ERROR, "request body must be a JSON object")
+    if _has_lone_surrogate(params):
+        raise ApiError(PARAMETER_ERROR, "request body holds a lone UTF-16 surrogate escape")
     return params
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any key or string in a parsed JSON value holds a lone surrogate.
+
+    JSON's ``"\ud800"`` escape parses into a str that cannot be encoded as UTF-8, so it
+    would fail deep in storage (a 500) instead of here (414). Iterative, so a deeply
+    nested body cannot exhaust the stack; ASCII strings (the base64 image) cost one scan.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def query_params(request: HttpRequest) -> dict[str, Any]:

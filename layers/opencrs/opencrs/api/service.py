@@ -16,8 +16,10 @@ from typing import Any
 from opencrs.api.auth import AppCredential, Keyring, authenticate
 from opencrs.api.contract import (
     INTERNAL_ERROR,
+    INVALID_SIGNATURE,
     PARAMETER_ERROR,
     ROUTE_NOT_FOUND,
+    TARGET_NOT_FOUND,
     ApiError,
     Reply,
     failure,
@@ -30,6 +32,7 @@ from opencrs.config import Settings
 from opencrs.indexing import Indexer, TargetFields, validate_patch
 from opencrs.query import SimilarityEngine
 from opencrs.store import Stores
+from opencrs.store.replays import SignatureReplayed
 from opencrs.store.secrets import load_keyring
 from opencrs.targets import TargetRecord
 from opencrs.vision.features import extract_features
@@ -38,6 +41,9 @@ from opencrs.vision.image import ImageError, check_and_decode, decode_base64_ima
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
+# Target ids are UUIDs (36 characters). A longer path id cannot name a target, and past
+# 1 KB DynamoDB would refuse the key with a ValidationException (a 500), so it is a 404.
+MAX_TARGET_ID_CHARS = 128
 
 
 class Service:
@@ -98,12 +104,27 @@ class Service:
 
     # -- implementation -------------------------------------------------------
 
-    def _authenticated_params(self, request: HttpRequest) -> tuple[dict, AppCredential]:
-        """The signed parameters (JSON body; query string for GET and DELETE) and caller."""
+    def _authenticated_params(
+        self, request: HttpRequest, *, write: bool = False
+    ) -> tuple[dict, AppCredential]:
+        """The signed parameters (JSON body; query string for GET and DELETE) and caller.
+        A ``write`` signed with parameters is refused (statusCode 2) if its signature was
+        already used: replaying a read is harmless, replaying a write is not. Tokens are
+        bearer credentials, reusable until they expire, and not tracked."""
         params = (
             query_params(request) if request.method in {"GET", "DELETE"} else (json_params(request))
         )
-        return params, authenticate(params, request.authorization, self.keyring)
+        credential = authenticate(params, request.authorization, self.keyring)
+        uses_token = bool(request.authorization and request.authorization.strip())
+        if write and not uses_token and self.stores.replays is not None:
+            signature = str(params["signature"]).strip().lower()
+            try:
+                self.stores.replays.claim(credential.gallery, signature)
+            except SignatureReplayed:
+                raise ApiError(
+                    INVALID_SIGNATURE, "signature was already used: sign each write afresh"
+                ) from None
+        return params, credential
 
     def _similar(self, request: HttpRequest) -> dict:
         params, credential = self._authenticated_params(request)
@@ -116,7 +137,7 @@ class Service:
         }
 
     def _create_target(self, request: HttpRequest) -> dict:
-        params, credential = self._authenticated_params(request)
+        params, credential = self._authenticated_params(request, write=True)
         image = decode_base64_image(params.get("image"))
         fields = TargetFields.from_params(params)
         record = self.indexer.create(credential.gallery, image, fields)
@@ -139,22 +160,22 @@ class Service:
 
     def _get_target(self, request: HttpRequest) -> dict:
         _, credential = self._authenticated_params(request)
-        record = self.indexer.visible(credential.gallery, path_parameter(request, "id"))
+        record = self.indexer.visible(credential.gallery, _target_id(request))
         return self._target_json(record) | record.management_view()
 
     def _update_target(self, request: HttpRequest) -> dict:
-        params, credential = self._authenticated_params(request)
+        params, credential = self._authenticated_params(request, write=True)
         image = decode_base64_image(params["image"]) if "image" in params else None
         patch = validate_patch(params)
         if image is None and not patch:
             raise ApiError(PARAMETER_ERROR, "nothing to update: send image or target fields")
-        target_id = path_parameter(request, "id")
+        target_id = _target_id(request)
         record = self.indexer.update(credential.gallery, target_id, patch, image)
         return self._target_json(record) | record.management_view()
 
     def _delete_target(self, request: HttpRequest) -> dict:
-        _, credential = self._authenticated_params(request)
-        record = self.indexer.delete(credential.gallery, path_parameter(request, "id"))
+        _, credential = self._authenticated_params(request, write=True)
+        record = self.indexer.delete(credential.gallery, _target_id(request))
         return {"targetId": record.target_id}
 
     def _grade(self, request: HttpRequest, kind: str) -> dict:
@@ -183,6 +204,13 @@ class Service:
         except Exception:
             logger.exception("internal error while serving a request")
             return failure(ApiError(INTERNAL_ERROR, "internal error"))
+
+
+def _target_id(request: HttpRequest) -> str:
+    target_id = path_parameter(request, "id")
+    if len(target_id) > MAX_TARGET_ID_CHARS:
+        raise ApiError(TARGET_NOT_FOUND, "target not found: no target has an id that long")
+    return target_id
 
 
 def _bounded_int(value: Any, name: str, low: int, high: int) -> int:

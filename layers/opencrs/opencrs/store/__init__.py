@@ -8,6 +8,7 @@ from opencrs.config import Settings
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
 from opencrs.store.records import TargetTable, UploadKeys
+from opencrs.store.replays import ReplayLog
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class Stores:
     blobs: BlobStore
     bundles: BundleStore
     upload_keys: UploadKeys
+    # Signatures of writes already served (None: replays not checked, e.g. in tests).
+    replays: ReplayLog | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Stores:
@@ -27,4 +30,5 @@ class Stores:
             blobs=blobs,
             bundles=BundleStore(settings.table, blobs),
             upload_keys=UploadKeys(settings.table),
+            replays=ReplayLog(settings.table),
         )

@@ -51,8 +51,13 @@ class BlobStore:
             raise
 
     def head_metadata(self, key: str) -> dict[str, str]:
-        """User metadata (``x-amz-meta-*``) of an object."""
-        return client("s3").head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+        """User metadata (``x-amz-meta-*``) of an object; BlobMissing if it is gone."""
+        try:
+            return client("s3").head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+        except ClientError as error:
+            if error_code(error) in {"NoSuchKey", "404"}:
+                raise BlobMissing(key) from error
+            raise
 
     def delete(self, key: str) -> None:
         client("s3").delete_object(Bucket=self.bucket, Key=key)

@@ -39,6 +39,16 @@ class CommitConflict(Exception):
     """Too many concurrent writers: the change was not applied (the caller may retry)."""
 
 
+class BundleUnavailable(Exception):
+    """The manifest names a bundle object that is not in the bucket, and still does after
+    re-reading: the gallery cannot be changed until the object is restored."""
+
+
+# A missing bundle is normal once (a writer superseded it twice between our two reads);
+# the same key missing this many times in a row is damage, not a race.
+_MAX_MISSING_READS = 3
+
+
 @dataclass(frozen=True)
 class Manifest:
     version: int
@@ -90,12 +100,24 @@ class BundleStore:
         argument unchanged when there is nothing to do, in which case nothing is written."""
         deadline = time.monotonic() + _COMMIT_BUDGET_S
         attempt = 0
+        missing: list[str] = []
         while True:
             current = self.manifest(gallery)
             try:
                 base = self.load(current)
             except BlobMissing:
-                continue  # superseded twice while we looked: read the manifest again
+                # Superseded twice while we looked: read the manifest again. The same key
+                # missing again and again means the object is gone (deleted, lost): fail
+                # instead of spinning on DynamoDB and S3 without end.
+                assert current is not None
+                missing.append(current.bundle_key)
+                if missing[-_MAX_MISSING_READS:] == [current.bundle_key] * _MAX_MISSING_READS:
+                    raise BundleUnavailable(
+                        f"gallery {gallery!r}: bundle {current.bundle_key} is missing"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise CommitConflict(f"bundle of gallery {gallery!r} kept changing") from None
+                continue
             updated = change(base)
             if updated is base:
                 return current
