@@ -117,6 +117,9 @@ def provision(bucket: str, table: str, upload_prefix: str = "uploads/") -> str:
         },
     )
     dynamodb.get_waiter("table_exists").wait(TableName=table)
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"AttributeName": "expiresAt", "Enabled": True}
+    )
     return queue_url
 
 

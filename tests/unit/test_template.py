@@ -358,6 +358,7 @@ def test_storage_and_secret(doc):
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
     assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     secret = resources["CredentialsSecret"]
     assert secret["Type"] == "AWS::SecretsManager::Secret"
     assert "SecretString" not in secret["Properties"], "no secret value in the template"
