@@ -1,6 +1,6 @@
 """Faults injected into S3 and DynamoDB: throttling, 5xx, timeouts, a missing or corrupt
 bundle object. Queries answer statusCode 500 with a generic message (never a traceback),
-retries are bounded (botocore's 5 attempts), and no write leaves a half-written target:
+retries are bounded (store.aws.TOTAL_ATTEMPTS per call), and no write leaves a half-written target:
 after each fault the records and the bundle agree (``assert_consistent``).
 
 Faults are injected at botocore's ``before-send`` event of the shared clients, so every
@@ -24,7 +24,7 @@ from botocore.exceptions import ReadTimeoutError
 
 from local.runtime import FakeLambdaContext, load_handler, s3_put_event
 from opencrs.api.auth import sign
-from opencrs.store.aws import client
+from opencrs.store.aws import TOTAL_ATTEMPTS, client
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
 from tests.integration.test_concurrency import assert_consistent
@@ -32,8 +32,8 @@ from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
 
-# store.aws sets retries={"max_attempts": 4}: botocore reads that as 4 *retries*, so 5 attempts.
-MAX_ATTEMPTS = 5
+# Every call is tried at most store.aws.TOTAL_ATTEMPTS times (botocore's total_max_attempts).
+MAX_ATTEMPTS = TOTAL_ATTEMPTS
 
 
 def photo(name: str) -> bytes:
@@ -229,7 +229,7 @@ def test_a_create_that_hits_a_fault_leaves_nothing_behind(
     with fault(service, operation, respond, when=when) as calls:
         status, body = create(stack, "hubble")
     assert_internal_error(status, body)
-    assert 0 < len(calls) <= MAX_ATTEMPTS * 8  # bounded: a few store calls, 4 attempts each
+    assert 0 < len(calls) <= MAX_ATTEMPTS * 8  # bounded: a few store calls, bounded attempts each
     assert names(stack) == before  # no pending record, bundle unchanged
     assert found(stack, "hubble") == []
     # The client's retry (signed afresh) then succeeds, exactly once.

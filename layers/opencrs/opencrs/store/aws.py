@@ -16,8 +16,9 @@ from botocore.config import Config
 # Bounded retries and timeouts: a hung dependency must fail inside API Gateway's 29 s
 # limit (3 attempts x (2 s connect + 6 s read) + backoff < 29 s), answered as our own
 # 500 rather than the gateway's 504.
+TOTAL_ATTEMPTS = 3
 _CONFIG = Config(
-    retries={"max_attempts": 3, "mode": "standard"},
+    retries={"total_max_attempts": TOTAL_ATTEMPTS, "mode": "standard"},
     connect_timeout=2,
     read_timeout=6,
 )
