@@ -1,9 +1,10 @@
 """The gallery descriptor bundle: every target's features, concatenated.
 
-One contiguous descriptor matrix lets the searcher score a query against the whole gallery
-in a single vectorised Hamming pass; per-target offsets recover each target's features for
-geometric verification. The on-disk format is explicit (no pickle) so a bundle fetched from
-S3 can never execute code, and a CRC32 catches truncated or corrupted downloads.
+One contiguous descriptor matrix lets the searcher quantise the whole gallery into visual
+words in one pass (``opencrs.index.search``); per-target offsets recover each target's
+features for geometric verification. The on-disk format is explicit (no pickle) so a
+bundle fetched from S3 can never execute code, and a CRC32 catches truncated or
+corrupted downloads.
 
 Format v1 (little-endian)::
 
@@ -73,6 +74,18 @@ class Bundle:
             np.zeros(0),
             np.zeros((0, _DESC_BYTES)),
         )
+
+    @classmethod
+    def from_targets(cls, parts: Iterable[tuple[str, Features]]) -> Bundle:
+        """A bundle of many targets at once (bulk loads, benchmarks): one concatenation
+        instead of one per ``with_target``. Same validation as :meth:`with_target`."""
+        parts = list(parts)
+        for tid, f in parts:
+            _check_id(tid)
+            d = f.descriptors
+            if len(f) and (d.ndim != 2 or d.shape[1] != _DESC_BYTES):
+                raise ValueError(f"bundle: descriptors must be {_DESC_BYTES} bytes wide")
+        return cls._from_parts(parts)
 
     @classmethod
     def _from_parts(cls, parts: Iterable[tuple[str, Features]]) -> Bundle:

@@ -94,19 +94,26 @@ MAX_QUAD_AREA_FRAC = 30.0
 MIN_QUAD_SIDE_RATIO = 0.1
 MIN_QUAD_ANGLE_DEG = 20.0
 
-# --- Search -------------------------------------------------------------------------------
-# Each query descriptor votes once for every target among its VOTE_K nearest gallery
-# descriptors within VOTE_MAX_DISTANCE. k > 1 so duplicates indexed under two ids both get
-# votes (no whole-gallery ratio test). Measured on the standard + stress families: at 64 the
-# right target was sometimes only 2nd-3rd by votes (noise votes ~1000 per wrong target); at
-# 48 and 40 it was always 1st; 48 keeps more true votes (weakest own-target count 56 vs 35).
-VOTE_K = 4
-VOTE_MAX_DISTANCE = 48
-# Geometric verification only for the best SHORTLIST candidates (DESIGN.md: the right
-# target was in the top-10 shortlist for >= 99.8 % of queries), and only those with enough
-# votes to possibly reach MIN_INLIERS.
+# --- Search (opencrs.index: vocabulary tree + inverted file, issue #4) --------------------
+# The vocabulary (branching x depth) is fixed by the shipped file opencrs/index/vocabulary-v1.bin
+# (bench/train_vocabulary.py). Geometric verification only for the SHORTLIST best tf-idf
+# scores, and only when at least MIN_VOTES query features share a word with the candidate
+# (fewer cannot reach MIN_INLIERS).
 SHORTLIST = 10
 MIN_VOTES = MIN_INLIERS
+# Hamming-embedding check: a query feature and a gallery feature in the same word count
+# towards the score only within this distance (0: plain tf-idf). Measured on bench.speed at
+# 1000 targets (22 missed queries): the right target ranked in the top 10 for 7 with the
+# check at 48 vs 10 without (better in clutter, worse at tilt 60°), shortlist 39 vs 11 ms:
+# off.
+SHORTLIST_MAX_HAMMING = 0
+# Query features kept for verifying a candidate: those whose vocabulary node at this level
+# (1 = root's children .. depth = leaf) is also a node of one of the candidate's features;
+# the ratio test still runs against all of the candidate's features. Measured on
+# bench.quality --quick (32 targets, 192 hard queries): hard recall@1 0.917 at level 3
+# (~28 ms per candidate) vs 0.807 at level 4 (~9 ms: true matches split across level-4
+# nodes are lost); moderate 0.996 both.
+VERIFY_WORD_LEVEL = 3
 
 # --- Quality grades (see opencrs.vision.quality for the formulas) --------------------------
 # Cut points were set on the 18 demo photos (rich photos grade 0-1; page/text/brick/gravel
@@ -132,8 +139,3 @@ QUALITY_CUTS_DISTINCT = (0.6, 0.45, 0.3, 0.15)
 QUALITY_CUTS_AMBIGUITY = (0.02, 0.05, 0.12, 0.25)
 QUALITY_CUTS_PATCH_DISTINCT = (0.9, 0.75, 0.55, 0.35)
 QUALITY_CUTS_CONTRAST = (30.0, 20.0, 12.0, 6.0)
-# Verify each candidate with only the query descriptors that voted for it (the ratio test
-# still sees the whole target). Measured on 8 families incl. stress (234 queries): same
-# top-1 on every family, 0 false positives either way, median inliers 169 -> 162, search
-# p50 234 -> 136 ms with 10 targets.
-VERIFY_VOTERS_ONLY = True

@@ -1,0 +1,302 @@
+"""Speed and scale benchmark of the search index: galleries of N targets through the
+production code path (JPEG bytes -> ``check_and_decode`` -> ``extract_features`` ->
+``Bundle`` -> ``Searcher``), one table row per size.
+
+Gallery of N: the real photos of ``bench/photos/gallery`` (``python -m bench.fetch_photos``;
+127 photos, 10 of them the demo gallery) plus N - 127 generated distractors made from
+``bench/photos/negatives`` only (never from a target, so no distractor is a legitimate
+answer): random crops (25-60 % of the area) rotated, rescaled, mirrored and re-exposed,
+2x2 mosaics of crops of four photos, and perspective-warped crops, each JPEG-encoded and
+indexed like an upload. Distractor features are cached by chunks of 500 under
+``bench/out/speed-cache/`` (deterministic per chunk), so a second run or a larger size
+reuses them.
+
+Queries: every gallery photo once under a moderate and once under a hard family of
+``bench.quality`` (rotating through the families, seeded), as JPEG bytes; recall@1 counts
+the query's own photo as the first hit. Clutter backgrounds and occluders are negatives
+turned upside down with inverted grey levels (ORB descriptors then match nothing in the
+distractors, which are made from the same negatives).
+
+Columns: build = bundle assembly + Searcher construction (vocabulary quantisation of every
+gallery feature + inverted file), single process; index/s/core = targets indexed per
+second per core (decode + ORB + bundle/searcher build share, measured single-threaded);
+index B/target = Searcher structures beyond the bundle (bundle: ~44 KB/target);
+cold = fresh interpreter: import + ``Bundle.from_bytes`` + ``Searcher`` (median of 3);
+warm query p50/p95 and the median of each stage.
+
+    python -m bench.speed --sizes 1000,10000           # ~10 min on 2 cores, cache empty
+    python -m bench.speed --sizes 200 --queries 40      # a quick smoke run (~1 min)
+    python -m bench.speed --sizes 100000 --workers 2    # ~100k: distractor extraction is
+                                                        # ~40 CPU-min the first time
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import zlib
+from multiprocessing import Pool
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench.quality import (
+    HARD,
+    MODERATE,
+    OUT,
+    PHOTOS,
+    Context,
+    _override,
+    encode,
+    load_manifest,
+    read_gray,
+)
+from opencrs.index.bundle import Bundle
+from opencrs.index.search import Searcher
+from opencrs.vision.features import Features, extract_features, make_features
+from opencrs.vision.image import check_and_decode
+from tests.photos import rotate
+
+CACHE = OUT / "speed-cache"
+CHUNK = 500
+_SOURCES: list[np.ndarray] = []
+
+
+# -- distractors ---------------------------------------------------------------------------
+def _init_sources(files: list[str]) -> None:
+    _SOURCES[:] = [read_gray(f) for f in files]
+
+
+def _crop(rng: np.random.Generator, area: tuple[float, float]) -> np.ndarray:
+    g = _SOURCES[int(rng.integers(len(_SOURCES)))]
+    h, w = g.shape
+    k = float(np.sqrt(rng.uniform(*area)))
+    ch, cw = max(64, round(h * k)), max(64, round(w * k))
+    y0, x0 = int(rng.integers(0, max(1, h - ch + 1))), int(rng.integers(0, max(1, w - cw + 1)))
+    return g[y0 : y0 + ch, x0 : x0 + cw]
+
+
+def distractor(index: int) -> np.ndarray:
+    """Deterministic distractor picture number ``index`` (grey uint8)."""
+    rng = np.random.default_rng([0x5EED, index])
+    kind = index % 3
+    if kind == 0:  # transformed crop
+        img = _crop(rng, (0.25, 0.6))
+        img = rotate(img, float(rng.uniform(0, 360)))
+        if rng.random() < 0.5:
+            img = np.ascontiguousarray(img[:, ::-1])
+    elif kind == 1:  # 2x2 mosaic of four photos
+        cells = [cv2.resize(_crop(rng, (0.2, 0.5)), (320, 240)) for _ in range(4)]
+        img = np.vstack([np.hstack(cells[:2]), np.hstack(cells[2:])])
+    else:  # perspective-warped crop
+        img = _crop(rng, (0.3, 0.6))
+        h, w = img.shape
+        jitter = rng.uniform(0, 0.2, (4, 2)) * [w, h]
+        src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        dst = np.float32(src + jitter * [[1, 1], [-1, 1], [-1, -1], [1, -1]])
+        img = cv2.warpPerspective(img, cv2.getPerspectiveTransform(src, dst), (w, h))
+    side = float(rng.uniform(480, 900))
+    s = side / max(img.shape)
+    img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    gain = float(rng.uniform(0.7, 1.3))
+    return np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+def _index_one(index: int) -> tuple[Features, float]:
+    data = encode(distractor(index), 85)
+    t = time.perf_counter()
+    f = extract_features(check_and_decode(data).gray, "target")
+    return f, time.perf_counter() - t
+
+
+def _chunk(k: int, sources: list[str], workers: int) -> tuple[list[Features], np.ndarray]:
+    """Features of distractors [k*CHUNK, (k+1)*CHUNK) and their per-target index seconds."""
+    path = CACHE / f"chunk-{k:04d}.npz"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        ids = range(k * CHUNK, (k + 1) * CHUNK)
+        with Pool(workers, _init_sources, (sources,)) as pool:
+            res = pool.map(_index_one, ids, chunksize=16)
+        feats = [r[0] for r in res]
+        np.savez(
+            path,
+            counts=np.array([len(f) for f in feats]),
+            sizes=np.array([[f.width, f.height] for f in feats]),
+            xy=np.concatenate([f.xy for f in feats]),
+            angle=np.concatenate([f.angle for f in feats]),
+            desc=np.concatenate([f.descriptors for f in feats]),
+            seconds=np.array([r[1] for r in res]),
+        )
+    with np.load(path) as z:  # each z[key] reads the whole array again: read once
+        counts, sizes, seconds = z["counts"], z["sizes"], z["seconds"]
+        xy, angle, desc = z["xy"], z["angle"], z["desc"]
+    ends = np.cumsum(counts)
+    feats = [
+        make_features(xy[a:b], angle[a:b], desc[a:b], w, h)
+        for a, b, (w, h) in zip(ends - counts, ends, sizes, strict=True)
+    ]
+    return feats, seconds
+
+
+# -- the run -------------------------------------------------------------------------------
+def _cold_start(path: Path, runs: int) -> dict[str, float]:
+    code = (
+        "import time,sys,json;t0=time.perf_counter()\n"
+        "from opencrs.index.bundle import Bundle\nfrom opencrs.index.search import Searcher\n"
+        "from opencrs.index.vocabulary import shipped\nshipped()\nt1=time.perf_counter()\n"
+        "b=Bundle.from_bytes(open(sys.argv[1],'rb').read());t2=time.perf_counter()\n"
+        "Searcher(b);t3=time.perf_counter()\n"
+        "print(json.dumps({'import':t1-t0,'load':t2-t1,'build':t3-t2,'total':t3-t0}))"
+    )
+    out = []
+    for _ in range(runs):
+        r = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+        )
+        out.append(json.loads(r.stdout))
+    return {k: float(np.median([o[k] for o in out])) for k in out[0]}
+
+
+def run_size(n: int, args: argparse.Namespace, gallery: dict[str, bytes]) -> dict:
+    sources = sorted(r["file"] for r in load_manifest() if r["role"] == "negatives")
+    real: list[tuple[str, Features]] = []
+    real_s = []
+    for tid, data in gallery.items():
+        t = time.perf_counter()
+        real.append((tid, extract_features(check_and_decode(data).gray, "target")))
+        real_s.append(time.perf_counter() - t)
+    n_dis = max(0, n - len(real))
+    parts = list(real)
+    seconds = list(real_s)
+    for k in range((n_dis + CHUNK - 1) // CHUNK):
+        feats, secs = _chunk(k, sources, args.workers)
+        take = min(CHUNK, n_dis - k * CHUNK)
+        parts += [(f"distractor-{k * CHUNK + j:06d}", feats[j]) for j in range(take)]
+        seconds += list(secs[:take])
+    # Interleave real targets among the distractors (position must not matter).
+    rng = np.random.default_rng(n)
+    parts = [parts[i] for i in rng.permutation(len(parts))]
+    t = time.perf_counter()
+    bundle = Bundle.from_targets(parts)
+    t_bundle = time.perf_counter() - t
+    t = time.perf_counter()
+    searcher = Searcher(bundle)
+    t_searcher = time.perf_counter() - t
+    extract_s = float(np.mean(seconds))
+    per_target = extract_s + (t_bundle + t_searcher) / len(parts)
+    path = OUT / f"speed-{n}-{os.getpid()}.bundle"
+    path.write_bytes(bundle.to_bytes())
+    cold = _cold_start(path, args.cold_runs)
+    path.unlink()
+
+    # Clutter and occluders come from the same negatives as the distractors; inverted and
+    # flipped so that a query never legitimately shows a distractor's content.
+    ctx = Context(
+        backgrounds=[
+            np.ascontiguousarray(255 - g[::-1])
+            for g in (read_gray(f) for f in sources)
+            if min(g.shape) >= 400
+        ]
+    )
+    names = list(gallery)[:: max(1, len(gallery) // args.queries)][: args.queries]
+    stages: dict[str, list[float]] = {"decode": [], "features": [], "shortlist": [], "verify": []}
+    total, ok = [], {"moderate": [0, 0], "hard": [0, 0]}
+    for qi, name in enumerate(names):
+        truth_gray = check_and_decode(gallery[name]).gray
+        for kind, fams in (("moderate", MODERATE), ("hard", HARD)):
+            fam = list(fams)[qi % len(fams)]
+            r = np.random.default_rng([zlib.crc32(fam.encode()), zlib.crc32(name.encode())])
+            img, quality = fams[fam](truth_gray, r, ctx)
+            data = encode(img, quality)
+            t0 = time.perf_counter()
+            gray = check_and_decode(data).gray
+            t1 = time.perf_counter()
+            q = extract_features(gray, "query")
+            t2 = time.perf_counter()
+            tm: dict[str, float] = {}
+            hits = searcher.search(q, timings=tm)
+            t3 = time.perf_counter()
+            stages["decode"].append(t1 - t0)
+            stages["features"].append(t2 - t1)
+            stages["shortlist"].append(tm.get("shortlist", 0.0))
+            stages["verify"].append(tm.get("verify", 0.0))
+            total.append(t3 - t0)
+            ok[kind][0] += bool(hits) and hits[0].target_id == name
+            ok[kind][1] += 1
+    ms = np.array(total) * 1000
+    return {
+        "targets": len(bundle),
+        "features": int(bundle.descriptors.shape[0]),
+        "build_s": t_bundle + t_searcher,
+        "searcher_s": t_searcher,
+        "extract_ms": extract_s * 1000,
+        "targets_per_s_core": 1.0 / per_target,
+        "index_bytes_per_target": searcher.index_nbytes / len(bundle),
+        "bundle_bytes_per_target": len(bundle.to_bytes()) / len(bundle),
+        "cold": cold,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "stage_p50_ms": {k: float(np.median(v) * 1000) for k, v in stages.items()},
+        "recall_moderate": ok["moderate"][0] / max(ok["moderate"][1], 1),
+        "recall_hard": ok["hard"][0] / max(ok["hard"][1], 1),
+        "queries": ok["moderate"][1] + ok["hard"][1],
+    }
+
+
+def table(rows: list[dict]) -> list[str]:
+    lines = [
+        "| targets | build | index/s/core | index B/target | cold start (import+load+build) "
+        "| warm p50 | warm p95 | decode · features · shortlist · verify (p50) "
+        "| R@1 moderate | R@1 hard | queries |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c, s = r["cold"], r["stage_p50_ms"]
+        lines.append(
+            f"| {r['targets']:,} | {r['build_s']:.1f} s | {r['targets_per_s_core']:.0f} "
+            f"| {r['index_bytes_per_target']:,.0f} "
+            f"| {c['total']:.2f} s ({c['import']:.2f}+{c['load']:.2f}+{c['build']:.2f}) "
+            f"| {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms "
+            f"| {s['decode']:.0f} · {s['features']:.0f} · {s['shortlist']:.0f} · "
+            f"{s['verify']:.0f} ms | {r['recall_moderate']:.3f} | {r['recall_hard']:.3f} "
+            f"| {r['queries']} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000", help="comma-separated gallery sizes")
+    parser.add_argument("--queries", type=int, default=127, help="gallery photos queried")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args()
+    _override(args.set)
+    rows = [r for r in load_manifest() if r["role"] == "gallery"]
+    gallery = {Path(r["file"]).stem: (PHOTOS / r["file"]).read_bytes() for r in rows}
+    results = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        t0 = time.perf_counter()
+        res = run_size(n, args, gallery)
+        res["seconds"] = time.perf_counter() - t0
+        results.append(res)
+        print(f"size {n}: {json.dumps(res)}", flush=True)
+    print("\n".join(["", *table(results)]))
+    print(
+        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}; Python {platform.python_version()}, OpenCV "
+        f"{cv2.__version__}, numpy {np.__version__}"
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "speed.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

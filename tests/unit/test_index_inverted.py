@@ -1,0 +1,104 @@
+"""The inverted file: postings, tf-idf ranking, and the searcher built on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from opencrs.index.bundle import Bundle
+from opencrs.index.inverted import InvertedIndex
+from opencrs.index.search import Searcher
+from opencrs.vision.features import extract_features, make_features
+from tests.photos import load_gray, rotate, tilt
+
+
+def _index(per_target: list[list[int]], n_words: int = 10) -> InvertedIndex:
+    words = np.concatenate([np.array(w, dtype=np.int64) for w in per_target])
+    offsets = np.concatenate([[0], np.cumsum([len(w) for w in per_target])])
+    return InvertedIndex(words, offsets, n_words)
+
+
+def test_postings_list_owning_targets_in_order() -> None:
+    idx = _index([[1, 2, 2], [2, 3], [], [1]])
+    assert idx.postings(2).tolist() == [0, 0, 1]
+    assert idx.postings(1).tolist() == [0, 3]
+    assert idx.postings(0).tolist() == []
+    assert idx.n_targets == 4
+
+
+def test_rare_shared_words_rank_first() -> None:
+    # Word 0 is in every target (uninformative); word 7 only in target 2.
+    idx = _index([[0, 1, 2], [0, 3, 4], [0, 7, 5], [0, 6, 6]])
+    s = idx.scores(np.array([0, 0, 7, 9]))
+    assert int(np.argmax(s)) == 2
+    assert s[0] == pytest.approx(s[1])  # same overlap, same length: same score
+    assert s[2] > 2 * s[0]
+    # No shared word, no score; an empty query scores nothing.
+    assert idx.scores(np.array([8, 9])).tolist() == [0.0] * 4
+    assert idx.scores(np.zeros(0, np.int64)).tolist() == [0.0] * 4
+
+
+def test_single_target_and_featureless_targets_still_score() -> None:
+    assert _index([[1, 2]]).scores(np.array([2]))[0] > 0  # smoothed idf
+    s = _index([[], [3]]).scores(np.array([3]))
+    assert s[0] == 0 and s[1] > 0
+
+
+def test_duplicates_score_identically() -> None:
+    idx = _index([[1, 4, 5], [2, 3], [1, 4, 5]])
+    s = idx.scores(np.array([1, 4]))
+    assert s[0] == s[2] > s[1]
+
+
+def test_bad_input_raises() -> None:
+    with pytest.raises(ValueError):
+        InvertedIndex(np.array([1, 2]), np.array([0, 3]), 10)
+    with pytest.raises(ValueError):
+        InvertedIndex(np.array([1, 12]), np.array([0, 2]), 10)
+
+
+def test_target_found_among_many_distractors() -> None:
+    """500 distractor targets (shuffled real descriptors at random places, so their words
+    are realistic): the right photo is still shortlisted first and verified."""
+    rng = np.random.default_rng(5)
+    pool = np.concatenate(
+        [extract_features(load_gray(n), "target").descriptors for n in ("moon", "brick", "clock")]
+    )
+    b = Bundle.from_targets(
+        [
+            (
+                f"d{i:03d}",
+                make_features(
+                    rng.uniform(0, 640, (300, 2)),
+                    rng.uniform(0, 360, 300),
+                    pool[rng.choice(len(pool), 300, replace=False)],
+                    640,
+                    480,
+                ),
+            )
+            for i in range(500)
+        ]
+        + [(name, extract_features(load_gray(name), "target")) for name in ("coffee", "rocket")]
+    )
+    s = Searcher(b)
+    for name, img in (
+        ("coffee", rotate(load_gray("coffee"), 40)),
+        ("rocket", tilt(load_gray("rocket"), 35)),
+    ):
+        q = extract_features(img, "query")
+        assert b.target_ids()[s.shortlist(q)[0]] == name
+        hits = s.search(q)
+        assert [h.target_id for h in hits] == [name]
+    assert s.index_nbytes / len(b) < 8192 + 10**6 / len(b)  # postings + words + fixed tables
+
+
+def test_hamming_check_drops_collisions_of_unrelated_features() -> None:
+    rng = np.random.default_rng(11)
+    gallery = rng.integers(0, 256, (4, 32), dtype=np.uint8)
+    idx = _index([[5, 6], [5, 6]])  # both targets: words 5 and 6
+    near = gallery[[0, 1]].copy()
+    near[:, 0] ^= 0b111  # 3 bits from target 0's features, ~128 from target 1's
+    s = idx.hamming_scores(np.array([5, 6]), near, gallery, 48)
+    assert s[0] > 0 and s[1] == 0
+    assert idx.scores(np.array([5, 6]))[1] > 0  # plain tf-idf cannot tell them apart
+    assert idx.hamming_scores(np.array([7]), near[:1], gallery, 48).tolist() == [0.0, 0.0]
