@@ -33,6 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tests.photos import GALLERY, NEGATIVES
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / "photos"
 DEMO = ROOT / "demo" / "photos"
@@ -55,18 +57,8 @@ _GC = "/usr/share/gcompris-qt/rcc"
 
 # -- what is a target ----------------------------------------------------------------------
 # Every gallery entry is a distinct photograph of a distinct scene.
-DEMO_GALLERY = (
-    "astronaut",
-    "coffee",
-    "chelsea",
-    "rocket",
-    "camera",
-    "hubble",
-    "motorcycle",
-    "ihc",
-    "coins",
-    "page",
-)
+# The demo photos split as the unit tests split them (one list, in tests/photos.py).
+DEMO_GALLERY = GALLERY
 FILE_GALLERY = (
     *(
         f"{_BG}/{n}.jpg"
@@ -123,7 +115,7 @@ FILE_GALLERY = (
 RCC_GALLERY = ("explore_monuments", "erase")
 
 # -- what is a negative --------------------------------------------------------------------
-DEMO_NEGATIVES = ("moon", "text", "brick", "gravel", "grass", "retina", "cell", "clock")
+DEMO_NEGATIVES = NEGATIVES
 # OpenCV sample data: one image of each stereo / sequence pair only (the other view shows
 # the same scene and might legitimately match it); text pages, a music sheet, a sudoku
 # and a calibration board are the text-heavy / repetitive look-alikes.

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import copy
+import io
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,26 @@ from opencrs.api.auth import sign
 from opencrs.api.contract import now_ms
 
 Handler = Callable[[dict, Any], dict]
+
+
+@contextmanager
+def service_log_capture() -> Iterator[io.StringIO]:
+    """Every record of the service's loggers (powertools' "opencrs" and the library's
+    "opencrs.*"), at DEBUG, formatted as the Lambda runtime would print them. Enter it
+    after the handlers are loaded: their powertools Logger must own "opencrs" first."""
+    logger = logging.getLogger("opencrs")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    formatter = next((h.formatter for h in logger.handlers if h.formatter), None)
+    handler.setFormatter(formatter or logging.Formatter("%(message)s %(__dict__)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 @pytest.fixture(scope="session")

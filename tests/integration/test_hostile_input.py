@@ -10,7 +10,6 @@ import base64
 import copy
 import io
 import json
-import logging
 import resource
 import struct
 import time
@@ -27,6 +26,7 @@ from PIL import Image
 from local.runtime import DEFAULT_APP_SECRET, load_event
 from opencrs.api.auth import sign
 from opencrs.api.contract import http_status, now_ms
+from tests.integration.conftest import service_log_capture
 from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
@@ -397,22 +397,9 @@ SENT: list[str] = []  # signatures and image prefixes sent, to look for in the l
 
 @pytest.fixture(scope="module", autouse=True)
 def service_logs(stack) -> Iterator[io.StringIO]:
-    """Every record of the service's loggers during the corpus, at DEBUG, formatted as
-    the Lambda runtime prints them (as tests/integration/test_no_secrets_in_logs.py).
-    After ``stack``: the handlers' powertools Logger must own "opencrs" first."""
-    logger = logging.getLogger("opencrs")
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    formatter = next((h.formatter for h in logger.handlers if h.formatter), None)
-    handler.setFormatter(formatter or logging.Formatter("%(message)s %(__dict__)s"))
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    """The service's logs during the corpus (see conftest.service_log_capture)."""
+    with service_log_capture() as stream:
         yield stream
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 def remember_secrets(event: dict) -> None:

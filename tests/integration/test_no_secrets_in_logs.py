@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
-import logging
 
 import pytest
 
 from opencrs.api.auth import AppCredential, issue_token
+from tests.integration.conftest import service_log_capture
 from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def captured_logs():
-    """Every record of the service's loggers (powertools' "opencrs" and the library's
-    "opencrs.*"), at DEBUG, formatted as the Lambda runtime would print them."""
-    logger = logging.getLogger("opencrs")
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    formatter = next((h.formatter for h in logger.handlers if h.formatter), None)
-    handler.setFormatter(formatter or logging.Formatter("%(message)s %(__dict__)s"))
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+def captured_logs(stack):
+    with service_log_capture() as stream:
         yield stream
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 def test_requests_leave_no_secrets_in_logs(stack, captured_logs):
