@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import uuid
 from collections.abc import Callable
 
 import boto3
@@ -77,7 +78,10 @@ class Writer:
         self.call(event)
 
     def delete(self, target_id: str) -> None:
-        self.call(self.stack.signed_query_event("target_delete.json", target_id))
+        # Parallel deletes would otherwise sign alike (same appKey and millisecond; the id
+        # is in the path) and the replay log refuses the second: add a signed nonce.
+        nonce = uuid.uuid4().hex
+        self.call(self.stack.signed_query_event("target_delete.json", target_id, nonce=nonce))
 
 
 def similar_names(stack, name: str) -> list[str]:
