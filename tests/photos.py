@@ -41,6 +41,11 @@ def _load(name: str) -> np.ndarray:
     return img
 
 
+def photo(name: str) -> bytes:
+    """The demo photo's file bytes, as a client would upload them."""
+    return (PHOTO_DIR / f"{name}.jpg").read_bytes()
+
+
 def load_bgr(name: str) -> np.ndarray:
     """A demo photo as BGR uint8 (a fresh, writable copy)."""
     return _load(name).copy()

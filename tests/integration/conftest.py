@@ -86,6 +86,16 @@ class Stack:
         event["body"] = json.dumps(body)
         return event
 
+    def update_event(self, target_id: str, **fields: Any) -> dict:
+        """events/target_update.json for ``target_id``, patching exactly ``fields``."""
+        event = copy.deepcopy(load_event("target_update.json"))
+        body = {**fields, "timestamp": now_ms(), "appKey": self.app_key}
+        body["signature"] = sign(body, self.secret)
+        event["body"] = json.dumps(body)
+        event["pathParameters"] = {"id": target_id}
+        event["path"] = f"/target/{target_id}"
+        return event
+
     def signed_query_event(
         self, event_file: str, target_id: str | None = None, **query: str
     ) -> dict:

@@ -5,7 +5,6 @@ bundle and its manifest consistent: every live target findable, every removed on
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -15,20 +14,15 @@ import pytest
 
 from local.event_source import QueuePoller
 from local.runtime import load_handler
-from opencrs.api.auth import sign
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
 from opencrs.store.records import TargetTable
-from tests.photos import PHOTO_DIR
+from tests.photos import photo
 
 pytestmark = pytest.mark.integration
 
 API_PHOTOS = ("astronaut", "coffee", "rocket", "hubble", "motorcycle", "ihc")
 UPLOAD_PHOTOS = ("chelsea", "camera", "coins")
-
-
-def photo(name: str) -> bytes:
-    return (PHOTO_DIR / f"{name}.jpg").read_bytes()
 
 
 def run_concurrently(writers: list[Callable[[], None]]) -> None:
@@ -69,13 +63,7 @@ class Writer:
         return self.call(event)["targetId"]
 
     def update(self, target_id: str, **fields: str) -> None:
-        event = self.stack.signed_event("target_update.json")
-        body = {k: v for k, v in json.loads(event["body"]).items() if k in ("timestamp", "appKey")}
-        body.update(fields)
-        body["signature"] = sign(body, self.stack.secret)
-        event["body"] = json.dumps(body)
-        event["pathParameters"] = {"id": target_id}
-        self.call(event)
+        self.call(self.stack.update_event(target_id, **fields))
 
     def delete(self, target_id: str) -> None:
         # Parallel deletes would otherwise sign alike (same appKey and millisecond; the id

@@ -28,16 +28,12 @@ from opencrs.store.aws import TOTAL_ATTEMPTS, client
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
 from tests.integration.test_concurrency import assert_consistent
-from tests.photos import PHOTO_DIR
+from tests.photos import photo
 
 pytestmark = pytest.mark.integration
 
 # Every call is tried at most store.aws.TOTAL_ATTEMPTS times (botocore's total_max_attempts).
 MAX_ATTEMPTS = TOTAL_ATTEMPTS
-
-
-def photo(name: str) -> bytes:
-    return (PHOTO_DIR / f"{name}.jpg").read_bytes()
 
 
 class _Body:

@@ -15,7 +15,7 @@ import pytest
 from local.runtime import load_event
 from opencrs.api.auth import AppCredential, issue_token, sign
 from opencrs.api.contract import QUALITY_FIELDS, now_ms
-from tests.photos import PHOTO_DIR, load_bgr, rotate, tilt
+from tests.photos import PHOTO_DIR, load_bgr, photo, rotate, tilt
 
 pytestmark = pytest.mark.integration
 
@@ -31,10 +31,6 @@ TARGET_FIELDS = {
     "active": str,
     **dict.fromkeys(QUALITY_FIELDS, int),
 }
-
-
-def photo(name: str) -> bytes:
-    return (PHOTO_DIR / f"{name}.jpg").read_bytes()
 
 
 def encode(image: np.ndarray, ext: str = ".jpg") -> bytes:

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import base64
-import json
 
 import boto3
 import pytest
 
-from opencrs.api.auth import sign
 from opencrs.api.contract import QUALITY_FIELDS
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
-from tests.photos import PHOTO_DIR
+from tests.photos import photo
 
 pytestmark = pytest.mark.integration
-
-
-def photo(name: str) -> bytes:
-    return (PHOTO_DIR / f"{name}.jpg").read_bytes()
 
 
 def b64(data: bytes) -> str:
@@ -41,17 +35,7 @@ def get(stack, target_id: str) -> tuple[int, dict]:
 
 
 def put(stack, target_id: str, **params) -> tuple[int, dict]:
-    event = stack.signed_event("target_update.json", **params)
-    body = json.loads(event["body"])
-    for field in ("name", "active"):  # the sample event's own patch: keep only what we pass
-        if field not in params:
-            body.pop(field)
-    body.pop("signature")
-    body["signature"] = sign(body, stack.secret)
-    event["body"] = json.dumps(body)
-    event["pathParameters"] = {"id": target_id}
-    event["path"] = f"/target/{target_id}"
-    return call(stack, event)
+    return call(stack, stack.update_event(target_id, **params))
 
 
 def delete(stack, target_id: str) -> tuple[int, dict]:

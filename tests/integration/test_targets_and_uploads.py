@@ -9,13 +9,9 @@ import boto3
 import pytest
 
 from local.runtime import FakeLambdaContext, load_event, s3_put_event
-from tests.photos import PHOTO_DIR
+from tests.photos import photo
 
 pytestmark = pytest.mark.integration
-
-
-def photo(name: str) -> bytes:
-    return (PHOTO_DIR / f"{name}.jpg").read_bytes()
 
 
 def b64(data: bytes) -> str:

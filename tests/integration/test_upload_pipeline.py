@@ -12,13 +12,9 @@ import pytest
 from local.event_source import QueuePoller
 from local.runtime import FakeLambdaContext, load_event, s3_put_event
 from opencrs.store.records import UploadKeys
-from tests.photos import PHOTO_DIR
+from tests.photos import photo
 
 pytestmark = pytest.mark.integration
-
-
-def photo(name: str) -> bytes:
-    return (PHOTO_DIR / f"{name}.jpg").read_bytes()
 
 
 @pytest.fixture(scope="module")
