@@ -17,12 +17,14 @@ the query's own photo as the first hit. Clutter backgrounds and occluders are ne
 turned upside down with inverted grey levels (ORB descriptors then match nothing in the
 distractors, which are made from the same negatives).
 
-Columns: build = bundle assembly + Searcher construction (vocabulary quantisation of every
-gallery feature + inverted file), single process; index/s/core = targets indexed per
-second per core (decode + ORB + bundle/searcher build share, measured single-threaded);
-index B/target = Searcher structures beyond the bundle (bundle: ~44 KB/target);
-cold = fresh interpreter: import + ``Bundle.from_bytes`` + ``Searcher`` (median of 3);
-warm query p50/p95 and the median of each stage.
+Columns: build = bundle assembly (vocabulary quantisation of every gallery feature, done
+once as targets enter and stored in the bundle) + Searcher construction (inverted file
+from the stored words), single process; index/s/core = targets indexed per second per
+core (decode + ORB + bundle/searcher build share, measured single-threaded); index
+B/target = Searcher structures beyond the bundle (bundle v2: 42 B per feature including
+its word, ~42 KB/target at 1000 features); cold = fresh interpreter: import +
+``Bundle.from_bytes`` + ``Searcher`` (median of 3), which reads the stored words and
+quantises nothing; warm query p50/p95 and the median of each stage.
 
     python -m bench.speed --sizes 1000,10000           # ~10 min on 2 cores, cache empty
     python -m bench.speed --sizes 200 --queries 40      # a quick smoke run (~1 min)

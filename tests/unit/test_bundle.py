@@ -1,4 +1,5 @@
-"""The gallery bundle: immutability, replacement, removal and its binary format."""
+"""The gallery bundle: immutability, replacement, removal, stored words and its binary
+format (v2 written, v1 still read)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import numpy as np
 import pytest
 
 from opencrs.index.bundle import Bundle
+from opencrs.index.search import Searcher
+from opencrs.index.vocabulary import Vocabulary, shipped
 from opencrs.vision.features import Features, extract_features, make_features
 from tests.photos import load_gray
 
@@ -27,6 +30,18 @@ def _same(a: Features, b: Features) -> bool:
     )
 
 
+def _close(stored: Features, original: Features) -> bool:
+    """``stored`` is ``original`` up to the 16-bit quantisation of xy and angle."""
+    half_xy = np.array([original.width, original.height]) / 65535 / 2 * 1.001
+    d_angle = (stored.angle.astype(np.float64) - original.angle + 180) % 360 - 180
+    return (
+        np.array_equal(stored.descriptors, original.descriptors)
+        and (stored.width, stored.height) == (original.width, original.height)
+        and bool(np.all(np.abs(stored.xy.astype(np.float64) - original.xy) <= half_xy))
+        and bool(np.all(np.abs(d_angle) <= 360 / 65536 / 2 * 1.001))
+    )
+
+
 def _gallery(feats: dict[str, Features]) -> Bundle:
     b = Bundle.empty()
     for name, f in feats.items():
@@ -34,12 +49,41 @@ def _gallery(feats: dict[str, Features]) -> Bundle:
     return b
 
 
+def _resealed(body: bytes | bytearray) -> bytes:
+    return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+
+
+def _v2_arrays_start(b: Bundle) -> int:
+    """Offset of the words array in ``b.to_bytes()``, from the documented v2 layout."""
+    table = sum(2 + len(t.encode("utf-8")) + 12 for t in b.target_ids())
+    return -(-(24 + table) // 4) * 4
+
+
+def _v1_bytes(parts: list[tuple[str, Features]]) -> bytes:
+    """A format v1 bundle, written from the layout documented in the module docstring."""
+    n_feat = sum(len(f) for _, f in parts)
+    chunks = [struct.pack("<8sHHII", b"OCRSBNDL", 1, 32, len(parts), n_feat)]
+    for tid, f in parts:
+        raw = tid.encode("utf-8")
+        chunks += [struct.pack("<H", len(raw)), raw, struct.pack("<III", f.width, f.height, len(f))]
+    chunks += [
+        np.concatenate([f.xy for _, f in parts]).astype("<f4").tobytes(),
+        np.concatenate([f.angle for _, f in parts]).astype("<f4").tobytes(),
+        np.concatenate([f.descriptors.reshape(-1, 32) for _, f in parts]).tobytes(),
+    ]
+    return _resealed(b"".join(chunks))
+
+
+def _words_of(b: Bundle) -> np.ndarray:
+    return shipped().quantise(b.descriptors)
+
+
 def test_empty_bundle() -> None:
     b = Bundle.empty()
     assert len(b) == 0 and b.target_ids() == [] and "x" not in b
-    assert b.descriptors.shape == (0, 32)
+    assert b.descriptors.shape == (0, 32) and b.words.shape == (0,)
     back = Bundle.from_bytes(b.to_bytes())
-    assert len(back) == 0
+    assert len(back) == 0 and back.words.shape == (0,)
 
 
 def test_with_target_adds_and_is_immutable(feats: dict[str, Features]) -> None:
@@ -47,24 +91,26 @@ def test_with_target_adds_and_is_immutable(feats: dict[str, Features]) -> None:
     one = empty.with_target("a", feats["coins"])
     assert len(empty) == 0 and len(one) == 1
     assert "a" in one and "b" not in one
-    assert _same(one.features_of("a"), feats["coins"])
+    assert _close(one.features_of("a"), feats["coins"])
     b = _gallery(feats)
     assert b.target_ids() == ["id-coins", "id-page", "id-camera"]
     assert b.descriptors.shape == (sum(len(f) for f in feats.values()), 32)
     for name, f in feats.items():
-        assert _same(b.features_of(f"id-{name}"), f)
+        assert _close(b.features_of(f"id-{name}"), f)
     with pytest.raises(KeyError):
         b.features_of("nope")
     with pytest.raises(ValueError):
         b.descriptors[0, 0] = 1  # shared arrays are read-only
+    with pytest.raises(ValueError):
+        b.words[0] = 1
 
 
 def test_with_target_replaces_existing_id(feats: dict[str, Features]) -> None:
     b = _gallery(feats)
     b2 = b.with_target("id-page", feats["coins"])
     assert len(b2) == 3
-    assert _same(b2.features_of("id-page"), feats["coins"])
-    assert _same(b.features_of("id-page"), feats["page"])  # original untouched
+    assert _close(b2.features_of("id-page"), feats["coins"])
+    assert _close(b.features_of("id-page"), feats["page"])  # original untouched
 
 
 def test_without_target_removes(feats: dict[str, Features]) -> None:
@@ -73,24 +119,154 @@ def test_without_target_removes(feats: dict[str, Features]) -> None:
     assert b2.target_ids() == ["id-coins", "id-camera"]
     assert "id-page" not in b2 and "id-page" in b
     assert b2.descriptors.shape[0] == len(feats["coins"]) + len(feats["camera"])
-    assert _same(b2.features_of("id-camera"), feats["camera"])
+    assert _same(b2.features_of("id-camera"), b.features_of("id-camera"))
     assert b2.without_target("absent").target_ids() == b2.target_ids()
 
 
-def test_round_trip(feats: dict[str, Features]) -> None:
+def test_words_are_the_shipped_vocabulary_leaves(feats: dict[str, Features]) -> None:
+    parts = [(f"id-{n}", f) for n, f in feats.items()]
+    built = Bundle.from_targets(parts)
+    grown = _gallery(feats)
+    changed = grown.with_target("id-coins", feats["page"]).without_target("id-page")
+    for b in (built, grown, changed, Bundle.from_bytes(grown.to_bytes())):
+        assert b.words.dtype == np.uint32 and b.words.shape == (b.descriptors.shape[0],)
+        assert np.array_equal(b.words, _words_of(b))
+        assert b.vocabulary_fingerprint == shipped().fingerprint()
+    assert built.to_bytes() == grown.to_bytes()  # bulk and one-by-one agree bit for bit
+
+
+def test_with_target_quantises_only_the_new_target(
+    feats: dict[str, Features], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = _gallery(feats)
+    seen: list[int] = []
+    original = Vocabulary.quantise
+
+    def counting(self: Vocabulary, descriptors: np.ndarray, level: int | None = None) -> np.ndarray:
+        seen.append(len(descriptors))
+        return original(self, descriptors, level)
+
+    def refuse(self: Vocabulary, descriptors: np.ndarray) -> np.ndarray:
+        raise AssertionError("the whole gallery was quantised")
+
+    monkeypatch.setattr(Vocabulary, "quantise", counting)
+    monkeypatch.setattr(Vocabulary, "quantise_many", refuse)
+    b2 = b.with_target("new", feats["coins"]).without_target("id-page")
+    assert seen == [len(feats["coins"])]
+    monkeypatch.undo()
+    assert np.array_equal(b2.words, _words_of(b2))
+
+
+def test_v2_load_and_searcher_build_do_not_quantise(
+    feats: dict[str, Features], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _gallery(feats).to_bytes()
+
+    def refuse(*args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("the gallery was quantised on a cold start")
+
+    monkeypatch.setattr(Vocabulary, "quantise", refuse)
+    monkeypatch.setattr(Vocabulary, "quantise_many", refuse)
+    b = Bundle.from_bytes(data)
+    Searcher(b)
+    assert b.to_bytes() == data
+
+
+def test_geometry_is_quantised_on_entry_and_stable(feats: dict[str, Features]) -> None:
+    # Re-entering a target's stored features stores exactly the same values (a warm writer
+    # and a cold reader see the same bundle), for many image sizes and the whole range.
+    rng = np.random.default_rng(3)
+    b = Bundle.empty()
+    for i, (w, h) in enumerate([(1, 1), (5, 7), (640, 480), (4000, 3000), (16384, 9), (0, 0)]):
+        n = 20_000
+        xy = rng.uniform(-0.1, 1.1, (n, 2)) * [max(w, 1), max(h, 1)]
+        angle = rng.uniform(-400, 400, n)
+        xy[:4] = [[np.nan, 0], [np.inf, -np.inf], [0, 0], [max(w, 1), max(h, 1)]]
+        angle[:3] = [np.nan, 359.999, -1e-9]
+        desc = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+        b = b.with_target(f"t{i}", make_features(xy, angle, desc, w, h))
+        stored = b.features_of(f"t{i}")
+        assert np.all(stored.xy >= 0) and np.all(stored.xy <= [max(w, 1), max(h, 1)])
+        assert np.all((stored.angle >= 0) & (stored.angle < 360))
+        assert stored.xy[0].tolist() == [0, 0] and stored.angle[:3].tolist() == [0, 0, 0]
+    again = Bundle.empty()
+    for tid in b.target_ids():
+        again = again.with_target(tid, b.features_of(tid))
+    assert again.to_bytes() == b.to_bytes()
+    assert Bundle.from_targets((t, b.features_of(t)) for t in b.target_ids()).to_bytes() == (
+        b.to_bytes()
+    )
+
+
+def test_round_trip_is_bit_identical(feats: dict[str, Features]) -> None:
     b = _gallery(feats).with_target("ünïcode-id/ü", feats["page"])
     b = b.with_target(
         "empty", make_features(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 32)), 5, 7)
     )
     data = b.to_bytes()
+    assert struct.unpack_from("<H", data, 8) == (2,)
+    assert struct.unpack_from("<I", data, 20) == (shipped().fingerprint(),)
     back = Bundle.from_bytes(data)
     assert back.target_ids() == b.target_ids()
     for tid in b.target_ids():
         assert _same(back.features_of(tid), b.features_of(tid))
+    assert np.array_equal(back.words, b.words)
+    assert np.array_equal(back.offsets, b.offsets)
     assert len(back.features_of("empty")) == 0
     assert back.to_bytes() == data
+    assert Bundle.from_bytes(bytearray(data)).to_bytes() == data
     per_feature = len(data) / b.descriptors.shape[0]
-    assert per_feature < 45  # 32 descriptor + 8 xy + 4 angle, plus a tiny header
+    assert per_feature < 43  # 4 word + 4 xy + 2 angle + 32 descriptor, plus a tiny header
+
+
+def test_v1_bytes_load_quantised(feats: dict[str, Features]) -> None:
+    parts = [(f"id-{n}", f) for n, f in feats.items()]
+    parts += [
+        ("ünïcode-id/ü", feats["page"]),
+        ("empty", make_features(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 32)), 5, 7)),
+    ]
+    old = Bundle.from_bytes(_v1_bytes(parts))
+    assert old.target_ids() == [t for t, _ in parts]
+    assert np.array_equal(old.words, _words_of(old))
+    assert old.vocabulary_fingerprint == shipped().fingerprint()
+    for tid, f in parts:
+        assert _close(old.features_of(tid), f)
+    # Loading v1 gives exactly the bundle the same targets make today; it is written as v2.
+    assert old.to_bytes() == Bundle.from_targets(parts).to_bytes()
+
+
+def test_v1_corrupt_or_lying_bytes_raise(feats: dict[str, Features]) -> None:
+    data = _v1_bytes([(f"id-{n}", f) for n, f in feats.items()])
+    body = bytearray(data[:-4])
+    lying = bytearray(body)
+    lying[16:20] = struct.pack("<I", 5)
+    huge = bytearray(body)
+    huge[12:20] = struct.pack("<II", 0xFFFFFFFF, 0xFFFFFFFF)
+    short = body[:-44]
+    short[16:20] = struct.pack("<I", struct.unpack_from("<I", body, 16)[0] - 1)  # counts disagree
+    for bad in (data[:-1], data[:100], data + b"\0"):
+        with pytest.raises(ValueError):
+            Bundle.from_bytes(bad)
+    for bad in (lying, huge, short):
+        with pytest.raises(ValueError):
+            Bundle.from_bytes(_resealed(bad))
+
+
+def test_other_vocabulary_fingerprint_is_requantised(feats: dict[str, Features]) -> None:
+    b = _gallery(feats)
+    data = b.to_bytes()
+    start = _v2_arrays_start(b)
+    n = b.descriptors.shape[0]
+    zeroed = bytearray(data[:-4])
+    zeroed[start : start + 4 * n] = bytes(4 * n)  # every word 0
+    trusted = Bundle.from_bytes(_resealed(zeroed))  # shipped fingerprint: words used as is
+    assert not trusted.words.any()
+    upgraded = bytearray(zeroed)
+    upgraded[20:24] = struct.pack("<I", shipped().fingerprint() ^ 1)
+    back = Bundle.from_bytes(_resealed(upgraded))
+    assert np.array_equal(back.words, b.words)
+    assert back.vocabulary_fingerprint == shipped().fingerprint()
+    assert back.to_bytes() == data
 
 
 def test_corrupt_or_truncated_bytes_raise(feats: dict[str, Features]) -> None:
@@ -107,22 +283,29 @@ def test_corrupt_or_truncated_bytes_raise(feats: dict[str, Features]) -> None:
 def test_future_version_and_lying_counts_raise_even_with_valid_crc(
     feats: dict[str, Features],
 ) -> None:
-    body = bytearray(_gallery(feats).to_bytes()[:-4])
+    b = _gallery(feats)
+    body = bytearray(b.to_bytes()[:-4])
+    start = _v2_arrays_start(b)
+    assert start > 24 + sum(2 + len(t) + 12 for t in b.target_ids())  # there is padding
 
-    def resealed(b: bytearray) -> bytes:
-        return bytes(b) + struct.pack("<I", zlib.crc32(bytes(b)))
-
-    v2 = bytearray(body)
-    v2[8:10] = struct.pack("<H", 2)
+    v3 = bytearray(body)
+    v3[8:10] = struct.pack("<H", 3)
+    v0 = bytearray(body)
+    v0[8:10] = struct.pack("<H", 0)
     lying = bytearray(body)
     lying[16:20] = struct.pack("<I", 5)  # total feature count
     many_targets = bytearray(body)
     many_targets[12:16] = struct.pack("<I", 10_000)
     huge = bytearray(body)
     huge[12:20] = struct.pack("<II", 0xFFFFFFFF, 0xFFFFFFFF)  # must not allocate 4G rows
-    for bad in (v2, lying, many_targets, huge):
+    padding = bytearray(body)
+    padding[start - 1] = 1
+    word = bytearray(body)
+    word[start : start + 4] = struct.pack("<I", shipped().words)  # one past the last leaf
+    short_header = bytearray(body[:22])
+    for bad in (v3, v0, lying, many_targets, huge, padding, word, short_header):
         with pytest.raises(ValueError):
-            Bundle.from_bytes(resealed(bad))
+            Bundle.from_bytes(_resealed(bad))
 
 
 def test_invalid_ids_rejected(feats: dict[str, Features]) -> None:
@@ -130,3 +313,5 @@ def test_invalid_ids_rejected(feats: dict[str, Features]) -> None:
         Bundle.empty().with_target("", feats["coins"])
     with pytest.raises(ValueError):
         Bundle.empty().with_target("x" * 70_000, feats["coins"])
+    with pytest.raises(ValueError):
+        Bundle.from_targets([("a", feats["coins"]), ("a", feats["page"])])

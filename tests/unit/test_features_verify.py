@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from opencrs.vision import params
-from opencrs.vision.features import Features, extract_features
-from opencrs.vision.verify import Verification, verify
+from opencrs.vision.features import Features, extract_features, make_features
+from opencrs.vision.verify import Verification, ratio_matches, verify
 from tests.photos import crop, load_gray, rotate, scale, tilt
 
 
@@ -175,3 +175,27 @@ def test_degenerate_shapes_give_no_features_instead_of_crashing(shape: tuple[int
     for role in ("target", "query"):
         f = extract_features(g, role)
         assert len(f) == 0 and (f.height, f.width) == shape
+
+
+def test_bucketed_matching_equals_brute_force_within_one_bucket_and_respects_buckets() -> None:
+    rng = np.random.default_rng(5)
+    target_desc = rng.integers(0, 256, (40, 32), dtype=np.uint8)
+    query_desc = target_desc[:20].copy()
+    query_desc[:, 0] ^= 0b11  # 2 bits from their originals, ~128 from everything else
+
+    def feats(desc: np.ndarray) -> Features:
+        n = len(desc)
+        return make_features(rng.uniform(0, 600, (n, 2)), np.zeros(n), desc, 640, 480)
+
+    q, t = feats(query_desc), feats(target_desc)
+    brute = ratio_matches(q, t)
+    one_bucket = ratio_matches(q, t, np.zeros((20, 1), np.int64), np.zeros(40, np.int64))
+    assert [a.tolist() for a in one_bucket] == [a.tolist() for a in brute]
+    assert brute[0].tolist() == list(range(20)) and brute[1].tolist() == list(range(20))
+    # Target features 0-9 in bucket 1, the rest in bucket 2; query rows probe bucket 2 only
+    # except rows 0-4, which probe 1 then 2: rows 5-9 lose their true match.
+    tb = np.where(np.arange(40) < 10, 1, 2)
+    qb = np.full((20, 2), 2)
+    qb[:5, 0] = 1
+    qi, ti = ratio_matches(q, t, qb, tb)
+    assert qi.tolist() == [*range(5), *range(10, 20)] and ti.tolist() == qi.tolist()

@@ -99,3 +99,18 @@ def test_shipped_vocabulary() -> None:
     words = v.quantise(d)
     assert len(np.unique(words)) >= 0.5 * len(d)
     assert np.array_equal(v.quantise_many(d), words)
+
+
+def test_nearest_top_nodes_start_with_the_leafs_ancestor(
+    clusters: tuple[np.ndarray, np.ndarray], vocab: Vocabulary
+) -> None:
+    members = clusters[1]
+    near = vocab.nearest_top_nodes(members, 3)
+    assert near.shape == (len(members), 3)
+    assert np.array_equal(near[:, 0], vocab.quantise(members, level=1))
+    assert np.array_equal(
+        near[:, 0], vocab.quantise(members) // vocab.branching ** (vocab.depth - 1)
+    )
+    assert all(len(set(row)) == 3 for row in near.tolist())  # distinct nodes, nearest first
+    assert vocab.nearest_top_nodes(members, 99).shape == (len(members), vocab.branching)
+    assert vocab.nearest_top_nodes(members[:0], 2).shape == (0, 2)

@@ -87,6 +87,18 @@ class Vocabulary:
             out[start : start + len(x)] = node
         return out
 
+    def nearest_top_nodes(self, descriptors: np.ndarray, k: int) -> np.ndarray:
+        """The ``k`` nearest level-1 nodes (root children) of each descriptor, nearest first,
+        as (n, k) int64. A leaf's level-1 node is ``leaf // branching**(depth - 1)``."""
+        d = np.ascontiguousarray(descriptors, dtype=np.uint8).reshape(-1, _DESC_BYTES)
+        k = max(1, min(int(k), self.branching))
+        if len(d) == 0:
+            return np.zeros((0, k), dtype=np.int64)
+        _, idx = cv2.batchDistance(
+            d, self.levels[0].view(np.uint8), cv2.CV_32S, normType=cv2.NORM_HAMMING, K=k
+        )
+        return idx.astype(np.int64)
+
     def quantise_many(self, descriptors: np.ndarray) -> np.ndarray:
         """Leaf of each descriptor, like :meth:`quantise` (same result), for large sets (a
         whole gallery): descriptors are grouped by node and each group is compared with its

@@ -25,26 +25,76 @@ class Verification:
     score: float
 
 
-def ratio_matches(query: Features, target: Features) -> tuple[np.ndarray, np.ndarray]:
+def ratio_matches(
+    query: Features,
+    target: Features,
+    query_buckets: np.ndarray | None = None,
+    target_buckets: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Query→target matches passing Lowe's ratio test and an absolute distance bound.
 
-    Returns index arrays (query_idx, target_idx).
+    With buckets (``query_buckets``: (queries, probes) labels, ``target_buckets``: one label
+    per target feature), a query feature is compared only with the target features of its
+    own buckets, and best and second-best are taken over those: a few times fewer Hamming
+    distances than all pairs (the caller picks labels that true matches share, see
+    ``params.VERIFY_PROBES``). Returns index arrays (query_idx, target_idx).
     """
     empty = np.zeros(0, dtype=np.int64)
     if len(query) == 0 or len(target) < 2:
         return empty, empty
-    dist, idx = cv2.batchDistance(
-        np.asarray(query.descriptors),
-        np.asarray(target.descriptors),
-        cv2.CV_32S,
-        normType=cv2.NORM_HAMMING,
-        K=2,
-    )
-    d1 = dist[:, 0].astype(np.float64)
-    d2 = dist[:, 1].astype(np.float64)
-    keep = (d1 <= params.MATCH_MAX_DISTANCE) & (d1 < params.RATIO * d2) & (idx[:, 0] >= 0)
+    if query_buckets is None or target_buckets is None:
+        dist, idx = cv2.batchDistance(
+            np.asarray(query.descriptors),
+            np.asarray(target.descriptors),
+            cv2.CV_32S,
+            normType=cv2.NORM_HAMMING,
+            K=2,
+        )
+        best, second, best_idx = dist[:, 0], dist[:, 1], idx[:, 0]
+    else:
+        best, second, best_idx = _bucketed_two_nearest(
+            query.descriptors, target.descriptors, query_buckets, target_buckets
+        )
+    keep = (best <= params.MATCH_MAX_DISTANCE) & (best < params.RATIO * second) & (best_idx >= 0)
     qi = np.nonzero(keep)[0]
-    return qi.astype(np.int64), idx[qi, 0].astype(np.int64)
+    return qi.astype(np.int64), best_idx[qi].astype(np.int64)
+
+
+_FAR = 1 << 16  # farther than any 256-bit Hamming distance
+
+
+def _bucketed_two_nearest(
+    qdesc: np.ndarray, tdesc: np.ndarray, qbuckets: np.ndarray, tbuckets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distance to the nearest and second-nearest target feature sharing a bucket with
+    each query feature, and the nearest one's index (-1: no shared bucket)."""
+    n = len(qdesc)
+    best = np.full(n, _FAR, dtype=np.int64)
+    second = np.full(n, _FAR, dtype=np.int64)
+    best_idx = np.full(n, -1, dtype=np.int64)
+    qbuckets = np.asarray(qbuckets).reshape(n, -1)
+    tbuckets = np.asarray(tbuckets).reshape(-1)
+    order = np.argsort(tbuckets, kind="stable")
+    labels, starts = np.unique(tbuckets[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    for label, a, b in zip(labels.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        rows = np.flatnonzero((qbuckets == label).any(axis=1))
+        if len(rows) == 0:
+            continue
+        cols = order[a:b]
+        k = 2 if len(cols) >= 2 else 1
+        dist, idx = cv2.batchDistance(
+            qdesc[rows], tdesc[cols], cv2.CV_32S, normType=cv2.NORM_HAMMING, K=k
+        )
+        d1 = dist[:, 0].astype(np.int64)
+        d2 = dist[:, 1].astype(np.int64) if k == 2 else np.full(len(rows), _FAR)
+        # A row appears once per bucket, so this merge of (best, second) is conflict-free.
+        cur_best, cur_second = best[rows], second[rows]
+        better = d1 < cur_best
+        second[rows] = np.where(better, np.minimum(cur_best, d2), np.minimum(cur_second, d1))
+        best[rows] = np.where(better, d1, cur_best)
+        best_idx[rows] = np.where(better, cols[idx[:, 0]], best_idx[rows])
+    return best, second, best_idx
 
 
 def orientation_filter(dangle: np.ndarray) -> np.ndarray:
@@ -106,14 +156,20 @@ def _spread_cells(points: np.ndarray, width: int, height: int) -> int:
     return len(np.unique(cy * g + cx))
 
 
-def verify(query: Features, target: Features) -> Verification | None:
+def verify(
+    query: Features,
+    target: Features,
+    query_buckets: np.ndarray | None = None,
+    target_buckets: np.ndarray | None = None,
+) -> Verification | None:
     """Accept ``target`` as depicted in ``query`` or return ``None``.
 
-    Ratio-test matches, orientation-consistency prefilter, MAGSAC homography in a
-    resolution-independent frame, then accept on inlier count AND spread over the target
-    AND a convex, plausible projected outline.
+    Ratio-test matches (within shared buckets if given, see :func:`ratio_matches`),
+    orientation-consistency prefilter, MAGSAC homography in a resolution-independent
+    frame, then accept on inlier count AND spread over the target AND a convex, plausible
+    projected outline.
     """
-    qi, ti = ratio_matches(query, target)
+    qi, ti = ratio_matches(query, target, query_buckets, target_buckets)
     if len(qi) < params.MIN_INLIERS:
         return None
     keep = orientation_filter(query.angle[qi] - target.angle[ti])
