@@ -1,6 +1,7 @@
 """Many writers at once — API creates, updates, deactivations and deletes, uploads and
 upload removals, each through its own function instances — leave the records, the
-bundle and its manifest consistent: every live target findable, every removed one gone."""
+bundle shards and their manifest consistent: every live target findable (in its own
+shard), every removed one gone, and no bundle object left behind by a lost race."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from local.event_source import QueuePoller
 from local.runtime import load_handler
 from opencrs.store.blobs import BlobStore
-from opencrs.store.bundles import BundleStore
+from opencrs.store.bundles import BundleStore, shard_of
 from opencrs.store.records import TargetTable
 from tests.photos import photo
 
@@ -79,16 +80,39 @@ def similar_names(stack, name: str) -> list[str]:
 
 
 def assert_consistent(stack) -> set[str]:
-    """Bundle == the records that belong in it; no record left half-written."""
+    """Bundle == the records that belong in it, each target once and in its own shard;
+    no record left half-written."""
     records, _ = TargetTable(stack.aws.table).page("default", 1, 100)
     assert all(r.state == "indexed" for r in records), [(r.name, r.state) for r in records]
     bundles = BundleStore(stack.aws.table, BlobStore(stack.aws.bucket))
     manifest = bundles.manifest("default")
-    bundle = bundles.load(manifest)
+    shards = bundles.load(manifest)
     live = {r.target_id for r in records if r.active == "1"}
-    assert set(bundle.target_ids()) == live
-    assert manifest.targets == len(bundle)
+    ids = shards.target_ids()
+    assert sorted(ids) == sorted(live)
+    misplaced = [
+        (i, t)
+        for i, shard in enumerate(shards)
+        for t in shard.target_ids()
+        if shard_of(t, manifest.shard_count) != i
+    ]
+    assert not misplaced
+    assert manifest.targets == len(shards)
     return {r.name for r in records if r.active == "1"}
+
+
+def assert_no_stray_bundle_objects(stack) -> None:
+    """The bucket holds exactly the shards the manifest names and those its latest commit
+    retired (the next commit deletes them): a writer that lost a race removed what it
+    wrote, and every commit deleted what the one before it retired."""
+    manifest = BundleStore(stack.aws.table, BlobStore(stack.aws.bucket)).manifest("default")
+    pages = boto3.client("s3").get_paginator("list_objects_v2")
+    stored = {
+        o["Key"]
+        for page in pages.paginate(Bucket=stack.aws.bucket, Prefix="bundles/default/")
+        for o in page.get("Contents", [])
+    }
+    assert stored == {k for k in manifest.shard_keys if k} | set(manifest.retired)
 
 
 def test_concurrent_writers_lose_nothing(stack):
@@ -142,6 +166,7 @@ def test_concurrent_writers_lose_nothing(stack):
     for name, found in expected.items():
         assert similar_names(stack, name) == found, name
     assert assert_consistent(stack) == {n for names in expected.values() for n in names}
+    assert_no_stray_bundle_objects(stack)
 
 
 def test_racing_updates_of_one_target_converge(stack):
@@ -158,3 +183,4 @@ def test_racing_updates_of_one_target_converge(stack):
     [record] = [r for r in records if r.target_id == target]
     assert similar_names(stack, "retina") == ([record.name] if record.active == "1" else [])
     assert_consistent(stack)
+    assert_no_stray_bundle_objects(stack)

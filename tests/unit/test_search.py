@@ -13,6 +13,7 @@ import pytest
 
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Hit, Searcher
+from opencrs.store.bundles import shard_of
 from opencrs.vision import params
 from opencrs.vision.features import extract_features
 from tests.photos import FAMILIES, GALLERY, NEGATIVES, embed, load_gray, rotate, scale, tilt
@@ -101,3 +102,40 @@ def test_max_results_and_ordering(bundle: Bundle) -> None:
 def test_search_is_deterministic(searcher: Searcher) -> None:
     q = extract_features(tilt(load_gray("motorcycle"), 40), "query")
     assert searcher.search(q) == searcher.search(q)
+
+
+@pytest.mark.parametrize("shard_count", [3, 16])
+def test_sharded_searcher_equals_one_bundle_of_the_same_targets(
+    bundle: Bundle, shard_count: int
+) -> None:
+    """A gallery split into shards (some empty with 16) gives the same shortlist and the
+    same verified hits as one bundle holding its targets in shard order."""
+    ids = [*bundle.target_ids(), "chelsea-copy"]
+    shards = [Bundle.empty()] * shard_count
+    for tid in ids:
+        s = shard_of(tid, shard_count)
+        shards[s] = shards[s].with_target(tid, bundle.features_of(tid.removesuffix("-copy")))
+    order = [tid for shard in shards for tid in shard.target_ids()]
+    assert sorted(order) == sorted(ids) and order != ids  # really re-ordered
+    single = Searcher(
+        Bundle.from_targets([(t, shards[shard_of(t, shard_count)].features_of(t)) for t in order])
+    )
+    sharded = Searcher(shards)
+    assert sharded.target_ids() == single.target_ids() == order
+    both = embed(load_gray("coffee"), scale(load_gray("clock"), 2.7), 0.45)
+    images = [
+        rotate(load_gray("chelsea"), 30),
+        tilt(load_gray("rocket"), 35),
+        scale(load_gray("page"), 0.6),
+        both,
+        load_gray("brick"),
+    ]
+    for img in images:
+        q = extract_features(img, "query")
+        assert sharded.shortlist(q) == single.shortlist(q)
+        assert sharded.search(q) == single.search(q)
+    assert [h.target_id for h in sharded.search(extract_features(images[0], "query"))] == [
+        "chelsea",
+        "chelsea-copy",
+    ]
+    assert Searcher([]).search(extract_features(images[0], "query")) == []

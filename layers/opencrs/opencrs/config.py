@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+DEFAULT_BUNDLE_SHARDS = 16
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -21,6 +23,9 @@ class Settings:
     app_key: str = ""
     app_secret: str = ""
     default_gallery: str = "default"
+    # Shards of a gallery created from now on (see store.bundles); an existing gallery
+    # keeps the count its manifest records.
+    bundle_shards: int = DEFAULT_BUNDLE_SHARDS
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -34,6 +39,7 @@ class Settings:
             app_key=env.get("OPENCRS_APP_KEY", ""),
             app_secret=env.get("OPENCRS_APP_SECRET", ""),
             default_gallery=env.get("OPENCRS_GALLERY", "default"),
+            bundle_shards=int(env.get("OPENCRS_BUNDLE_SHARDS") or DEFAULT_BUNDLE_SHARDS),
         )
 
     def __repr__(self) -> str:  # the secret must never reach a log line

@@ -7,7 +7,7 @@ same way whichever door it came in by.
 Order of writes (nothing is lost if the process dies between any two):
 1. image, meta and features to S3 (unreferenced objects are harmless);
 2. the DynamoDB record, state ``pending`` (conditional create: an id is never reused);
-3. the bundle commit (optimistic, see store.bundles);
+3. the bundle commit of the target's shard (optimistic, see store.bundles);
 4. the record flips to ``indexed``. Queries only return ``indexed`` targets, and a
    ``pending`` record is resumed when the same upload is delivered again.
 """
@@ -215,9 +215,11 @@ class Indexer:
 
     def sync(self, gallery: str, target_id: str) -> None:
         """Make the gallery bundle hold ``target_id``'s descriptors exactly when its record
-        says so. The record is re-read inside every commit attempt, after the manifest, so
-        whichever sync lands last reflects the newest record: concurrent updates and
-        deletes of one target converge without locks."""
+        says so. Only the target's shard is rewritten. The record is re-read whenever the
+        commit rebuilds that shard, after reading the manifest, and a sync with nothing to
+        change still confirms the shard (store.bundles), so whichever sync lands last
+        reflects the newest record: concurrent updates and deletes of one target (all in
+        one shard) converge without locks."""
 
         def change(bundle: Bundle) -> Bundle:
             for _ in range(_MAX_RECORD_RETRIES):
@@ -231,7 +233,7 @@ class Indexer:
                 return bundle.with_target(target_id, features)
             raise ApiError(INTERNAL_ERROR, "target kept changing while being indexed")
 
-        self.stores.bundles.commit(gallery, change)
+        self.stores.bundles.commit(gallery, target_id, change)
 
     def _mark_indexed(self, record: TargetRecord) -> TargetRecord:
         """Flip a pending record to indexed, unless someone changed it meanwhile."""

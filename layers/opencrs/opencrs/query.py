@@ -1,8 +1,9 @@
 """The query side: find the gallery targets an image depicts.
 
 A warm Lambda keeps one Searcher per gallery in memory and rebuilds it only when the
-gallery's manifest names a newer bundle, so most queries pay one DynamoDB GetItem for
-freshness and nothing for loading.
+gallery's manifest names other shard objects, so most queries pay one DynamoDB GetItem
+for freshness and nothing for loading. A rebuild downloads only the shards that changed
+(``store.bundles`` caches the others by key).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from opencrs.index.bundle import Bundle
 from opencrs.index.search import Hit, Searcher
 from opencrs.store import Stores
 from opencrs.store.blobs import BlobMissing
@@ -31,27 +31,34 @@ class Match:
 class SimilarityEngine:
     def __init__(self, stores: Stores) -> None:
         self.stores = stores
-        self._cache: dict[str, tuple[int, Searcher]] = {}
+        # Keyed by the shard objects, not the manifest version: a commit that changed
+        # nothing advances the version but leaves every shard as it was.
+        self._cache: dict[str, tuple[tuple[str, ...], Searcher]] = {}
 
     def searcher(self, gallery: str) -> Searcher | None:
-        """The gallery's searcher for its current bundle version (None: empty gallery)."""
+        """The gallery's searcher for its current manifest (None: no gallery yet)."""
         for _ in range(3):
             manifest = self.stores.bundles.manifest(gallery)
             if manifest is None:
                 return None
             cached = self._cache.get(gallery)
-            if cached and cached[0] == manifest.version:
+            if cached and cached[0] == manifest.shard_keys:
                 return cached[1]
             try:
-                bundle: Bundle = self.stores.bundles.load(manifest)
+                shards = self.stores.bundles.load(manifest)
             except BlobMissing:
-                # A writer replaced the bundle between our two reads: look again.
+                # Writers replaced a shard twice between our two reads: look again.
                 continue
-            searcher = Searcher(bundle)
-            self._cache[gallery] = (manifest.version, searcher)
+            searcher = Searcher(shards.bundles)
+            self._cache[gallery] = (manifest.shard_keys, searcher)
             logger.info(
                 "loaded bundle",
-                extra={"gallery": gallery, "version": manifest.version, "targets": len(bundle)},
+                extra={
+                    "gallery": gallery,
+                    "version": manifest.version,
+                    "shards": manifest.shard_count,
+                    "targets": len(shards),
+                },
             )
             return searcher
         raise RuntimeError("the gallery's bundle kept changing while being loaded")

@@ -1,4 +1,5 @@
-"""The gallery descriptor bundle: every target's features, concatenated.
+"""The descriptor bundle: every target's features, concatenated. A deployed gallery is
+stored as several bundles, one per shard (``opencrs.store.bundles``), searched as one.
 
 One contiguous descriptor matrix serves the searcher's inverted file and Hamming checks
 (``opencrs.index.search``); per-target offsets recover each target's features for

@@ -11,6 +11,7 @@ only. v1 compared every query descriptor with every gallery descriptor (brute-fo
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,19 +34,36 @@ class Hit:
 
 
 class Searcher:
-    """Built once per bundle version and cached by the caller across warm Lambda
-    invocations: construction builds the inverted file from the words the bundle carries
-    (the only per-gallery cost; queries never touch the whole gallery)."""
+    """Built once per gallery version and cached by the caller across warm Lambda
+    invocations: construction builds the inverted file from the words the bundles carry
+    (the only per-gallery cost; queries never touch the whole gallery).
 
-    def __init__(self, bundle: Bundle, vocabulary: Vocabulary | None = None) -> None:
-        self._bundle = bundle
+    A sharded gallery (``opencrs.store.bundles``) is searched as one: its shards' words,
+    feature offsets and target ids are concatenated in shard order (4 B per feature), and
+    a target's global index maps back to its shard for verification; descriptors and
+    geometry are never copied. Results equal a single bundle's holding the same targets
+    in the same order."""
+
+    def __init__(
+        self, bundles: Bundle | Sequence[Bundle], vocabulary: Vocabulary | None = None
+    ) -> None:
+        shards = (bundles,) if isinstance(bundles, Bundle) else tuple(bundles)
+        self._shards = shards or (Bundle.empty(),)
         self._vocab = vocabulary if vocabulary is not None else shipped()
-        self._ids = bundle.target_ids()
-        self._offsets = np.asarray(bundle.offsets, dtype=np.int64)
-        if self._vocab.fingerprint() == bundle.vocabulary_fingerprint:
-            self._words = bundle.words
-        else:  # another vocabulary than the shipped one (experiments): quantise here
-            self._words = self._vocab.quantise_many(bundle.descriptors).astype(np.uint32)
+        self._ids = [tid for shard in self._shards for tid in shard.target_ids()]
+        # Global target i lives in shard _shard_of[i].
+        self._shard_of = np.repeat(
+            np.arange(len(self._shards), dtype=np.int32), [len(s) for s in self._shards]
+        )
+        words = [self._words_of(shard) for shard in self._shards]
+        if len(self._shards) == 1:  # one bundle: use its arrays in place
+            self._offsets = np.asarray(self._shards[0].offsets, dtype=np.int64)
+            self._words = words[0]
+        else:
+            starts = np.cumsum([0] + [len(w) for w in words[:-1]])
+            ends = [s.offsets[1:] + start for s, start in zip(self._shards, starts, strict=True)]
+            self._offsets = np.concatenate([np.zeros(1, np.int64), *ends]).astype(np.int64)
+            self._words = np.concatenate(words)
             self._words.flags.writeable = False
         self._index = InvertedIndex(self._words, self._offsets, self._vocab.words)
         # Verification keeps the query features whose word at VERIFY_WORD_LEVEL is shared
@@ -54,14 +72,32 @@ class Searcher:
             self._vocab.depth - min(params.VERIFY_WORD_LEVEL, self._vocab.depth)
         )
 
+    def _words_of(self, bundle: Bundle) -> np.ndarray:
+        if self._vocab.fingerprint() == bundle.vocabulary_fingerprint:
+            return bundle.words
+        # Another vocabulary than the shipped one (experiments): quantise here.
+        words = self._vocab.quantise_many(bundle.descriptors).astype(np.uint32)
+        words.flags.writeable = False
+        return words
+
     @property
-    def bundle(self) -> Bundle:
-        return self._bundle
+    def shards(self) -> tuple[Bundle, ...]:
+        """The bundles searched, in the order their targets are numbered."""
+        return self._shards
+
+    def target_ids(self) -> list[str]:
+        """Every target, in the order :meth:`shortlist` indices refer to."""
+        return list(self._ids)
+
+    def _features_of(self, i: int) -> Features:
+        """Features of global target ``i``, read from its shard."""
+        return self._shards[int(self._shard_of[i])].features_of(self._ids[i])
 
     @property
     def index_nbytes(self) -> int:
-        """Memory of the shortlist index: the inverted file plus the gallery's words (held
-        by the bundle, but only the search needs them)."""
+        """Memory of the shortlist index: the inverted file plus the gallery's words (a
+        single bundle's own array, a concatenation over shards; only the search needs
+        them)."""
         return self._index.nbytes + self._words.nbytes
 
     def query_words(self, query: Features) -> np.ndarray:
@@ -123,7 +159,7 @@ class Searcher:
             a, b = int(self._offsets[i]), int(self._offsets[i + 1])
             v = verify(
                 q,
-                self._bundle.features_of(self._ids[i]),
+                self._features_of(i),
                 query_top[sel] if query_top is not None else None,
                 self._words[a:b] // top_div if query_top is not None else None,
             )

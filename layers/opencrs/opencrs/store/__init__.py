@@ -28,7 +28,7 @@ class Stores:
         return cls(
             targets=TargetTable(settings.table),
             blobs=blobs,
-            bundles=BundleStore(settings.table, blobs),
+            bundles=BundleStore(settings.table, blobs, settings.bundle_shards),
             upload_keys=UploadKeys(settings.table),
             replays=ReplayLog(settings.table),
         )

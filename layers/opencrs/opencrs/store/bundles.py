@@ -1,12 +1,43 @@
-"""Versioned descriptor bundles in S3 with their manifest in DynamoDB.
+"""Sharded, versioned descriptor bundles in S3 with their manifest in DynamoDB.
 
-Each gallery has one manifest item (``sk = MANIFEST``) naming the current bundle object
-and its version. A writer builds the next bundle, stores it under a fresh key with
-``IfNoneMatch`` (an object is never overwritten), then moves the manifest forward with
-a condition on the version it started from. Losing that race means another writer
-committed first: reload and apply the change again. No lock is held anywhere, so
-concurrent writers never lose each other's targets and readers always see a complete
-bundle.
+Why shards: one bundle object per gallery (~36 KB per target) meant every add rewrote
+the whole gallery, ~3.6 GB at 100k targets. A gallery is instead split into a fixed
+number of shards, each an ordinary :class:`~opencrs.index.bundle.Bundle` object; target
+``t`` lives in shard ``crc32(t) % shard_count``, so a commit downloads (unless cached),
+rebuilds and uploads that one shard only. Pick ``OPENCRS_BUNDLE_SHARDS`` so a shard stays
+at tens of MB: the default 16 suits ~10k targets (~23 MB per shard); 256 suit 100k.
+
+Layout. Objects: ``bundles/<gallery>/s<shard>/v<version>-<uuid>.bin``, a fresh key per
+write (written with ``IfNoneMatch``, never overwritten; ``<version>`` is the version it
+was first written for). The manifest item (``pk = G#<gallery>``, ``sk = MANIFEST``)::
+
+    version      N   bumped by every commit (the optimistic-concurrency token)
+    shardCount   N   fixed when the gallery is created
+    shardKeys    L   one S per shard: its object's key, "" for a shard never written
+    shardVersions L  one N per shard: the version that last wrote or confirmed it
+    retiredKeys  L   the keys this version's commit replaced (deleted by the next commit)
+    targets      N   total targets over all shards
+    updatedMs    N
+
+A manifest written before sharding (``bundleKey``/``previousKey``) reads as a one-shard
+gallery and stays one: its next commit writes the new layout with ``shardCount`` 1.
+Re-sharding a gallery means re-indexing it into a new one.
+
+Commits are optimistic and lock-free: read the manifest, rebuild the target's shard,
+write it under a fresh key, then advance the manifest with a condition on the version
+read. A writer that loses the race re-reads the manifest: if its shard is unchanged (the
+winner changed another shard) it publishes the object it already wrote on the newer
+manifest; otherwise it deletes that object and applies its change again to the new
+shard. A commit that finds nothing to change still advances the manifest (no object is
+written) and stamps its shard with the new version: its decision was taken on what it
+read too, and a writer of the same shard still holding an older read (a sync that read
+the record before a delete, say) must rebuild rather than publish over it. "Unchanged"
+therefore means the same ``shardVersions`` entry, not merely the same key. Concurrent
+writers never lose each other's targets, and readers always see a complete set of shards.
+
+Retired objects are deleted by the commit after the one that retired them, so a reader
+that saw the previous manifest can still fetch every shard it names; a reader slower
+than two commits finds a shard missing and reads the manifest again.
 """
 
 from __future__ import annotations
@@ -15,12 +46,15 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from opencrs.config import DEFAULT_BUNDLE_SHARDS
 from opencrs.index.bundle import Bundle
 from opencrs.store.aws import client, error_code
 from opencrs.store.blobs import BlobMissing, BlobStore
@@ -29,10 +63,14 @@ from opencrs.store.records import gallery_key
 logger = logging.getLogger(__name__)
 
 MANIFEST_SORT_KEY = "MANIFEST"
+# The manifest item must stay far below DynamoDB's 400 KB (~100 B per shard key).
+MAX_SHARDS = 1024
 # Optimistic commits retry with jittered backoff until this budget is spent: enough for
 # tens of concurrent writers, well inside API Gateway's 29 s.
 _COMMIT_BUDGET_S = 20.0
 _BACKOFF_CAP_S = 0.4
+# Parallel shard downloads of a cold reader: S3 GETs are latency-bound, not CPU-bound.
+_FETCH_THREADS = 8
 
 
 class CommitConflict(Exception):
@@ -44,26 +82,124 @@ class BundleUnavailable(Exception):
     re-reading: the gallery cannot be changed until the object is restored."""
 
 
-# A missing bundle is normal once (a writer superseded it twice between our two reads);
+# A missing shard is normal once (writers superseded it twice between our two reads);
 # the same key missing this many times in a row is damage, not a race.
 _MAX_MISSING_READS = 3
 
 
+def _object_key(gallery: str, shard: int, version: int) -> str:
+    """A key never used before: objects are written once and never overwritten."""
+    return f"bundles/{gallery}/s{shard:04d}/v{version:08d}-{uuid.uuid4().hex}.bin"
+
+
+def shard_of(target_id: str, shard_count: int) -> int:
+    """The shard holding ``target_id``: stable across processes (unlike ``hash``)."""
+    return zlib.crc32(target_id.encode("utf-8")) % shard_count
+
+
 @dataclass(frozen=True)
 class Manifest:
+    """One version of a gallery: the object key of each shard ("" = never written)."""
+
+    gallery: str
     version: int
-    bundle_key: str
-    previous_key: str
-    targets: int
+    shard_keys: tuple[str, ...]
+    # The version that last wrote or confirmed each shard (0: never).
+    shard_versions: tuple[int, ...]
+    retired: tuple[str, ...] = ()
+    targets: int = 0
+    updated_ms: int = 0
+
+    @property
+    def shard_count(self) -> int:
+        return len(self.shard_keys)
+
+    def to_item(self) -> dict[str, Any]:
+        return {
+            "pk": {"S": gallery_key(self.gallery)},
+            "sk": {"S": MANIFEST_SORT_KEY},
+            "version": {"N": str(self.version)},
+            "shardCount": {"N": str(self.shard_count)},
+            "shardKeys": {"L": [{"S": k} for k in self.shard_keys]},
+            "shardVersions": {"L": [{"N": str(v)} for v in self.shard_versions]},
+            "retiredKeys": {"L": [{"S": k} for k in self.retired]},
+            "targets": {"N": str(self.targets)},
+            "updatedMs": {"N": str(self.updated_ms)},
+        }
+
+    @classmethod
+    def from_item(cls, gallery: str, item: dict[str, Any]) -> Manifest:
+        """Either layout: sharded, or the single ``bundleKey`` of earlier releases."""
+        version = int(item["version"]["N"])
+        targets = int(item.get("targets", {}).get("N", "0"))
+        updated_ms = int(item.get("updatedMs", {}).get("N", "0"))
+        if "shardKeys" not in item:
+            previous = item.get("previousKey", {}).get("S", "")
+            return cls(
+                gallery,
+                version,
+                (item["bundleKey"]["S"],),
+                (version,),
+                (previous,) if previous else (),
+                targets,
+                updated_ms,
+            )
+        keys = tuple(k["S"] for k in item["shardKeys"]["L"])
+        stamps = tuple(int(v["N"]) for v in item["shardVersions"]["L"])
+        count = int(item["shardCount"]["N"])
+        if not 1 <= count <= MAX_SHARDS or not count == len(keys) == len(stamps):
+            raise ValueError(f"gallery {gallery!r}: manifest shard count disagrees with keys")
+        retired = tuple(k["S"] for k in item.get("retiredKeys", {}).get("L", []))
+        return cls(gallery, version, keys, stamps, retired, targets, updated_ms)
+
+
+@dataclass(frozen=True)
+class Shards:
+    """A gallery's shard bundles as one manifest names them, in shard order (an empty
+    bundle for a shard never written). ``len`` counts targets, not shards."""
+
+    bundles: tuple[Bundle, ...] = field(default_factory=tuple)
+
+    def target_ids(self) -> list[str]:
+        return [tid for bundle in self.bundles for tid in bundle.target_ids()]
+
+    def __len__(self) -> int:
+        return sum(len(bundle) for bundle in self.bundles)
+
+    def __contains__(self, target_id: object) -> bool:
+        return any(target_id in bundle for bundle in self.bundles)
+
+    def __iter__(self) -> Iterator[Bundle]:
+        return iter(self.bundles)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A shard change this writer has not published yet, and the shard version it was
+    decided on. ``key`` is the object already put, or None when nothing changed (the
+    commit only confirms the shard)."""
+
+    shard: int
+    shard_count: int
+    base_version: int
+    key: str | None
+    bundle: Bundle
+    delta: int  # targets added to the gallery (negative when removed)
 
 
 class BundleStore:
-    def __init__(self, table: str, blobs: BlobStore) -> None:
+    def __init__(self, table: str, blobs: BlobStore, shards: int = DEFAULT_BUNDLE_SHARDS) -> None:
+        if not 1 <= shards <= MAX_SHARDS:
+            raise ValueError(f"bundle shards must be 1-{MAX_SHARDS}, not {shards}")
         self.table = table
         self.blobs = blobs
-        # The last bundle read or written: a writer in a warm Lambda usually commits on
-        # top of the bundle it produced itself, and need not download it again.
-        self._last: tuple[str, Bundle] | None = None
+        self.shards = shards
+        # Shard bundles by object key, per gallery: a warm reader fetches only the shards
+        # a new version changed, and a warm writer commits on top of the shard it wrote
+        # itself without downloading it again. Keys are never reused, so an entry is never
+        # stale; entries the manifest no longer names are dropped. Replaced whole (never
+        # mutated), so threads of one process can share the store.
+        self._cache: dict[str, dict[str, Bundle]] = {}
 
     def manifest(self, gallery: str) -> Manifest | None:
         """The current manifest, read consistently so a write is visible to the next query."""
@@ -76,82 +212,153 @@ class BundleStore:
             )
             .get("Item")
         )
-        if not item:
-            return None
-        return Manifest(
-            version=int(item["version"]["N"]),
-            bundle_key=item["bundleKey"]["S"],
-            previous_key=item.get("previousKey", {}).get("S", ""),
-            targets=int(item.get("targets", {}).get("N", "0")),
-        )
+        return Manifest.from_item(gallery, item) if item else None
 
-    def load(self, manifest: Manifest | None) -> Bundle:
+    # -- reading ----------------------------------------------------------------------------
+
+    def load(self, manifest: Manifest | None) -> Shards:
+        """Every shard ``manifest`` names, downloading in parallel those not cached.
+        BlobMissing when one is gone (superseded meanwhile: read the manifest again)."""
         if manifest is None:
+            return Shards()
+        cached = self._cache.get(manifest.gallery, {})
+        wanted = [k for k in dict.fromkeys(manifest.shard_keys) if k and k not in cached]
+        have = {**cached, **self._fetch(wanted)}
+        self._cache[manifest.gallery] = {k: have[k] for k in manifest.shard_keys if k}
+        return Shards(tuple(have[k] if k else Bundle.empty() for k in manifest.shard_keys))
+
+    def _read(self, key: str) -> Bundle:
+        return Bundle.from_bytes(self.blobs.get(key))
+
+    def _fetch(self, keys: list[str]) -> dict[str, Bundle]:
+        if len(keys) <= 1:
+            return {key: self._read(key) for key in keys}
+        pool = ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(keys)))
+        try:
+            return dict(zip(keys, pool.map(self._read, keys), strict=True))
+        finally:
+            # After a failure, shards still queued are not worth fetching.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _shard(self, gallery: str, key: str) -> Bundle:
+        """One shard for a writer: cached, fetched, or empty if never written."""
+        if not key:
             return Bundle.empty()
-        if self._last and self._last[0] == manifest.bundle_key:
-            return self._last[1]
-        bundle = Bundle.from_bytes(self.blobs.get(manifest.bundle_key))
-        self._last = (manifest.bundle_key, bundle)
+        cached = self._cache.get(gallery, {})
+        if key in cached:
+            return cached[key]
+        bundle = self._read(key)
+        self._cache[gallery] = {**cached, key: bundle}
         return bundle
 
-    def commit(self, gallery: str, change: Callable[[Bundle], Bundle]) -> Manifest | None:
-        """Apply ``change`` to the gallery's current bundle and publish the result.
-        ``change`` may read other state (it runs again on every attempt) and returns its
-        argument unchanged when there is nothing to do, in which case nothing is written."""
+    # -- writing ----------------------------------------------------------------------------
+
+    def commit(self, gallery: str, target_id: str, change: Callable[[Bundle], Bundle]) -> Manifest:
+        """Apply ``change`` to the shard holding ``target_id`` and publish the result;
+        return the manifest published. ``change`` may read other state (it runs again
+        whenever the shard changed under it) and returns its argument unchanged when there
+        is nothing to do: then no object is written, but the manifest still advances (see
+        the module docstring)."""
         deadline = time.monotonic() + _COMMIT_BUDGET_S
         attempt = 0
         missing: list[str] = []
-        while True:
-            current = self.manifest(gallery)
-            try:
-                base = self.load(current)
-            except BlobMissing:
-                # Superseded twice while we looked: read the manifest again. The same key
-                # missing again and again means the object is gone (deleted, lost): fail
-                # instead of spinning on DynamoDB and S3 without end.
-                assert current is not None
-                missing.append(current.bundle_key)
-                if missing[-_MAX_MISSING_READS:] == [current.bundle_key] * _MAX_MISSING_READS:
-                    raise BundleUnavailable(
-                        f"gallery {gallery!r}: bundle {current.bundle_key} is missing"
-                    ) from None
+        pending: _Pending | None = None
+        try:
+            while True:
+                current = self.manifest(gallery)
+                count = current.shard_count if current else self.shards
+                shard = shard_of(target_id, count)
+                key = current.shard_keys[shard] if current else ""
+                seen = (count, current.shard_versions[shard] if current else 0)
+                if pending is not None and (pending.shard_count, pending.base_version) != seen:
+                    # Another writer changed or confirmed this shard: decide again on it.
+                    if pending.key:
+                        self._discard(pending.key)
+                    pending = None
+                if pending is None:
+                    try:
+                        base = self._shard(gallery, key)
+                    except BlobMissing:
+                        # Superseded twice while we looked: read the manifest again. The
+                        # same key missing again and again means the object is gone
+                        # (deleted, lost): fail instead of spinning on DynamoDB and S3.
+                        missing.append(key)
+                        if missing[-_MAX_MISSING_READS:] == [key] * _MAX_MISSING_READS:
+                            raise BundleUnavailable(
+                                f"gallery {gallery!r}: bundle {key} is missing"
+                            ) from None
+                        if time.monotonic() > deadline:
+                            raise CommitConflict(
+                                f"bundle of gallery {gallery!r} kept changing"
+                            ) from None
+                        continue
+                    pending = self._prepare(gallery, current, shard, count, base, change(base))
+                if pending is not None:
+                    try:
+                        published = self._advance(gallery, current, pending)
+                    except Exception:
+                        # Outcome unknown (the write may have landed): keep the object.
+                        pending = None
+                        raise
+                    if published is not None:
+                        self._published(published, pending)
+                        pending = None
+                        if current:
+                            # Retired one commit ago: no reader of the current manifest
+                            # needs them any more.
+                            for old in current.retired:
+                                self._discard(old)
+                        return published
+                attempt += 1
                 if time.monotonic() > deadline:
-                    raise CommitConflict(f"bundle of gallery {gallery!r} kept changing") from None
-                continue
-            updated = change(base)
-            if updated is base:
-                return current
-            version = (current.version if current else 0) + 1
-            key = f"bundles/{gallery}/v{version:08d}-{uuid.uuid4().hex}.bin"
-            if self.blobs.put_new(key, updated.to_bytes()):
-                if self._advance(gallery, current, key, version, len(updated)):
-                    self._last = (key, updated)
-                    if current and current.previous_key:
-                        # Two versions back: no reader that saw the current manifest needs it.
-                        self.blobs.delete(current.previous_key)
-                    return Manifest(
-                        version, key, current.bundle_key if current else "", len(updated)
+                    raise CommitConflict(
+                        f"bundle of gallery {gallery!r} kept changing ({attempt} attempts)"
                     )
-                self.blobs.delete(key)  # lost the race: our object was never published
-            attempt += 1
-            if time.monotonic() > deadline:
-                raise CommitConflict(
-                    f"bundle of gallery {gallery!r} kept changing ({attempt} attempts)"
-                )
-            time.sleep(random.uniform(0, min(_BACKOFF_CAP_S, 0.01 * 2**attempt)))
+                time.sleep(random.uniform(0, min(_BACKOFF_CAP_S, 0.01 * 2**attempt)))
+        except BaseException:
+            if pending is not None and pending.key:
+                self._discard(pending.key)  # never published: nobody can be reading it
+            raise
+
+    def _prepare(
+        self,
+        gallery: str,
+        current: Manifest | None,
+        shard: int,
+        count: int,
+        base: Bundle,
+        updated: Bundle,
+    ) -> _Pending | None:
+        """The change to publish: ``updated`` put under a fresh key, or a confirmation of
+        ``base`` when nothing changed; None if the key was taken (try again)."""
+        base_version = current.shard_versions[shard] if current else 0
+        if updated is base:
+            return _Pending(shard, count, base_version, None, base, 0)
+        key = _object_key(gallery, shard, (current.version if current else 0) + 1)
+        if not self.blobs.put_new(key, updated.to_bytes()):
+            return None
+        return _Pending(shard, count, base_version, key, updated, len(updated) - len(base))
 
     def _advance(
-        self, gallery: str, current: Manifest | None, key: str, version: int, targets: int
-    ) -> bool:
-        item: dict[str, Any] = {
-            "pk": {"S": gallery_key(gallery)},
-            "sk": {"S": MANIFEST_SORT_KEY},
-            "version": {"N": str(version)},
-            "bundleKey": {"S": key},
-            "previousKey": {"S": current.bundle_key if current else ""},
-            "targets": {"N": str(targets)},
-            "updatedMs": {"N": str(int(time.time() * 1000))},
-        }
+        self, gallery: str, current: Manifest | None, pending: _Pending
+    ) -> Manifest | None:
+        """Publish ``pending`` on top of ``current``; None if another commit came first."""
+        version = (current.version if current else 0) + 1
+        keys = list(current.shard_keys if current else ("",) * pending.shard_count)
+        stamps = list(current.shard_versions if current else (0,) * pending.shard_count)
+        replaced = keys[pending.shard] if pending.key else ""
+        if pending.key:
+            keys[pending.shard] = pending.key
+        stamps[pending.shard] = version
+        new = Manifest(
+            gallery=gallery,
+            version=version,
+            shard_keys=tuple(keys),
+            shard_versions=tuple(stamps),
+            retired=(replaced,) if replaced else (),
+            targets=(current.targets if current else 0) + pending.delta,
+            updated_ms=int(time.time() * 1000),
+        )
         condition: dict[str, Any]
         if current is None:
             condition = {"ConditionExpression": "attribute_not_exists(sk)"}
@@ -161,10 +368,27 @@ class BundleStore:
                 "ExpressionAttributeValues": {":seen": {"N": str(current.version)}},
             }
         try:
-            client("dynamodb").put_item(TableName=self.table, Item=item, **condition)
+            client("dynamodb").put_item(TableName=self.table, Item=new.to_item(), **condition)
         except ClientError as error:
             if error_code(error) == "ConditionalCheckFailedException":
                 logger.info("bundle commit lost a race; retrying", extra={"gallery": gallery})
-                return False
+                return None
             raise
-        return True
+        return new
+
+    def _published(self, manifest: Manifest, pending: _Pending) -> None:
+        """Cache the shard just published, keeping only shards the manifest names."""
+        live = set(manifest.shard_keys)
+        cached = self._cache.get(manifest.gallery, {})
+        kept = {k: b for k, b in cached.items() if k in live}
+        if pending.key:
+            kept[pending.key] = pending.bundle
+        self._cache[manifest.gallery] = kept
+
+    def _discard(self, key: str) -> None:
+        """Delete an object no manifest needs; a failure only leaves an unreferenced object
+        behind, which must not fail a commit that already succeeded."""
+        try:
+            self.blobs.delete(key)
+        except (ClientError, BotoCoreError):
+            logger.warning("could not delete a superseded bundle object", extra={"key": key})
