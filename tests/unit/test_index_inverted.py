@@ -90,3 +90,16 @@ def test_target_found_among_many_distractors() -> None:
         hits = s.search(q)
         assert [h.target_id for h in hits] == [name]
     assert s.index_nbytes / len(b) < 8192 + 10**6 / len(b)  # postings + words + fixed tables
+
+
+def test_hamming_embedding_drops_collisions_of_unrelated_features() -> None:
+    rng = np.random.default_rng(11)
+    gallery = rng.integers(0, 256, (4, 32), dtype=np.uint8)
+    idx = _index([[5, 6], [5, 6]])  # both targets: words 5 and 6
+    near = gallery[[0, 1]].copy()
+    near[:, 0] ^= 0b111  # 3 bits from target 0's features, ~128 from target 1's
+    plain, embedded = idx.scores_with_hamming(np.array([5, 6]), near, gallery.__getitem__, 32)
+    assert embedded[0] > 0 and embedded[1] == 0
+    assert plain[1] > 0 and np.allclose(plain, idx.scores(np.array([5, 6])))
+    plain, embedded = idx.scores_with_hamming(np.array([7]), near[:1], gallery.__getitem__, 32)
+    assert plain.tolist() == embedded.tolist() == [0.0, 0.0]

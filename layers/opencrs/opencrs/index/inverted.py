@@ -13,15 +13,26 @@ Query normalisation is a constant per query, so it is left out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
 class InvertedIndex:
     """Immutable inverted file of one gallery: built from each gallery feature's word and
-    the per-target feature offsets (``Bundle.offsets``). Holds 4 bytes per gallery feature
-    (the owning target of every posting) plus fixed per-word and per-target tables."""
+    the per-target feature offsets (``Bundle.offsets``). Holds 8 bytes per gallery feature
+    (each posting's owning target and feature row) plus fixed per-word and per-target
+    tables."""
 
-    __slots__ = ("_idf", "_inv_norm", "_post_target", "_word_ptr", "n_targets", "n_words")
+    __slots__ = (
+        "_idf",
+        "_inv_norm",
+        "_post_feature",
+        "_post_target",
+        "_word_ptr",
+        "n_targets",
+        "n_words",
+    )
 
     def __init__(self, words: np.ndarray, offsets: np.ndarray, n_words: int) -> None:
         words = np.asarray(words).reshape(-1)
@@ -38,10 +49,11 @@ class InvertedIndex:
         keys = (words.astype(np.uint64) << np.uint64(32)) | np.arange(len(words), dtype=np.uint64)
         keys.sort()
         post_word = (keys >> np.uint64(32)).astype(np.int64)
-        rows = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        self._post_feature = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
         del keys
-        self._post_target = (np.searchsorted(offsets, rows, side="right") - 1).astype(np.uint32)
-        del rows
+        self._post_target = (np.searchsorted(offsets, self._post_feature, side="right") - 1).astype(
+            np.uint32
+        )
         per_word = np.bincount(post_word, minlength=n_words)
         self._word_ptr = np.concatenate([[0], np.cumsum(per_word)]).astype(np.int64)
         # Runs of equal (word, target): term frequencies and document frequencies.
@@ -62,17 +74,31 @@ class InvertedIndex:
         self._idf = idf.astype(np.float32)
         norm2 = np.bincount(run_target, (tf * idf[run_word]) ** 2, minlength=self.n_targets)
         self._inv_norm = np.where(norm2 > 0, 1.0 / np.sqrt(np.maximum(norm2, 1e-30)), 0.0)
-        for arr in (self._post_target, self._word_ptr, self._idf, self._inv_norm):
+        for arr in self._arrays():
             arr.flags.writeable = False
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return (self._post_target, self._post_feature, self._word_ptr, self._idf, self._inv_norm)
 
     @property
     def nbytes(self) -> int:
         """Memory held by the index arrays."""
-        return sum(a.nbytes for a in (self._post_target, self._word_ptr, self._idf, self._inv_norm))
+        return sum(a.nbytes for a in self._arrays())
 
     def postings(self, word: int) -> np.ndarray:
         """Owning target of every gallery feature quantised to ``word`` (ascending)."""
         return self._post_target[self._word_ptr[word] : self._word_ptr[word + 1]]
+
+    def _gather(self, query_words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posting positions of every query feature's word, and the query row of each."""
+        qw = np.asarray(query_words, dtype=np.int64).reshape(-1)
+        starts = self._word_ptr[qw]
+        lens = self._word_ptr[qw + 1] - starts
+        total = int(lens.sum())
+        first = np.cumsum(lens) - lens
+        # Concatenated posting ranges without a Python loop.
+        idx = np.arange(total, dtype=np.int64) + np.repeat(starts - first, lens)
+        return idx, np.repeat(np.arange(len(qw)), lens)
 
     def scores(self, query_words: np.ndarray) -> np.ndarray:
         """tf-idf cosine score of every target for a query's words (float64, one per
@@ -80,18 +106,41 @@ class InvertedIndex:
         out = np.zeros(self.n_targets, dtype=np.float64)
         if self.n_targets == 0 or len(query_words) == 0:
             return out
-        u, qtf = np.unique(np.asarray(query_words, dtype=np.int64), return_counts=True)
-        starts = self._word_ptr[u]
-        lens = self._word_ptr[u + 1] - starts
-        keep = lens > 0
-        u, qtf, starts, lens = u[keep], qtf[keep], starts[keep], lens[keep]
-        total = int(lens.sum())
-        if total == 0:
+        idx, rows = self._gather(query_words)
+        if len(idx) == 0:
             return out
-        # Concatenated posting ranges without a Python loop.
-        first = np.cumsum(lens) - lens
-        idx = np.arange(total, dtype=np.int64) + np.repeat(starts - first, lens)
-        idf = self._idf[u].astype(np.float64)
-        weight = np.repeat(qtf * idf * idf, lens)
-        out = np.bincount(self._post_target[idx], weight, minlength=self.n_targets)
+        idf = self._idf[np.asarray(query_words, dtype=np.int64)].astype(np.float64)
+        out = np.bincount(self._post_target[idx], (idf * idf)[rows], minlength=self.n_targets)
         return out * self._inv_norm
+
+    def scores_with_hamming(
+        self,
+        query_words: np.ndarray,
+        query_descriptors: np.ndarray,
+        gallery_descriptors: Callable[[np.ndarray], np.ndarray],
+        max_distance: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Plain tf-idf scores (as :meth:`scores`) and Hamming-embedded ones (Jégou et al.
+        2008) from one walk of the posting lists: in the second, a query feature and a
+        gallery feature sharing a word count only when their descriptors are within
+        ``max_distance`` bits. Collisions of unrelated features, which grow with the
+        gallery and swamp a target that fills a small part of a cluttered query, then no
+        longer count. ``gallery_descriptors(rows)`` returns the descriptors of gallery
+        feature rows."""
+        plain = np.zeros(self.n_targets, dtype=np.float64)
+        embedded = plain.copy()
+        if self.n_targets == 0 or len(query_words) == 0:
+            return plain, embedded
+        idx, rows = self._gather(query_words)
+        if len(idx) == 0:
+            return plain, embedded
+        idf = self._idf[np.asarray(query_words, dtype=np.int64)].astype(np.float64)
+        weight = (idf * idf)[rows]
+        target = self._post_target[idx]
+        q64 = np.ascontiguousarray(query_descriptors, dtype=np.uint8).view(np.uint64)
+        g64 = np.ascontiguousarray(gallery_descriptors(self._post_feature[idx])).view(np.uint64)
+        dist = np.bitwise_count(q64[rows] ^ g64).sum(axis=1, dtype=np.int32)
+        near = dist <= max_distance
+        plain = np.bincount(target, weight, minlength=self.n_targets) * self._inv_norm
+        embedded = np.bincount(target[near], weight[near], minlength=self.n_targets)
+        return plain, embedded * self._inv_norm

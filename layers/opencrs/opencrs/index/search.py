@@ -55,17 +55,21 @@ class Searcher:
         self._shard_of = np.repeat(
             np.arange(len(self._shards), dtype=np.int32), [len(s) for s in self._shards]
         )
-        words = [self._words_of(shard) for shard in self._shards]
+        self._shard_words = [self._words_of(shard) for shard in self._shards]
+        # First global feature row of each shard (and the total at the end).
+        self._feature_start = np.cumsum([0] + [len(w) for w in self._shard_words])
         if len(self._shards) == 1:  # one bundle: use its arrays in place
             self._offsets = np.asarray(self._shards[0].offsets, dtype=np.int64)
-            self._words = words[0]
+            words = self._shard_words[0]
         else:
-            starts = np.cumsum([0] + [len(w) for w in words[:-1]])
-            ends = [s.offsets[1:] + start for s, start in zip(self._shards, starts, strict=True)]
+            ends = [
+                s.offsets[1:] + start
+                for s, start in zip(self._shards, self._feature_start[:-1], strict=True)
+            ]
             self._offsets = np.concatenate([np.zeros(1, np.int64), *ends]).astype(np.int64)
-            self._words = np.concatenate(words)
-            self._words.flags.writeable = False
-        self._index = InvertedIndex(self._words, self._offsets, self._vocab.words)
+            words = np.concatenate(self._shard_words)  # only while the index is built
+        self._index = InvertedIndex(words, self._offsets, self._vocab.words)
+        del words
         # Verification keeps the query features whose word at VERIFY_WORD_LEVEL is shared
         # with the candidate: the ancestor of a leaf is leaf // branching^(levels below).
         self._verify_div = self._vocab.branching ** (
@@ -93,26 +97,45 @@ class Searcher:
         """Features of global target ``i``, read from its shard."""
         return self._shards[int(self._shard_of[i])].features_of(self._ids[i])
 
+    def _target_words(self, i: int) -> np.ndarray:
+        """Words of global target ``i``'s features, read from its shard."""
+        k = int(self._shard_of[i])
+        start = int(self._feature_start[k])
+        return self._shard_words[k][
+            int(self._offsets[i]) - start : int(self._offsets[i + 1]) - start
+        ]
+
+    def _gallery_descriptors(self, rows: np.ndarray) -> np.ndarray:
+        """Descriptors of global feature ``rows``, gathered from their shards."""
+        if len(self._shards) == 1:
+            return self._shards[0].descriptors[rows]
+        out = np.empty((len(rows), 32), dtype=np.uint8)
+        shard = np.searchsorted(self._feature_start, rows, side="right") - 1
+        for k in np.unique(shard).tolist():
+            mask = shard == k
+            out[mask] = self._shards[k].descriptors[rows[mask] - self._feature_start[k]]
+        return out
+
     @property
     def index_nbytes(self) -> int:
-        """Memory of the shortlist index: the inverted file plus the gallery's words (a
-        single bundle's own array, a concatenation over shards; only the search needs
-        them)."""
-        return self._index.nbytes + self._words.nbytes
+        """Memory of the shortlist index (the inverted file). The words it is built from
+        stay in the bundles, which store them (4 of their 42 B per feature)."""
+        return self._index.nbytes
 
     def query_words(self, query: Features) -> np.ndarray:
         """Leaf word of each query descriptor."""
         return self._vocab.quantise(query.descriptors)
 
     def _shortlist(self, qwords: np.ndarray, query: Features) -> list[int]:
-        scores = self._index.scores(qwords)
-        if len(scores) == 0:
-            return []
-        k = min(params.SHORTLIST, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(k)
-        top = top[scores[top] > 0]
-        order = np.lexsort((top, -scores[top]))  # best first, ties by gallery position
-        return [int(i) for i in top[order]]
+        """SHORTLIST - SHORTLIST_PLAIN best targets by Hamming-embedded tf-idf, then the
+        SHORTLIST_PLAIN best of plain tf-idf not already in (see params)."""
+        if params.SHORTLIST_MAX_HAMMING <= 0:
+            return _best(self._index.scores(qwords), params.SHORTLIST, [])
+        plain, embedded = self._index.scores_with_hamming(
+            qwords, query.descriptors, self._gallery_descriptors, params.SHORTLIST_MAX_HAMMING
+        )
+        chosen = _best(embedded, params.SHORTLIST - params.SHORTLIST_PLAIN, [])
+        return chosen + _best(plain, params.SHORTLIST_PLAIN, chosen)
 
     def shortlist(self, query: Features) -> list[int]:
         """Indices of the best tf-idf-scored targets worth verifying, best first."""
@@ -120,8 +143,7 @@ class Searcher:
 
     def _voters(self, qwords: np.ndarray, i: int) -> np.ndarray:
         """Query rows sharing a word (at VERIFY_WORD_LEVEL) with target ``i``."""
-        a, b = int(self._offsets[i]), int(self._offsets[i + 1])
-        tw = np.unique(self._words[a:b] // self._verify_div)
+        tw = np.unique(self._target_words(i) // self._verify_div)
         return np.flatnonzero(np.isin(qwords // self._verify_div, tw, assume_unique=False))
 
     def search(
@@ -156,12 +178,11 @@ class Searcher:
             q = make_features(
                 query.xy[sel], query.angle[sel], query.descriptors[sel], query.width, query.height
             )
-            a, b = int(self._offsets[i]), int(self._offsets[i + 1])
             v = verify(
                 q,
                 self._features_of(i),
                 query_top[sel] if query_top is not None else None,
-                self._words[a:b] // top_div if query_top is not None else None,
+                self._target_words(i) // top_div if query_top is not None else None,
             )
             if v is not None:
                 hits.append(Hit(target_id=self._ids[i], inliers=v.inliers, score=v.score))
@@ -170,3 +191,17 @@ class Searcher:
             timings["shortlist"] = t1 - t0
             timings["verify"] = time.perf_counter() - t1
         return hits[:max_results]
+
+
+def _best(scores: np.ndarray, k: int, exclude: list[int]) -> list[int]:
+    """Indices of the ``k`` highest positive ``scores`` not in ``exclude``, best first
+    (ties by gallery position)."""
+    if k <= 0 or len(scores) == 0:
+        return []
+    scores = scores.copy()
+    scores[exclude] = 0.0
+    k = min(k, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(k)
+    top = top[scores[top] > 0]
+    order = np.lexsort((top, -scores[top]))
+    return [int(i) for i in top[order]]
