@@ -59,8 +59,10 @@ from bench.quality import (
     load_manifest,
     read_gray,
 )
+from opencrs.config import DEFAULT_BUNDLE_SHARDS
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
+from opencrs.store.bundles import shard_of
 from opencrs.vision.features import Features, extract_features, make_features
 from opencrs.vision.image import check_and_decode
 from tests.photos import rotate
@@ -147,19 +149,22 @@ def _chunk(k: int, sources: list[str], workers: int) -> tuple[list[Features], np
 
 
 # -- the run -------------------------------------------------------------------------------
-def _cold_start(path: Path, runs: int) -> dict[str, float]:
+def _cold_start(paths: list[Path], runs: int) -> dict[str, float]:
     code = (
         "import time,sys,json;t0=time.perf_counter()\n"
         "from opencrs.index.bundle import Bundle\nfrom opencrs.index.search import Searcher\n"
         "from opencrs.index.vocabulary import shipped\nshipped()\nt1=time.perf_counter()\n"
-        "b=Bundle.from_bytes(open(sys.argv[1],'rb').read());t2=time.perf_counter()\n"
-        "Searcher(b);t3=time.perf_counter()\n"
+        "b=[Bundle.from_bytes(open(p,'rb').read()) for p in sys.argv[1:]]\n"
+        "t2=time.perf_counter()\nSearcher(b);t3=time.perf_counter()\n"
         "print(json.dumps({'import':t1-t0,'load':t2-t1,'build':t3-t2,'total':t3-t0}))"
     )
     out = []
     for _ in range(runs):
         r = subprocess.run(
-            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+            [sys.executable, "-c", code, *map(str, paths)],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         out.append(json.loads(r.stdout))
     return {k: float(np.median([o[k] for o in out])) for k in out[0]}
@@ -184,18 +189,33 @@ def run_size(n: int, args: argparse.Namespace, gallery: dict[str, bytes]) -> dic
     # Interleave real targets among the distractors (position must not matter).
     rng = np.random.default_rng(n)
     parts = [parts[i] for i in rng.permutation(len(parts))]
+    # Shards as the store lays them out (opencrs.store.bundles.shard_of).
+    by_shard: list[list[tuple[str, Features]]] = [[] for _ in range(args.shards)]
+    for tid, f in parts:
+        by_shard[shard_of(tid, args.shards)].append((tid, f))
+    del parts
     t = time.perf_counter()
-    bundle = Bundle.from_targets(parts)
+    shards = [Bundle.from_targets(p) for p in by_shard]
+    del by_shard
     t_bundle = time.perf_counter() - t
     t = time.perf_counter()
-    searcher = Searcher(bundle)
+    searcher = Searcher(shards)
     t_searcher = time.perf_counter() - t
+    n_targets = sum(len(b) for b in shards)
+    n_features = sum(int(b.descriptors.shape[0]) for b in shards)
     extract_s = float(np.mean(seconds))
-    per_target = extract_s + (t_bundle + t_searcher) / len(parts)
-    path = OUT / f"speed-{n}-{os.getpid()}.bundle"
-    path.write_bytes(bundle.to_bytes())
-    cold = _cold_start(path, args.cold_runs)
-    path.unlink()
+    per_target = extract_s + (t_bundle + t_searcher) / n_targets
+    paths = []
+    bundle_bytes = 0
+    for k, b in enumerate(shards):
+        paths.append(OUT / f"speed-{n}-{os.getpid()}-{k:03d}.bundle")
+        data = b.to_bytes()
+        bundle_bytes += len(data)
+        paths[-1].write_bytes(data)
+        del data
+    cold = _cold_start(paths, args.cold_runs)
+    for p in paths:
+        p.unlink()
 
     # Clutter and occluders come from the same negatives as the distractors; inverted and
     # flipped so that a query never legitimately shows a distractor's content.
@@ -233,14 +253,15 @@ def run_size(n: int, args: argparse.Namespace, gallery: dict[str, bytes]) -> dic
             ok[kind][1] += 1
     ms = np.array(total) * 1000
     return {
-        "targets": len(bundle),
-        "features": int(bundle.descriptors.shape[0]),
+        "targets": n_targets,
+        "shards": len(shards),
+        "features": n_features,
         "build_s": t_bundle + t_searcher,
         "searcher_s": t_searcher,
         "extract_ms": extract_s * 1000,
         "targets_per_s_core": 1.0 / per_target,
-        "index_bytes_per_target": searcher.index_nbytes / len(bundle),
-        "bundle_bytes_per_target": len(bundle.to_bytes()) / len(bundle),
+        "index_bytes_per_target": searcher.index_nbytes / n_targets,
+        "bundle_bytes_per_target": bundle_bytes / n_targets,
         "cold": cold,
         "p50_ms": float(np.percentile(ms, 50)),
         "p95_ms": float(np.percentile(ms, 95)),
@@ -278,6 +299,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=127, help="gallery photos queried")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument(
+        "--shards", type=int, default=DEFAULT_BUNDLE_SHARDS, help="bundle shards per gallery"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
     _override(args.set)
