@@ -18,6 +18,7 @@ import pytest
 
 from local.template import api_routes as template_routes
 from local.template import load_template
+from opencrs.config import DEFAULT_BUNDLE_SHARDS
 from scripts import transform_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +48,7 @@ ENV_VARS = {
     "OPENCRS_BUCKET",
     "OPENCRS_TABLE",
     "OPENCRS_UPLOAD_PREFIX",
+    "OPENCRS_BUNDLE_SHARDS",
     "OPENCRS_CREDENTIALS_SECRET_ARN",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_LOG_LEVEL",
@@ -384,6 +386,8 @@ def test_parameters_and_outputs(doc):
         doc["Parameters"]
     )
     assert doc["Parameters"]["Architecture"]["Default"] == "arm64"
+    # The deployed default is the one the library (and the local runner) uses.
+    assert doc["Parameters"]["BundleShards"]["Default"] == DEFAULT_BUNDLE_SHARDS
     assert doc["Parameters"]["Tracing"]["Default"] == "Disabled"
     assert {"ApiUrl", "GalleryBucketName", "TargetsTableName", "CredentialsSecretArn"} <= set(
         doc["Outputs"]
