@@ -98,8 +98,12 @@ def test_hamming_embedding_drops_collisions_of_unrelated_features() -> None:
     idx = _index([[5, 6], [5, 6]])  # both targets: words 5 and 6
     near = gallery[[0, 1]].copy()
     near[:, 0] ^= 0b111  # 3 bits from target 0's features, ~128 from target 1's
-    plain, embedded = idx.scores_with_hamming(np.array([5, 6]), near, gallery.__getitem__, 32)
+    plain, embedded = idx.scores_with_hamming(
+        np.array([5, 6]), near, lambda rows, _: gallery.view(np.uint64)[rows], 32
+    )
     assert embedded[0] > 0 and embedded[1] == 0
     assert plain[1] > 0 and np.allclose(plain, idx.scores(np.array([5, 6])))
-    plain, embedded = idx.scores_with_hamming(np.array([7]), near[:1], gallery.__getitem__, 32)
+    plain, embedded = idx.scores_with_hamming(
+        np.array([7]), near[:1], lambda rows, _: gallery.view(np.uint64)[rows], 32
+    )
     assert plain.tolist() == embedded.tolist() == [0.0, 0.0]

@@ -117,7 +117,7 @@ class InvertedIndex:
         self,
         query_words: np.ndarray,
         query_descriptors: np.ndarray,
-        gallery_descriptors: Callable[[np.ndarray], np.ndarray],
+        gallery_descriptors: Callable[[np.ndarray, np.ndarray], np.ndarray],
         max_distance: int,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Plain tf-idf scores (as :meth:`scores`) and Hamming-embedded ones (Jégou et al.
@@ -125,8 +125,8 @@ class InvertedIndex:
         gallery feature sharing a word count only when their descriptors are within
         ``max_distance`` bits. Collisions of unrelated features, which grow with the
         gallery and swamp a target that fills a small part of a cluttered query, then no
-        longer count. ``gallery_descriptors(rows)`` returns the descriptors of gallery
-        feature rows."""
+        longer count. ``gallery_descriptors(rows, targets)`` returns the descriptors of
+        gallery feature ``rows`` (owned by ``targets``) as (n, 4) uint64."""
         plain = np.zeros(self.n_targets, dtype=np.float64)
         embedded = plain.copy()
         if self.n_targets == 0 or len(query_words) == 0:
@@ -138,8 +138,8 @@ class InvertedIndex:
         weight = (idf * idf)[rows]
         target = self._post_target[idx]
         q64 = np.ascontiguousarray(query_descriptors, dtype=np.uint8).view(np.uint64)
-        g64 = np.ascontiguousarray(gallery_descriptors(self._post_feature[idx])).view(np.uint64)
-        dist = np.bitwise_count(q64[rows] ^ g64).sum(axis=1, dtype=np.int32)
+        g64 = gallery_descriptors(self._post_feature[idx], target)
+        dist = np.bitwise_count(np.take(q64, rows, axis=0) ^ g64).sum(axis=1, dtype=np.int32)
         near = dist <= max_distance
         plain = np.bincount(target, weight, minlength=self.n_targets) * self._inv_norm
         embedded = np.bincount(target[near], weight[near], minlength=self.n_targets)

@@ -105,15 +105,21 @@ class Searcher:
             int(self._offsets[i]) - start : int(self._offsets[i + 1]) - start
         ]
 
-    def _gallery_descriptors(self, rows: np.ndarray) -> np.ndarray:
-        """Descriptors of global feature ``rows``, gathered from their shards."""
+    def _gallery_descriptors(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Descriptors of global feature ``rows`` (owned by global ``targets``) as (n, 4)
+        uint64, gathered from their shards. ``np.take`` on the uint64 view: several times
+        faster than fancy indexing of uint8 rows."""
         if len(self._shards) == 1:
-            return self._shards[0].descriptors[rows]
-        out = np.empty((len(rows), 32), dtype=np.uint8)
-        shard = np.searchsorted(self._feature_start, rows, side="right") - 1
-        for k in np.unique(shard).tolist():
-            mask = shard == k
-            out[mask] = self._shards[k].descriptors[rows[mask] - self._feature_start[k]]
+            return np.take(self._shards[0].descriptors.view(np.uint64), rows, axis=0)
+        out = np.empty((len(rows), 4), dtype=np.uint64)
+        shard = self._shard_of[targets]
+        # Group rows by shard with one linear-time (radix) sort instead of a mask per shard.
+        order = np.argsort(shard.astype(np.uint16), kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(shard, minlength=len(self._shards)))])
+        for k in np.flatnonzero(np.diff(bounds)).tolist():
+            sel = order[bounds[k] : bounds[k + 1]]
+            local = rows[sel] - self._feature_start[k]
+            out[sel] = np.take(self._shards[k].descriptors.view(np.uint64), local, axis=0)
         return out
 
     @property

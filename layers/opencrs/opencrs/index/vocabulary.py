@@ -82,7 +82,7 @@ class Vocabulary:
             node = np.zeros(len(x), dtype=np.int64)
             for lv in range(level):
                 child = node[:, None] * self.branching + kids
-                dist = _popcount_rows(x ^ self.levels[lv][child])
+                dist = _popcount_rows(x ^ np.take(self.levels[lv], child, axis=0))
                 node = child[np.arange(len(x)), np.argmin(dist, axis=1)]
             out[start : start + len(x)] = node
         return out
