@@ -196,6 +196,25 @@ def test_get_and_delete_are_signed_in_the_query_string(stub):
     assert stub.seen[1].path == "/target/abc"
 
 
+def test_writes_carry_a_signed_nonce_so_equal_writes_in_one_millisecond_differ(
+    stub, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("opencrs.cli.now_ms", lambda: 1_700_000_000_000)
+    api, _ = client(stub)
+    api.call("DELETE", "/target/a")
+    api.call("DELETE", "/target/b")
+    api.call("PUT", "/target/a", {"active": "0"})
+    api.call("POST", "/targets", {"name": "n"})
+    api.call("GET", "/target/a")
+    api.call("POST", "/similar", {"image": "aGk="})
+    signed = [seen.query or seen.body for seen in stub.seen]
+    assert signed[0]["signature"] != signed[1]["signature"]
+    assert all("nonce" in p for p in signed[:4])
+    assert not any("nonce" in p for p in signed[4:])  # reads stay as EasyAR's SDKs send them
+    for p in signed:
+        verify_signature(p, KEYRING, now_ms=1_700_000_000_000)
+
+
 def test_post_and_put_are_signed_in_the_body(stub):
     api, _ = client(stub)
     api.call("POST", "/similar", {"image": "aGk="})
@@ -484,7 +503,9 @@ def test_targets_set_sends_only_the_given_fields(stub, env, tmp_path, capsys):
     seen = stub.seen[0]
     assert (seen.method, seen.path) == ("PUT", "/target/t%2F1")
     verify_signature(seen.body, KEYRING)
-    fields = {k: v for k, v in seen.body.items() if k not in {"timestamp", "appKey", "signature"}}
+    fields = {
+        k: v for k, v in seen.body.items() if k not in {"timestamp", "appKey", "signature", "nonce"}
+    }
     assert fields == {"name": "new", "active": "0", "meta": "AAFoZWxsbw=="}
     assert json.loads(capsys.readouterr().out)["name"] == "new"
     with pytest.raises(SystemExit):

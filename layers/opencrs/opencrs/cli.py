@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import random
+import secrets
 import sys
 import threading
 import time
@@ -223,6 +224,12 @@ class Client:
         self, method: str, path: str, params: dict[str, Any]
     ) -> tuple[str, bytes | None, dict[str, str]]:
         url = self.endpoint + path
+        if method in {"PUT", "DELETE"} or (method == "POST" and path == "/targets"):
+            # Writes are refused when a signature is seen twice, and EasyAR's signature
+            # does not cover the path: two writes with equal parameters in the same
+            # millisecond (parallel DELETEs) would sign alike. A random nonce is signed
+            # with them and ignored by the server.
+            params = {**params, "nonce": secrets.token_hex(8)}
         if method in {"GET", "DELETE"}:
             query = signed_query(params, self.app_key, self._secret)
             return f"{url}?{urllib.parse.urlencode(query)}", None, {}
