@@ -11,6 +11,7 @@ import pytest
 
 from local.event_source import QueuePoller
 from local.runtime import FakeLambdaContext, load_event, s3_put_event
+from opencrs.indexing import Indexer
 from opencrs.store.records import UploadKeys
 from tests.photos import photo
 
@@ -131,3 +132,28 @@ def test_sqs_event_file(stack):
     result = stack.index_handler(event, FakeLambdaContext("Index"))
     assert result == {"batchItemFailures": []}
     assert [t["state"] for t in by_source(stack, "uploads/demo/coffee.jpg")] == ["indexed"]
+
+
+def test_an_upload_removed_while_it_is_indexed_leaves_no_target(stack, monkeypatch):
+    """The removal event is processed while the creation is still extracting features:
+    the removal finds no record yet, so the creation must notice on its own."""
+    key = "uploads/race/rocket.jpg"
+    put(stack, key, photo("rocket"), name="rocket-race")
+    head = boto3.client("s3").head_object(Bucket=stack.aws.bucket, Key=key)
+    creation = s3_put_event(stack.aws.bucket, key, head["ETag"], head["ContentLength"])
+    removal = s3_put_event(stack.aws.bucket, key, head["ETag"], head["ContentLength"])
+    removal["Records"][0]["eventName"] = "ObjectRemoved:Delete"
+    handler = stack.index_handler
+    real_create = Indexer.create
+    removals = []
+
+    def create_while_removed(self, *args, **kwargs):
+        removals.append(handler(removal, FakeLambdaContext("Index"))["outcomes"][0])
+        return real_create(self, *args, **kwargs)
+
+    monkeypatch.setattr(Indexer, "create", create_while_removed)
+    [outcome] = handler(creation, FakeLambdaContext("Index"))["outcomes"]
+    assert removals and removals[0]["status"] == "deleted"  # it saw the key, not the record
+    assert outcome["status"] == "deleted" and "removed" in outcome["reason"]
+    assert by_source(stack, key) == []
+    assert "rocket-race" not in names(stack, photo("rocket"))

@@ -147,6 +147,14 @@ class UploadProcessor:
             return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
         except TargetExists:
             return Outcome(key, "duplicate", target_id, reason="indexed by a concurrent delivery")
+        if self.stores.upload_keys.current(gallery, key) != target_id:
+            # Removed or overwritten while we indexed: that event found no record to delete
+            # (ours did not exist yet), so the target would outlive its upload.
+            with suppress(ApiError):
+                self.indexer.delete(gallery, target_id)
+            return Outcome(
+                key, "deleted", target_id, reason="upload removed or replaced while indexed"
+            )
         return Outcome(key, record.state, target_id)
 
     def _fields(self, key: str) -> dict[str, Any]:

@@ -229,6 +229,16 @@ class UploadKeys:
     def _key(self, gallery: str, key: str) -> dict[str, Any]:
         return {"pk": {"S": gallery_key(gallery)}, "sk": {"S": f"U#{key}"}}
 
+    def current(self, gallery: str, key: str) -> str:
+        """The target ``key`` stands for now (``""``: removed or never seen), read
+        consistently."""
+        item = (
+            client("dynamodb")
+            .get_item(TableName=self.table, Key=self._key(gallery, key), ConsistentRead=True)
+            .get("Item")
+        )
+        return (item or {}).get("targetId", {}).get("S", "")
+
     def point(self, gallery: str, key: str, target_id: str, order: str) -> str:
         """Make ``key`` stand for ``target_id`` (``""``: removed) as of ``order``; return the
         target it stood for before (``""`` if none). Raises OutOfOrder if a newer event
