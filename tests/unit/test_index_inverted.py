@@ -94,16 +94,14 @@ def test_target_found_among_many_distractors() -> None:
 
 def test_hamming_embedding_drops_collisions_of_unrelated_features() -> None:
     rng = np.random.default_rng(11)
-    gallery = rng.integers(0, 256, (4, 32), dtype=np.uint8)
-    idx = _index([[5, 6], [5, 6]])  # both targets: words 5 and 6
-    near = gallery[[0, 1]].copy()
-    near[:, 0] ^= 0b111  # 3 bits from target 0's features, ~128 from target 1's
-    plain, embedded = idx.scores_with_hamming(
-        np.array([5, 6]), near, lambda rows, _: gallery.view(np.uint64)[rows], 32
-    )
+    gallery = rng.integers(0, 2**63, 4, dtype=np.uint64)
+    words = np.array([5, 6, 5, 6])
+    idx = InvertedIndex(words, np.array([0, 2, 4]), 10, gallery)  # both targets: 5 and 6
+    near = gallery[[0, 1]] ^ np.uint64(0b111)  # 3 bits from target 0's, ~32 from target 1's
+    plain, embedded = idx.scores_with_hamming(np.array([5, 6]), near, 8)
     assert embedded[0] > 0 and embedded[1] == 0
     assert plain[1] > 0 and np.allclose(plain, idx.scores(np.array([5, 6])))
-    plain, embedded = idx.scores_with_hamming(
-        np.array([7]), near[:1], lambda rows, _: gallery.view(np.uint64)[rows], 32
-    )
+    plain, embedded = idx.scores_with_hamming(np.array([7]), near[:1], 8)
     assert plain.tolist() == embedded.tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError):
+        InvertedIndex(words, np.array([0, 2, 4]), 10, gallery[:3])

@@ -13,28 +13,34 @@ Query normalisation is a constant per query, so it is left out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 
 class InvertedIndex:
     """Immutable inverted file of one gallery: built from each gallery feature's word and
-    the per-target feature offsets (``Bundle.offsets``). Holds 8 bytes per gallery feature
-    (each posting's owning target and feature row) plus fixed per-word and per-target
-    tables."""
+    the per-target feature offsets (``Bundle.offsets``). Holds 12 bytes per gallery
+    feature (each posting's owning target and a 64-bit signature of its descriptor, for
+    :meth:`scores_with_hamming`) plus fixed per-word and per-target tables."""
 
     __slots__ = (
         "_idf",
         "_inv_norm",
-        "_post_feature",
+        "_post_signature",
         "_post_target",
         "_word_ptr",
         "n_targets",
         "n_words",
     )
 
-    def __init__(self, words: np.ndarray, offsets: np.ndarray, n_words: int) -> None:
+    def __init__(
+        self,
+        words: np.ndarray,
+        offsets: np.ndarray,
+        n_words: int,
+        signatures: np.ndarray | None = None,
+    ) -> None:
+        """``signatures``: one uint64 per gallery feature (default: zeros), e.g. the first
+        64 bits of its descriptor."""
         words = np.asarray(words).reshape(-1)
         offsets = np.asarray(offsets, dtype=np.int64).reshape(-1)
         self.n_targets = len(offsets) - 1
@@ -49,11 +55,17 @@ class InvertedIndex:
         keys = (words.astype(np.uint64) << np.uint64(32)) | np.arange(len(words), dtype=np.uint64)
         keys.sort()
         post_word = (keys >> np.uint64(32)).astype(np.int64)
-        self._post_feature = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        rows = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
         del keys
-        self._post_target = (np.searchsorted(offsets, self._post_feature, side="right") - 1).astype(
-            np.uint32
-        )
+        self._post_target = (np.searchsorted(offsets, rows, side="right") - 1).astype(np.uint32)
+        if signatures is None:
+            self._post_signature = np.zeros(len(rows), dtype=np.uint64)
+        else:
+            sig = np.ascontiguousarray(signatures, dtype=np.uint64).reshape(-1)
+            if len(sig) != len(rows):
+                raise ValueError("inverted index: one signature per feature")
+            self._post_signature = np.take(sig, rows)
+        del rows
         per_word = np.bincount(post_word, minlength=n_words)
         self._word_ptr = np.concatenate([[0], np.cumsum(per_word)]).astype(np.int64)
         # Runs of equal (word, target): term frequencies and document frequencies.
@@ -78,7 +90,13 @@ class InvertedIndex:
             arr.flags.writeable = False
 
     def _arrays(self) -> tuple[np.ndarray, ...]:
-        return (self._post_target, self._post_feature, self._word_ptr, self._idf, self._inv_norm)
+        return (
+            self._post_target,
+            self._post_signature,
+            self._word_ptr,
+            self._idf,
+            self._inv_norm,
+        )
 
     @property
     def nbytes(self) -> int:
@@ -114,19 +132,15 @@ class InvertedIndex:
         return out * self._inv_norm
 
     def scores_with_hamming(
-        self,
-        query_words: np.ndarray,
-        query_descriptors: np.ndarray,
-        gallery_descriptors: Callable[[np.ndarray, np.ndarray], np.ndarray],
-        max_distance: int,
+        self, query_words: np.ndarray, query_signatures: np.ndarray, max_distance: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Plain tf-idf scores (as :meth:`scores`) and Hamming-embedded ones (Jégou et al.
         2008) from one walk of the posting lists: in the second, a query feature and a
-        gallery feature sharing a word count only when their descriptors are within
+        gallery feature sharing a word count only when their signatures are within
         ``max_distance`` bits. Collisions of unrelated features, which grow with the
         gallery and swamp a target that fills a small part of a cluttered query, then no
-        longer count. ``gallery_descriptors(rows, targets)`` returns the descriptors of
-        gallery feature ``rows`` (owned by ``targets``) as (n, 4) uint64."""
+        longer count. The signatures are stored in posting order, so this reads memory
+        sequentially instead of gathering descriptors."""
         plain = np.zeros(self.n_targets, dtype=np.float64)
         embedded = plain.copy()
         if self.n_targets == 0 or len(query_words) == 0:
@@ -136,11 +150,10 @@ class InvertedIndex:
             return plain, embedded
         idf = self._idf[np.asarray(query_words, dtype=np.int64)].astype(np.float64)
         weight = (idf * idf)[rows]
-        target = self._post_target[idx]
-        q64 = np.ascontiguousarray(query_descriptors, dtype=np.uint8).view(np.uint64)
-        g64 = gallery_descriptors(self._post_feature[idx], target)
-        dist = np.bitwise_count(np.take(q64, rows, axis=0) ^ g64).sum(axis=1, dtype=np.int32)
-        near = dist <= max_distance
+        target = np.take(self._post_target, idx)
+        qsig = np.ascontiguousarray(query_signatures, dtype=np.uint64).reshape(-1)
+        near = np.bitwise_count(np.take(qsig, rows) ^ np.take(self._post_signature, idx))
+        near = near <= max_distance
         plain = np.bincount(target, weight, minlength=self.n_targets) * self._inv_norm
         embedded = np.bincount(target[near], weight[near], minlength=self.n_targets)
         return plain, embedded * self._inv_norm

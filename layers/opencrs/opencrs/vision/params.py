@@ -114,14 +114,16 @@ MIN_QUAD_ANGLE_DEG = 20.0
 SHORTLIST = 10
 MIN_VOTES = MIN_INLIERS
 # The shortlist is SHORTLIST - SHORTLIST_PLAIN targets ranked by Hamming-embedded tf-idf
-# (a shared word counts only when the two descriptors are within SHORTLIST_MAX_HAMMING
-# bits; 0 turns it off), plus the SHORTLIST_PLAIN best by plain tf-idf not already in.
-# Measured on bench.quality's gallery (127 photos, every 2nd photo queried): right target in
-# the shortlist for in-clutter / tilt 60° / occluded 37, 56, 59 of 64 with plain tf-idf;
-# 60, 57, 64 with Hamming 32 + 3 plain (40: 58, 57, 64; 48: 48, 57, 63; 32-bit signatures
-# instead of full descriptors at 4 bits: 55, 54, 63; the embedded ranking alone loses tilt
-# 60° queries, whose descriptors drift farther, hence the plain ones).
-SHORTLIST_MAX_HAMMING = 32
+# (a shared word counts only when the first 64 bits of the two descriptors differ in at
+# most SHORTLIST_MAX_HAMMING bits; 0 turns it off), plus the SHORTLIST_PLAIN best by plain
+# tf-idf not already in. Measured on bench.quality's gallery (127 photos, every 2nd photo
+# queried): right target in the shortlist for in-clutter / tilt 60° / occluded 37, 56, 59
+# of 64 with plain tf-idf; 60, 57, 64 with 64-bit signatures at 8 + 3 plain, the same as
+# with all 256 bits at 32 (10: 54, 57, 64; 32-bit signatures at 4: 55, 54, 63, at half the
+# memory); the embedded ranking alone loses tilt 60° queries, whose descriptors drift
+# farther, hence the plain ones. Full descriptors gathered from the shards cost ~100 ms
+# per query at 10k targets; signatures stored in posting order, a few ms.
+SHORTLIST_MAX_HAMMING = 8
 SHORTLIST_PLAIN = 3
 # Query features kept for verifying a candidate: those whose vocabulary node at this level
 # (1 = root's children .. depth = leaf) is also a node of one of the candidate's features;
