@@ -119,11 +119,11 @@ def to_working(gray: np.ndarray, role: str) -> tuple[np.ndarray, float]:
 
 def normalise_exposure(gray: np.ndarray) -> np.ndarray:
     """Smooth and stretch a dim or flat image to the full grey range (see
-    ``params.QUERY_STRETCH_BELOW``); well-exposed images are returned unchanged."""
+    ``params.STRETCH_BELOW``); well-exposed images are returned unchanged."""
     lo, hi = (float(v) for v in np.percentile(gray[::4, ::4], (1, 99)))
-    if hi - lo >= params.QUERY_STRETCH_BELOW:
+    if hi - lo >= params.STRETCH_BELOW:
         return gray
-    smooth = cv2.GaussianBlur(gray, (0, 0), params.QUERY_STRETCH_SIGMA)
+    smooth = cv2.GaussianBlur(gray, (0, 0), params.STRETCH_SIGMA)
     gain = 255.0 / max(hi - lo, 1.0)
     return cv2.convertScaleAbs(smooth, alpha=gain, beta=-lo * gain)
 
@@ -168,8 +168,7 @@ def extract_features(gray: np.ndarray, role: str) -> Features:
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError("extract_features expects a 2-D uint8 image")
     h, w = gray.shape
-    if role == "query":
-        gray = normalise_exposure(gray)
+    gray = normalise_exposure(gray)
     work, s = to_working(gray, role)
     wh, ww = work.shape
     if min(wh, ww) <= 2 * params.ORB_PATCH:
