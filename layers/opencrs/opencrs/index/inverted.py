@@ -57,7 +57,9 @@ class InvertedIndex:
         post_word = (keys >> np.uint64(32)).astype(np.int64)
         rows = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
         del keys
-        self._post_target = (np.searchsorted(offsets, rows, side="right") - 1).astype(np.uint32)
+        owner = np.repeat(np.arange(self.n_targets, dtype=np.uint32), np.diff(offsets))
+        self._post_target = np.take(owner, rows)  # 4x faster than a searchsorted at 10^7
+        del owner
         if signatures is None:
             self._post_signature = np.zeros(len(rows), dtype=np.uint64)
         else:
