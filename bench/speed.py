@@ -8,8 +8,8 @@ Gallery of N: the real photos of ``bench/photos/gallery`` (``python -m bench.fet
 answer): random crops (25-60 % of the area) rotated, rescaled, mirrored and re-exposed,
 2x2 mosaics of crops of four photos, and perspective-warped crops, each JPEG-encoded and
 indexed like an upload. Distractor features are cached by chunks of 500 under
-``bench/out/speed-cache/`` (deterministic per chunk), so a second run or a larger size
-reuses them.
+``bench/out/speed-cache-<CRC of the extraction params>/`` (deterministic per chunk), so a
+second run or a larger size reuses them and a change of extraction parameters does not.
 
 Queries: every gallery photo once under a moderate and once under a hard family of
 ``bench.quality`` (rotating through the families, seeded), as JPEG bytes; recall@1 counts
@@ -63,11 +63,29 @@ from opencrs.config import DEFAULT_BUNDLE_SHARDS
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.store.bundles import shard_of
+from opencrs.vision import params
 from opencrs.vision.features import Features, extract_features, make_features
 from opencrs.vision.image import check_and_decode
 from tests.photos import rotate
 
-CACHE = OUT / "speed-cache"
+
+def _extraction_fingerprint() -> str:
+    """CRC of every parameter that shapes a target's features, so a cache written under
+    other values is never reused."""
+    relevant = sorted(
+        (name, getattr(params, name))
+        for name in dir(params)
+        if name.startswith(("TARGET_", "ORB_", "STRETCH_"))
+    )
+    return f"{zlib.crc32(repr(relevant).encode()):08x}"
+
+
+def cache_dir() -> Path:
+    """Where distractor features are cached for the current extraction parameters (read
+    at call time: ``--set`` may change them)."""
+    return OUT / f"speed-cache-{_extraction_fingerprint()}"
+
+
 CHUNK = 500
 _SOURCES: list[np.ndarray] = []
 
@@ -121,9 +139,9 @@ def _index_one(index: int) -> tuple[Features, float]:
 
 def _chunk(k: int, sources: list[str], workers: int) -> tuple[list[Features], np.ndarray]:
     """Features of distractors [k*CHUNK, (k+1)*CHUNK) and their per-target index seconds."""
-    path = CACHE / f"chunk-{k:04d}.npz"
+    path = cache_dir() / f"chunk-{k:04d}.npz"
     if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         ids = range(k * CHUNK, (k + 1) * CHUNK)
         with Pool(workers, _init_sources, (sources,)) as pool:
             res = pool.map(_index_one, ids, chunksize=16)
