@@ -1,13 +1,15 @@
 """Every tuned value of the recognition engine, in one place.
 
-"Measured" below means: OpenCV 5.0.0, numpy 2.4, a 2-core x86 machine, the 18 CC0 demo
-photos in ``demo/photos`` (10 gallery targets, 8 negatives; see ``tests/photos.py``), the
-``python -m bench.quality`` families plus harder stress variants (tilt 60°, scale 0.3,
-crop keeping 30 %, target at 30 % size in clutter, rotate+tilt+blur+dark combined).
-The base recipe (ORB, ~3000 query features <= 1024 px, ratio test, top-10 shortlist,
-MAGSAC, >= 15 inliers) is DESIGN.md's, measured there on 400 real phone photos of DVD
-covers (~97 % top-1). The demo benchmark is synthetic and saturates at 100 %, so values
-it cannot discriminate are marked "not tuned" and keep the DESIGN.md/OpenCV defaults.
+"Measured" below means: OpenCV 5.0.0, numpy 2.4, a 2-core x86 machine, and either the
+18 CC0 demo photos in ``demo/photos`` (10 gallery targets, 8 negatives; see
+``tests/photos.py``) with the ``python -m bench.quality`` families plus harder stress
+variants, or (comments that say "bench.quality's gallery" / "bench.speed") the 127 real
+photographs and 157 negative photos of ``bench/photos`` (README "bench/quality"), with
+distractor galleries of up to 100k targets for the search values. The base recipe (ORB,
+~3000 query features <= 1024 px, ratio test, top-10 shortlist, MAGSAC, >= 15 inliers) is
+DESIGN.md's, measured there on 400 real phone photos of DVD covers (~97 % top-1). Values
+no measurement could discriminate are marked "not tuned" and keep the DESIGN.md/OpenCV
+defaults.
 """
 
 from __future__ import annotations
