@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
+from local.runtime import provision
 from opencrs.config import Settings
 from opencrs.index.bundle import Bundle
 from opencrs.query import SimilarityEngine
@@ -71,19 +72,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     reset_clients()
     with mock_aws():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        provision(BUCKET, TABLE)  # the bucket and table as template.yaml declares them
         yield
     reset_clients()
 

@@ -38,11 +38,11 @@ class Searcher:
     invocations: construction builds the inverted file from the words the bundles carry
     (the only per-gallery cost; queries never touch the whole gallery).
 
-    A sharded gallery (``opencrs.store.bundles``) is searched as one: its shards' words,
-    feature offsets and target ids are concatenated in shard order (4 B per feature), and
-    a target's global index maps back to its shard for verification; descriptors and
-    geometry are never copied. Results equal a single bundle's holding the same targets
-    in the same order."""
+    A sharded gallery (``opencrs.store.bundles``) is searched as one: its shards' feature
+    offsets and target ids are concatenated in shard order (their words only while the
+    inverted file is built), and a target's global index maps back to its shard for
+    verification; descriptors and geometry are never copied. Results equal a single
+    bundle's holding the same targets in the same order."""
 
     def __init__(
         self, bundles: Bundle | Sequence[Bundle], vocabulary: Vocabulary | None = None
