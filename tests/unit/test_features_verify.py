@@ -232,3 +232,24 @@ def test_a_dim_target_is_normalised_like_its_queries() -> None:
     query = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     v = verify(extract_features(query, "query"), extract_features(dim, "target"))
     assert ok and v is not None and v.inliers >= 400
+
+
+def test_a_soft_focus_target_gets_corners_at_lower_fast_thresholds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A well-exposed but soft photo (retina under a sigma-5.5 blur, like a hazy sky) gives
+    FAST at ORB_FAST_THRESHOLD a dozen corners and no match for its rotated, scaled copy;
+    detecting again at the ORB_FAST_RETRY thresholds finds hundreds and verifies it."""
+    soft = cv2.GaussianBlur(load_gray("retina"), (0, 0), 5.5)
+    query = rotate(scale(soft, 0.7), 40)
+
+    def match() -> tuple[int, Verification | None]:
+        target = extract_features(soft, "target")
+        return len(target), verify(extract_features(query, "query"), target)
+
+    count, found = match()
+    assert count >= 200
+    assert found is not None and found.inliers >= 5 * params.MIN_INLIERS
+    monkeypatch.setattr(params, "ORB_FAST_RETRY", ())
+    count, found = match()
+    assert count < 50 and found is None

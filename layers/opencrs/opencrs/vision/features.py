@@ -128,14 +128,16 @@ def normalise_exposure(gray: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(smooth, alpha=gain, beta=-lo * gain)
 
 
-def _orb(nfeatures: int) -> cv2.ORB:
+def _orb(nfeatures: int, fast_threshold: int | None = None) -> cv2.ORB:
+    if fast_threshold is None:
+        fast_threshold = params.ORB_FAST_THRESHOLD
     return cv2.ORB_create(
         nfeatures=nfeatures,
         scaleFactor=params.ORB_SCALE_FACTOR,
         nlevels=params.ORB_LEVELS,
         edgeThreshold=params.ORB_PATCH,
         patchSize=params.ORB_PATCH,
-        fastThreshold=params.ORB_FAST_THRESHOLD,
+        fastThreshold=fast_threshold,
     )
 
 
@@ -159,6 +161,19 @@ def _spread(keypoints: list, width: int, height: int, limit: int) -> list:
     return [keypoints[i] for i in np.sort(chosen)]
 
 
+def _detect(work: np.ndarray, limit: int, over: int) -> list:
+    """Spread ORB keypoints; an image too smooth for FAST's threshold (fewer than
+    ``params.ORB_FEW_FEATURES`` of the budget) is detected again at the lower thresholds of
+    ``params.ORB_FAST_RETRY``, so a soft-focus or hazy photo still gets corners."""
+    h, w = work.shape
+    kps: list = []
+    for threshold in (params.ORB_FAST_THRESHOLD, *params.ORB_FAST_RETRY):
+        kps = list(_orb(limit * over, threshold).detect(work, None))
+        if len(kps) >= params.ORB_FEW_FEATURES * limit:
+            break
+    return _spread(kps, w, h, limit)
+
+
 def extract_features(gray: np.ndarray, role: str) -> Features:
     """ORB features of a grey uint8 image, returned in the original image's frame.
 
@@ -179,7 +194,7 @@ def extract_features(gray: np.ndarray, role: str) -> Features:
         limit, over = params.TARGET_FEATURES, params.TARGET_OVERDETECT
     else:
         limit, over = params.QUERY_FEATURES, params.QUERY_OVERDETECT
-    kps = _spread(list(_orb(limit * over).detect(work, None)), ww, wh, limit)
+    kps = _detect(work, limit, over)
     desc = None
     if kps:
         kps, desc = _orb(len(kps)).compute(work, kps)
