@@ -123,8 +123,10 @@ def normalise_exposure(gray: np.ndarray) -> np.ndarray:
     lo, hi = (float(v) for v in np.percentile(gray[::4, ::4], (1, 99)))
     if hi - lo >= params.STRETCH_BELOW:
         return gray
-    smooth = cv2.GaussianBlur(gray, (0, 0), params.STRETCH_SIGMA)
     gain = 255.0 / max(hi - lo, 1.0)
+    # The stretch amplifies sensor noise by ``gain``: the darker, the more smoothing.
+    sigma = params.STRETCH_SIGMA * gain**params.STRETCH_SIGMA_GAIN_POWER
+    smooth = cv2.GaussianBlur(gray, (0, 0), sigma)
     return cv2.convertScaleAbs(smooth, alpha=gain, beta=-lo * gain)
 
 
