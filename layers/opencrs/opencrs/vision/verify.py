@@ -183,7 +183,7 @@ def verify(
     h_norm, mask = cv2.findHomography(
         src.reshape(-1, 1, 2),
         dst.reshape(-1, 1, 2),
-        cv2.USAC_MAGSAC,
+        getattr(cv2, params.RANSAC_METHOD),
         params.RANSAC_THRESHOLD,
         maxIters=params.RANSAC_MAX_ITERS,
         confidence=params.RANSAC_CONFIDENCE,
