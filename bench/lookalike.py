@@ -100,7 +100,8 @@ def main() -> None:
     for name in q.near_duplicates(negatives, gallery):
         del negatives[name]
     ctx = q.Context(backgrounds=[g for g in negatives.values() if min(g.shape) >= 400])
-    families = {**q.MODERATE, **q.HARD, **q.NEGATIVE}
+    # Moderate and negative families share some names: pick by the query's kind.
+    families = {"moderate": q.MODERATE, "hard": q.HARD, "negative": q.NEGATIVE}
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for x in run["queries"]:
         hits = x["results"]["opencrs"]
@@ -109,7 +110,7 @@ def main() -> None:
         true = hits[0] == x["truth"]
         photo = gallery[x["photo"]] if x["kind"] != "negative" else negatives[x["photo"]]
         rng = np.random.default_rng([q.zlib_crc(x["family"]), q.zlib_crc(x["photo"])])
-        img, quality = families[x["family"]](photo, rng, ctx)
+        img, quality = families[x["kind"]][x["family"]](photo, rng, ctx)
         gray = check_and_decode(q.encode(img, quality)).gray
         target = gallery[hits[0]]
         v = verify(extract_features(gray, "query"), extract_features(target, "target"))
