@@ -109,29 +109,28 @@ class InvertedIndex:
         """Owning target of every gallery feature quantised to ``word`` (ascending)."""
         return self._post_target[self._word_ptr[word] : self._word_ptr[word + 1]]
 
-    def _gather(self, query_words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posting positions of every query feature's word, and the query row of each."""
+    def _walk(
+        self, query_words: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One walk of the posting lists of a query's words: the plain tf-idf score of every
+        target, and for each posting visited its position, the query row that reached it,
+        its owning target and its weight (the word's idf squared)."""
         qw = np.asarray(query_words, dtype=np.int64).reshape(-1)
         starts = self._word_ptr[qw]
         lens = self._word_ptr[qw + 1] - starts
-        total = int(lens.sum())
         first = np.cumsum(lens) - lens
         # Concatenated posting ranges without a Python loop.
-        idx = np.arange(total, dtype=np.int64) + np.repeat(starts - first, lens)
-        return idx, np.repeat(np.arange(len(qw)), lens)
+        idx = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - first, lens)
+        rows = np.repeat(np.arange(len(qw)), lens)
+        target = np.take(self._post_target, idx)
+        weight = (self._idf[qw].astype(np.float64) ** 2)[rows]
+        plain = np.bincount(target, weight, minlength=self.n_targets) * self._inv_norm
+        return plain, idx, rows, target, weight
 
     def scores(self, query_words: np.ndarray) -> np.ndarray:
         """tf-idf cosine score of every target for a query's words (float64, one per
         target; only relative values matter)."""
-        out = np.zeros(self.n_targets, dtype=np.float64)
-        if self.n_targets == 0 or len(query_words) == 0:
-            return out
-        idx, rows = self._gather(query_words)
-        if len(idx) == 0:
-            return out
-        idf = self._idf[np.asarray(query_words, dtype=np.int64)].astype(np.float64)
-        out = np.bincount(self._post_target[idx], (idf * idf)[rows], minlength=self.n_targets)
-        return out * self._inv_norm
+        return self._walk(query_words)[0]
 
     def scores_with_hamming(
         self, query_words: np.ndarray, query_signatures: np.ndarray, max_distance: int
@@ -143,19 +142,9 @@ class InvertedIndex:
         gallery and swamp a target that fills a small part of a cluttered query, then no
         longer count. The signatures are stored in posting order, so this reads memory
         sequentially instead of gathering descriptors."""
-        plain = np.zeros(self.n_targets, dtype=np.float64)
-        embedded = plain.copy()
-        if self.n_targets == 0 or len(query_words) == 0:
-            return plain, embedded
-        idx, rows = self._gather(query_words)
-        if len(idx) == 0:
-            return plain, embedded
-        idf = self._idf[np.asarray(query_words, dtype=np.int64)].astype(np.float64)
-        weight = (idf * idf)[rows]
-        target = np.take(self._post_target, idx)
+        plain, idx, rows, target, weight = self._walk(query_words)
         qsig = np.ascontiguousarray(query_signatures, dtype=np.uint64).reshape(-1)
         near = np.bitwise_count(np.take(qsig, rows) ^ np.take(self._post_signature, idx))
         near = near <= max_distance
-        plain = np.bincount(target, weight, minlength=self.n_targets) * self._inv_norm
         embedded = np.bincount(target[near], weight[near], minlength=self.n_targets)
         return plain, embedded * self._inv_norm

@@ -135,9 +135,9 @@ class Searcher:
         """Indices of the best tf-idf-scored targets worth verifying, best first."""
         return self._shortlist(self.query_words(query), query)
 
-    def _voters(self, qwords: np.ndarray, i: int) -> np.ndarray:
-        """Query rows sharing a word (at VERIFY_WORD_LEVEL) with target ``i``."""
-        tw = np.unique(self._target_words(i) // self._verify_div)
+    def _voters(self, qwords: np.ndarray, target_words: np.ndarray) -> np.ndarray:
+        """Query rows sharing a word (at VERIFY_WORD_LEVEL) with a target's words."""
+        tw = np.unique(target_words // self._verify_div)
         return np.flatnonzero(np.isin(qwords // self._verify_div, tw, assume_unique=False))
 
     def search(
@@ -166,7 +166,8 @@ class Searcher:
         query_top = self._vocab.nearest_top_nodes(query.descriptors, probes) if probes else None
         top_div = self._vocab.branching ** (self._vocab.depth - 1)
         for i in candidates:
-            sel = self._voters(qwords, i)
+            target_words = self._target_words(i)
+            sel = self._voters(qwords, target_words)
             if len(sel) < params.MIN_VOTES:
                 continue
             q = make_features(
@@ -176,7 +177,7 @@ class Searcher:
                 q,
                 self._features_of(i),
                 query_top[sel] if query_top is not None else None,
-                self._target_words(i) // top_div if query_top is not None else None,
+                target_words // top_div if query_top is not None else None,
             )
             if v is not None:
                 hits.append(Hit(target_id=self._ids[i], inliers=v.inliers, score=v.score))
