@@ -17,19 +17,13 @@ import argparse
 import time
 from pathlib import Path
 
-import imagehash
 import numpy as np
-from PIL import Image
 
 from bench import quality as q
 from bench import speed
 
 FAMILIES = ("scale 0.35-1", "JPEG q40", "light ±40 %", "blur+noise", "scale 0.2", "strong blur")
 DISTANCES = (6, 8, 10, 12)
-
-
-def phash(gray: np.ndarray) -> np.uint64:
-    return np.uint64(int(str(imagehash.phash(Image.fromarray(gray))), 16))
 
 
 def main() -> None:
@@ -40,7 +34,9 @@ def main() -> None:
     speed._init_sources([r["file"] for r in rows if r["role"] == "negatives"])
     gallery = {Path(r["file"]).stem: q.read_gray(r["file"]) for r in rows if r["role"] == "gallery"}
     t0 = time.perf_counter()
-    hashes = np.array([phash(speed.distractor(i)) for i in range(args.n)], dtype=np.uint64)
+    hashes = np.array(
+        [q.PHash.hash_of(speed.distractor(i)) for i in range(args.n)], dtype=np.uint64
+    )
     seconds = time.perf_counter() - t0
     families = {**q.MODERATE, **q.HARD}
     ctx = q.Context(backgrounds=[])  # the families above never use it
@@ -50,7 +46,7 @@ def main() -> None:
             rng = np.random.default_rng([q.zlib_crc(fam), q.zlib_crc(name)])
             img, quality = families[fam](gray, rng, ctx)
             query = q.check_and_decode(q.encode(img, quality)).gray
-            nearest.append(int(np.bitwise_count(hashes ^ phash(query)).min()))
+            nearest.append(int(np.bitwise_count(hashes ^ np.uint64(q.PHash.hash_of(query))).min()))
     near = np.array(nearest)
     print(f"{args.n} distractors hashed in {seconds:.0f} s; {len(near)} queries")
     print("| pHash distance <= | queries with an unrelated distractor that close |")

@@ -259,10 +259,11 @@ class PHash(Method):
 
     def __init__(self, gallery: dict[str, np.ndarray]) -> None:
         self.ids = list(gallery)
-        self.h = np.array([self._hash(g) for g in gallery.values()], dtype=np.uint64)
+        self.h = np.array([self.hash_of(g) for g in gallery.values()], dtype=np.uint64)
 
     @staticmethod
-    def _hash(gray: np.ndarray) -> int:
+    def hash_of(gray: np.ndarray) -> int:
+        """imagehash's pHash of a grey image as a 64-bit integer."""
         import imagehash
         from PIL import Image
 
@@ -270,7 +271,7 @@ class PHash(Method):
         return int("".join("1" if b else "0" for b in bits), 2)
 
     def rank(self, gray: np.ndarray) -> list[str]:
-        d = np.bitwise_count(self.h ^ np.uint64(self._hash(gray)))
+        d = np.bitwise_count(self.h ^ np.uint64(self.hash_of(gray)))
         order = np.argsort(d, kind="stable")
         return [self.ids[i] for i in order if d[i] <= PHASH_MAX_DISTANCE]
 
