@@ -1,5 +1,5 @@
-"""The gallery bundle: immutability, replacement, removal, stored words and its binary
-format (v2 written, v1 still read)."""
+"""The gallery bundle: immutability, replacement, removal, stored words and thumbnails,
+and its binary format (v3 written, v2 and v1 still read)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,21 @@ def feats() -> dict[str, Features]:
     return {n: extract_features(load_gray(n), "target") for n in ("coins", "page", "camera")}
 
 
+def _same_thumbnail(a: Features, b: Features) -> bool:
+    if a.thumbnail is None or b.thumbnail is None:
+        return a.thumbnail is b.thumbnail
+    return a.thumbnail.phash == b.thumbnail.phash and np.array_equal(
+        a.thumbnail.pixels, b.thumbnail.pixels
+    )
+
+
 def _same(a: Features, b: Features) -> bool:
     return (
         np.array_equal(a.xy, b.xy)
         and np.array_equal(a.angle, b.angle)
         and np.array_equal(a.descriptors, b.descriptors)
         and (a.width, a.height) == (b.width, b.height)
+        and _same_thumbnail(a, b)
     )
 
 
@@ -39,6 +48,7 @@ def _close(stored: Features, original: Features) -> bool:
         and (stored.width, stored.height) == (original.width, original.height)
         and bool(np.all(np.abs(stored.xy.astype(np.float64) - original.xy) <= half_xy))
         and bool(np.all(np.abs(d_angle) <= 360 / 65536 / 2 * 1.001))
+        and _same_thumbnail(stored, original)
     )
 
 
@@ -53,10 +63,43 @@ def _resealed(body: bytes | bytearray) -> bytes:
     return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
 
 
-def _v2_arrays_start(b: Bundle) -> int:
-    """Offset of the words array in ``b.to_bytes()``, from the documented v2 layout."""
-    table = sum(2 + len(t.encode("utf-8")) + 12 for t in b.target_ids())
-    return -(-(24 + table) // 4) * 4
+def _v3_table_end(b: Bundle) -> int:
+    """Offset of the end of the target table in ``b.to_bytes()`` (documented v3 layout)."""
+    return 24 + sum(2 + len(t.encode("utf-8")) + 13 for t in b.target_ids())
+
+
+def _v3_arrays_start(b: Bundle) -> int:
+    """Offset of the pHash array in ``b.to_bytes()``, from the documented v3 layout."""
+    return -(-_v3_table_end(b) // 8) * 8
+
+
+def _v3_words_start(b: Bundle) -> int:
+    """Offset of the words array: after 8 bytes of pHash and 1024 of thumbnail a target."""
+    return _v3_arrays_start(b) + len(b) * (8 + 1024)
+
+
+def _v2_bytes(parts: list[tuple[str, Features]]) -> bytes:
+    """A format v2 bundle (no thumbnails), written from the documented layout."""
+    n_feat = sum(len(f) for _, f in parts)
+    fp = shipped().fingerprint()
+    chunks = [struct.pack("<8sHHIII", b"OCRSBNDL", 2, 32, len(parts), n_feat, fp)]
+    for tid, f in parts:
+        raw = tid.encode("utf-8")
+        chunks += [struct.pack("<H", len(raw)), raw, struct.pack("<III", f.width, f.height, len(f))]
+    size = sum(len(c) for c in chunks)
+    current = Bundle.from_targets(parts)
+    stored = [current.features_of(tid) for tid, _ in parts]
+    xy = np.concatenate(
+        [f.xy.astype(np.float64) / [max(f.width, 1), max(f.height, 1)] for f in stored]
+    )
+    chunks += [
+        bytes(-size % 4),
+        current.words.astype("<u4").tobytes(),
+        np.rint(xy * 65535).astype("<u2").tobytes(),
+        np.rint(np.concatenate([f.angle for f in stored]) * 65536 / 360).astype("<u2").tobytes(),
+        current.descriptors.tobytes(),
+    ]
+    return _resealed(b"".join(chunks))
 
 
 def _v1_bytes(parts: list[tuple[str, Features]]) -> bytes:
@@ -157,7 +200,7 @@ def test_with_target_quantises_only_the_new_target(
     assert np.array_equal(b2.words, _words_of(b2))
 
 
-def test_v2_load_and_searcher_build_do_not_quantise(
+def test_v3_load_and_searcher_build_do_not_quantise(
     feats: dict[str, Features], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = _gallery(feats).to_bytes()
@@ -204,8 +247,10 @@ def test_round_trip_is_bit_identical(feats: dict[str, Features]) -> None:
         "empty", make_features(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 32)), 5, 7)
     )
     data = b.to_bytes()
-    assert struct.unpack_from("<H", data, 8) == (2,)
+    assert struct.unpack_from("<H", data, 8) == (3,)
     assert struct.unpack_from("<I", data, 20) == (shipped().fingerprint(),)
+    assert b.has_thumbnail.tolist() == [True, True, True, True, False]
+    assert b.thumbnail_of("empty") is None and b.phashes[-1] == 0
     back = Bundle.from_bytes(data)
     assert back.target_ids() == b.target_ids()
     for tid in b.target_ids():
@@ -215,7 +260,7 @@ def test_round_trip_is_bit_identical(feats: dict[str, Features]) -> None:
     assert len(back.features_of("empty")) == 0
     assert back.to_bytes() == data
     assert Bundle.from_bytes(bytearray(data)).to_bytes() == data
-    per_feature = len(data) / b.descriptors.shape[0]
+    per_feature = (len(data) - len(b) * (8 + 1024)) / b.descriptors.shape[0]
     assert per_feature < 43  # 4 word + 4 xy + 2 angle + 32 descriptor, plus a tiny header
 
 
@@ -229,10 +274,35 @@ def test_v1_bytes_load_quantised(feats: dict[str, Features]) -> None:
     assert old.target_ids() == [t for t, _ in parts]
     assert np.array_equal(old.words, _words_of(old))
     assert old.vocabulary_fingerprint == shipped().fingerprint()
-    for tid, f in parts:
+    for tid, f in _unthumbed(parts):
         assert _close(old.features_of(tid), f)
-    # Loading v1 gives exactly the bundle the same targets make today; it is written as v2.
-    assert old.to_bytes() == Bundle.from_targets(parts).to_bytes()
+    # Loading v1 gives the bundle the same targets make today, less their thumbnails (v1
+    # has none); it is written as v3.
+    assert not old.has_thumbnail.any()
+    assert old.to_bytes() == Bundle.from_targets(_unthumbed(parts)).to_bytes()
+
+
+def _unthumbed(parts: list[tuple[str, Features]]) -> list[tuple[str, Features]]:
+    return [(t, make_features(f.xy, f.angle, f.descriptors, f.width, f.height)) for t, f in parts]
+
+
+def test_v2_bytes_load_without_thumbnails(feats: dict[str, Features]) -> None:
+    parts = [(f"id-{n}", f) for n, f in feats.items()]
+    parts.append(("empty", make_features(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 32)), 5, 7)))
+    old = Bundle.from_bytes(_v2_bytes(parts))
+    assert old.target_ids() == [t for t, _ in parts]
+    assert not old.has_thumbnail.any() and not old.phashes.any()
+    for tid, f in parts:
+        assert old.thumbnail_of(tid) is None
+        stored = old.features_of(tid)
+        assert stored.thumbnail is None and np.array_equal(stored.descriptors, f.descriptors)
+    assert old.to_bytes() == Bundle.from_targets(_unthumbed(parts)).to_bytes()
+    # A v2 target indexed again gets its thumbnail; the others stay without.
+    grown = old.with_target("id-coins", feats["coins"])
+    assert grown.has_thumbnail.tolist() == [False, False, False, True]
+    assert _same(
+        Bundle.from_bytes(grown.to_bytes()).features_of("id-coins"), grown.features_of("id-coins")
+    )
 
 
 def test_v1_corrupt_or_lying_bytes_raise(feats: dict[str, Features]) -> None:
@@ -255,7 +325,7 @@ def test_v1_corrupt_or_lying_bytes_raise(feats: dict[str, Features]) -> None:
 def test_other_vocabulary_fingerprint_is_requantised(feats: dict[str, Features]) -> None:
     b = _gallery(feats)
     data = b.to_bytes()
-    start = _v2_arrays_start(b)
+    start = _v3_words_start(b)
     n = b.descriptors.shape[0]
     zeroed = bytearray(data[:-4])
     zeroed[start : start + 4 * n] = bytes(4 * n)  # every word 0
@@ -285,11 +355,12 @@ def test_future_version_and_lying_counts_raise_even_with_valid_crc(
 ) -> None:
     b = _gallery(feats)
     body = bytearray(b.to_bytes()[:-4])
-    start = _v2_arrays_start(b)
-    assert start > 24 + sum(2 + len(t) + 12 for t in b.target_ids())  # there is padding
+    start = _v3_arrays_start(b)
+    assert start > _v3_table_end(b)  # there is padding
+    words = _v3_words_start(b)
 
-    v3 = bytearray(body)
-    v3[8:10] = struct.pack("<H", 3)
+    v4 = bytearray(body)
+    v4[8:10] = struct.pack("<H", 4)
     v0 = bytearray(body)
     v0[8:10] = struct.pack("<H", 0)
     lying = bytearray(body)
@@ -301,9 +372,11 @@ def test_future_version_and_lying_counts_raise_even_with_valid_crc(
     padding = bytearray(body)
     padding[start - 1] = 1
     word = bytearray(body)
-    word[start : start + 4] = struct.pack("<I", shipped().words)  # one past the last leaf
+    word[words : words + 4] = struct.pack("<I", shipped().words)  # one past the last leaf
+    flag = bytearray(body)
+    flag[24 + 2 + len("id-coins") + 12] = 2  # the first target's thumbnail flag
     short_header = bytearray(body[:22])
-    for bad in (v3, v0, lying, many_targets, huge, padding, word, short_header):
+    for bad in (v4, v0, lying, many_targets, huge, padding, word, flag, short_header):
         with pytest.raises(ValueError):
             Bundle.from_bytes(_resealed(bad))
 

@@ -14,12 +14,26 @@ the same values and give the same answers. The loss is far below ORB's own preci
 1/65535 of the image side (0.01 px at 640 px) and 360/65536 degrees.
 
 The on-disk format is explicit (no pickle) so a bundle fetched from S3 can never execute
-code, and a CRC32 catches truncated or corrupted downloads. Format v2 is written; v1
-(deployed buckets) is still read, its words computed and geometry quantised on load. A
-v2 bundle whose vocabulary fingerprint is not the shipped vocabulary's (the vocabulary
-was upgraded) is re-quantised on load too.
+code, and a CRC32 catches truncated or corrupted downloads. Format v3 is written; v2 and
+v1 (deployed buckets) are still read: their targets have no whole-image thumbnail (so
+only local features can find them until they are indexed again), and v1's words are
+computed and geometry quantised on load. A bundle whose vocabulary fingerprint is not the
+shipped vocabulary's (the vocabulary was upgraded) is re-quantised on load too.
 
-Format v2 (little-endian), 42 bytes per feature::
+Format v3 (little-endian), 42 bytes per feature and 1,033 per target::
+
+    magic "OCRSBNDL" | u16 version = 3 | u16 descriptor bytes | u32 targets | u32 features
+    u32 vocabulary fingerprint (``Vocabulary.fingerprint()`` of the words' vocabulary)
+    per target: u16 id length | id (UTF-8) | u32 width | u32 height | u32 feature count
+                | u8 has thumbnail (0 or 1)
+    0-7 zero bytes, so the arrays start 8-byte aligned (read in place, without copies)
+    u64 pHash[targets] | u8 thumbnails[targets, 32, 32] (zeros where a target has none)
+    u32 words[features] | u16 xy[features, 2] | u16 angle[features]
+    u8 descriptors[features, dbytes]
+    u32 CRC32 of everything before it
+
+Format v2: as v3 without the thumbnail flag in the target table, without the pHash and
+thumbnail arrays, and padded to 4 bytes; 42 bytes per feature::
 
     magic "OCRSBNDL" | u16 version = 2 | u16 descriptor bytes | u32 targets | u32 features
     u32 vocabulary fingerprint (``Vocabulary.fingerprint()`` of the words' vocabulary)
@@ -50,19 +64,23 @@ import numpy as np
 
 from opencrs.index.vocabulary import shipped
 from opencrs.vision.features import Features, make_features
+from opencrs.vision.wholeimage import THUMB_SIDE, Thumbnail
 
 _MAGIC = b"OCRSBNDL"
-_VERSION = 2
+_VERSION = 3
 _PREFIX = struct.Struct("<8sH")  # magic, version: common to every version
 _HEADER_V1 = struct.Struct("<8sHHII")
-_HEADER_V2 = struct.Struct("<8sHHIII")
+_HEADER_V2 = struct.Struct("<8sHHIII")  # v3 too
 _TARGET = struct.Struct("<III")
+_TARGET_V3 = struct.Struct("<IIIB")
 _IDLEN = struct.Struct("<H")
 _CRC = struct.Struct("<I")
 _DESC_BYTES = 32
 _FEATURE_BYTES_V1 = 8 + 4 + _DESC_BYTES
 _FEATURE_BYTES_V2 = 4 + 4 + 2 + _DESC_BYTES
+_THUMB_BYTES_PER_TARGET = 8 + THUMB_SIDE * THUMB_SIDE  # pHash and pixels
 _ALIGN = 4
+_ALIGN_V3 = 8
 _MAX_ID_BYTES = 0xFFFF
 _XY_STEPS = 65535  # x_q = 65535 is the image's right edge
 _ANGLE_STEPS = 65536  # angles wrap: 65536 would be 360 degrees, i.e. 0
@@ -70,17 +88,20 @@ _ANGLE_STEPS = 65536  # angles wrap: 65536 would be 360 degrees, i.e. 0
 
 class Bundle:
     """Immutable gallery of target features, all descriptors concatenated for vectorised
-    search, with each feature's visual word. ``with_target``/``without_target`` return
-    new bundles."""
+    search, with each feature's visual word and each target's whole-image thumbnail.
+    ``with_target``/``without_target`` return new bundles."""
 
     __slots__ = (
         "_angle",
         "_descriptors",
         "_fingerprint",
+        "_has_thumb",
         "_ids",
         "_offsets",
+        "_phashes",
         "_pos",
         "_sizes",
+        "_thumbs",
         "_words",
         "_xy",
     )
@@ -95,8 +116,10 @@ class Bundle:
         descriptors: np.ndarray,
         words: np.ndarray,
         fingerprint: int,
+        thumbs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        """Internal: quantised geometry and words as stored (see the module docstring)."""
+        """Internal: quantised geometry and words as stored (see the module docstring);
+        ``thumbs`` is (has thumbnail, pHash, pixels) per target, None: no target has one."""
         self._ids = list(ids)
         self._pos = {tid: i for i, tid in enumerate(self._ids)}
         if len(self._pos) != len(self._ids):
@@ -110,13 +133,23 @@ class Bundle:
         )
         self._words = np.ascontiguousarray(words, dtype=np.uint32).reshape(-1)
         self._fingerprint = int(fingerprint)
+        if thumbs is None:
+            thumbs = _no_thumbnails(len(self._ids))
+        has, phashes, pixels = thumbs
+        self._has_thumb = np.ascontiguousarray(has, dtype=bool).reshape(-1)
+        self._phashes = np.ascontiguousarray(phashes, dtype=np.uint64).reshape(-1)
+        self._thumbs = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(
+            -1, THUMB_SIDE, THUMB_SIDE
+        )
         n = int(self._offsets[-1])
         if len(self._offsets) != len(self._ids) + 1 or not (
             n == len(self._xy) == len(self._angle) == len(self._descriptors) == len(self._words)
         ):
             raise ValueError("bundle: array lengths disagree")
+        if not (len(self._ids) == len(self._has_thumb) == len(self._phashes) == len(self._thumbs)):
+            raise ValueError("bundle: thumbnail arrays disagree")
         arrays = (self._sizes, self._offsets, self._xy, self._angle, self._descriptors)
-        for arr in (*arrays, self._words):
+        for arr in (*arrays, self._words, self._has_thumb, self._phashes, self._thumbs):
             arr.flags.writeable = False
 
     # -- construction -----------------------------------------------------------------------
@@ -158,6 +191,8 @@ class Bundle:
             np.concatenate([f.angle for _, f in parts]),
             np.repeat(sizes, counts, axis=0),
         )
+        thumbs = [f.thumbnail for _, f in parts]
+        blank = np.zeros((THUMB_SIDE, THUMB_SIDE), np.uint8)
         return cls(
             [tid for tid, _ in parts],
             sizes,
@@ -167,6 +202,11 @@ class Bundle:
             descriptors,
             quantise(descriptors),
             shipped().fingerprint(),
+            (
+                np.array([t is not None for t in thumbs], dtype=bool),
+                np.array([t.phash if t else 0 for t in thumbs], dtype=np.uint64),
+                np.stack([t.stored() if t else blank for t in thumbs]),
+            ),
         )
 
     def with_target(self, target_id: str, features: Features) -> Bundle:
@@ -184,6 +224,11 @@ class Bundle:
             np.concatenate([rest._descriptors, new._descriptors]),
             np.concatenate([rest._words, new._words]),
             new._fingerprint,
+            (
+                np.concatenate([rest._has_thumb, new._has_thumb]),
+                np.concatenate([rest._phashes, new._phashes]),
+                np.concatenate([rest._thumbs, new._thumbs]),
+            ),
         )
 
     def without_target(self, target_id: str) -> Bundle:
@@ -205,6 +250,11 @@ class Bundle:
             cut(self._descriptors),
             cut(self._words),
             self._fingerprint,
+            (
+                np.delete(self._has_thumb, i),
+                np.delete(self._phashes, i),
+                np.delete(self._thumbs, i, axis=0),
+            ),
         )
 
     # -- access -----------------------------------------------------------------------------
@@ -221,7 +271,15 @@ class Bundle:
         step = np.array([max(w, 1), max(h, 1)], dtype=np.float64) / _XY_STEPS
         xy = (self._xy[a:b] * step).astype(np.float32)
         angle = (self._angle[a:b] * (360.0 / _ANGLE_STEPS)).astype(np.float32)
-        return make_features(xy, angle, self._descriptors[a:b], w, h)
+        return make_features(xy, angle, self._descriptors[a:b], w, h, self.thumbnail_of(target_id))
+
+    def thumbnail_of(self, target_id: str) -> Thumbnail | None:
+        """The target's whole-image thumbnail (None: indexed before thumbnails existed, or
+        read from a v1/v2 bundle); ``KeyError`` if absent."""
+        i = self._pos[target_id]
+        if not self._has_thumb[i]:
+            return None
+        return Thumbnail(phash=int(self._phashes[i]), pixels=self._thumbs[i])
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -246,13 +304,23 @@ class Bundle:
         return self._fingerprint
 
     @property
+    def phashes(self) -> np.ndarray:
+        """Each target's whole-image pHash, (targets,) uint64; see :attr:`has_thumbnail`."""
+        return self._phashes
+
+    @property
+    def has_thumbnail(self) -> np.ndarray:
+        """Which targets have a whole-image thumbnail, (targets,) bool."""
+        return self._has_thumb
+
+    @property
     def offsets(self) -> np.ndarray:
         """Start of each target's rows in :attr:`descriptors`, plus the total at the end."""
         return self._offsets
 
     # -- serialisation ----------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """Format v2 (see the module docstring)."""
+        """Format v3 (see the module docstring)."""
         n_feat = int(self._offsets[-1])
         chunks = [
             _HEADER_V2.pack(
@@ -264,10 +332,13 @@ class Bundle:
             raw = tid.encode("utf-8")
             count = int(self._offsets[i + 1] - self._offsets[i])
             w, h = (int(v) for v in self._sizes[i])
-            chunks += [_IDLEN.pack(len(raw)), raw, _TARGET.pack(w, h, count)]
-            size += _IDLEN.size + len(raw) + _TARGET.size
+            has = bool(self._has_thumb[i])
+            chunks += [_IDLEN.pack(len(raw)), raw, _TARGET_V3.pack(w, h, count, has)]
+            size += _IDLEN.size + len(raw) + _TARGET_V3.size
         chunks += [
-            bytes(-size % _ALIGN),
+            bytes(-size % _ALIGN_V3),
+            self._phashes.astype("<u8").tobytes(),
+            self._thumbs.tobytes(),
             self._words.astype("<u4").tobytes(),
             self._xy.astype("<u2").tobytes(),
             self._angle.astype("<u2").tobytes(),
@@ -278,8 +349,9 @@ class Bundle:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Bundle:
-        """Parse format v2 or v1; ``ValueError`` on corrupt or truncated data. A v2 bundle
-        of the shipped vocabulary is used in place: no array is copied or quantised."""
+        """Parse format v3, v2 or v1; ``ValueError`` on corrupt or truncated data. A v3 or
+        v2 bundle of the shipped vocabulary is used in place: no array is copied or
+        quantised."""
         data = bytes(data)  # no copy for bytes; the arrays below are views on it
         if len(data) < _HEADER_V1.size + _CRC.size:
             raise ValueError("bundle: data too short")
@@ -290,10 +362,12 @@ class Bundle:
         magic, version = _PREFIX.unpack_from(body)
         if magic != _MAGIC:
             raise ValueError("bundle: bad magic")
-        if version not in (1, 2):
+        if version not in (1, 2, 3):
             raise ValueError(f"bundle: unsupported version {version}")
         header = _HEADER_V1 if version == 1 else _HEADER_V2
         per_feature = _FEATURE_BYTES_V1 if version == 1 else _FEATURE_BYTES_V2
+        target_entry = _TARGET_V3 if version == 3 else _TARGET
+        per_target = _THUMB_BYTES_PER_TARGET if version == 3 else 0
         if len(body) < header.size:
             raise ValueError("bundle: data too short")
         _, _, dbytes, n_targets, n_feat, *fingerprint = header.unpack_from(body)
@@ -301,13 +375,14 @@ class Bundle:
             raise ValueError(f"bundle: unsupported descriptor size {dbytes}")
         pos = header.size
         # Bound the claimed counts by the bytes present before allocating anything.
-        if n_targets * (_IDLEN.size + _TARGET.size) > len(body) - pos:
+        if n_targets * (_IDLEN.size + target_entry.size + per_target) > len(body) - pos:
             raise ValueError("bundle: target count exceeds data")
         if n_feat * per_feature > len(body) - pos:
             raise ValueError("bundle: feature count exceeds data")
         ids: list[str] = []
         sizes = np.zeros((n_targets, 2), dtype=np.int64)
         counts = np.zeros(n_targets, dtype=np.int64)
+        has_thumb = np.zeros(n_targets, dtype=bool)
         try:
             for i in range(n_targets):
                 (ln,) = _IDLEN.unpack_from(body, pos)
@@ -316,10 +391,13 @@ class Bundle:
                     raise ValueError("bundle: truncated target id")
                 ids.append(str(body[pos : pos + ln], "utf-8"))
                 pos += ln
-                w, h, c = _TARGET.unpack_from(body, pos)
-                pos += _TARGET.size
+                w, h, c, *flag = target_entry.unpack_from(body, pos)
+                pos += target_entry.size
                 sizes[i] = (w, h)
                 counts[i] = c
+                if flag and flag[0] > 1:
+                    raise ValueError("bundle: bad thumbnail flag")
+                has_thumb[i] = bool(flag and flag[0])
         except (struct.error, UnicodeDecodeError) as exc:
             raise ValueError(f"bundle: corrupt target table ({exc})") from exc
         if int(counts.sum()) != n_feat:
@@ -337,12 +415,19 @@ class Bundle:
             xy_q, angle_q = _quantise_geometry(xy, angle, np.repeat(sizes, counts, axis=0))
             words = vocab.quantise_many(desc)
             return cls(ids, sizes, offsets, xy_q, angle_q, desc, words, vocab.fingerprint())
-        pad = -pos % _ALIGN
-        if len(body) - pos != pad + n_feat * per_feature:
+        pad = -pos % (_ALIGN_V3 if version == 3 else _ALIGN)
+        if len(body) - pos != pad + n_targets * per_target + n_feat * per_feature:
             raise ValueError("bundle: wrong array length")
         if any(body[pos : pos + pad]):
             raise ValueError("bundle: bad padding")
         pos += pad
+        thumbs = None
+        if version == 3:
+            phashes = np.frombuffer(body, "<u8", n_targets, pos)
+            pos += 8 * n_targets
+            pixels = np.frombuffer(body, np.uint8, n_targets * THUMB_SIDE**2, pos)
+            pos += n_targets * THUMB_SIDE**2
+            thumbs = (has_thumb, phashes, pixels)
         words = np.frombuffer(body, "<u4", n_feat, pos)
         pos += 4 * n_feat
         xy_q = np.frombuffer(body, "<u2", 2 * n_feat, pos).reshape(n_feat, 2)
@@ -354,7 +439,15 @@ class Bundle:
             words = vocab.quantise_many(desc)  # written under another vocabulary
         elif n_feat and int(words.max()) >= vocab.words:
             raise ValueError("bundle: word out of range")
-        return cls(ids, sizes, offsets, xy_q, angle_q, desc, words, vocab.fingerprint())
+        return cls(ids, sizes, offsets, xy_q, angle_q, desc, words, vocab.fingerprint(), thumbs)
+
+
+def _no_thumbnails(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        np.zeros(n, dtype=bool),
+        np.zeros(n, dtype=np.uint64),
+        np.zeros((n, THUMB_SIDE, THUMB_SIDE), dtype=np.uint8),
+    )
 
 
 def _quantise_geometry(

@@ -22,15 +22,20 @@ from opencrs.index.vocabulary import Vocabulary, shipped
 from opencrs.vision import params
 from opencrs.vision.features import Features, make_features
 from opencrs.vision.verify import verify
+from opencrs.vision.wholeimage import phash_distances, residual
 
 
 @dataclass(frozen=True)
 class Hit:
-    """A verified target: its id, the homography inlier count and the ranking score."""
+    """A verified target: its id, the homography inlier count and the ranking score, or
+    (``whole_image``) a target the query shows whole under a global photometric change,
+    accepted by :mod:`opencrs.vision.wholeimage` (no inliers; ``score`` is minus its
+    residual)."""
 
     target_id: str
     inliers: int
     score: float
+    whole_image: bool = False
 
 
 class Searcher:
@@ -51,6 +56,8 @@ class Searcher:
         self._shards = shards or (Bundle.empty(),)
         self._vocab = vocabulary if vocabulary is not None else shipped()
         self._ids = [tid for shard in self._shards for tid in shard.target_ids()]
+        self._phashes = np.concatenate([s.phashes for s in self._shards])
+        self._has_thumbnail = np.concatenate([s.has_thumbnail for s in self._shards])
         # Global target i lives in shard _shard_of[i].
         self._shard_of = np.repeat(
             np.arange(len(self._shards), dtype=np.int32), [len(s) for s in self._shards]
@@ -147,19 +154,23 @@ class Searcher:
         max_results: int = 10,
         timings: dict[str, float] | None = None,
     ) -> list[Hit]:
-        """Every verified target among the shortlist, best score first (ties: inliers, id).
+        """Every verified target among the shortlist, best score first (ties: inliers, id),
+        then every other target the whole-image check accepts, smallest residual first.
 
         Each candidate is verified with the query features that share a vocabulary node
         with it, and each of those is compared only with the candidate's features under
         its VERIFY_PROBES nearest top-level nodes: a few times fewer Hamming distances
-        than all pairs, without losing true matches (see params).
+        than all pairs, without losing true matches (see params). The whole-image check
+        compares the query's pHash with every target's (one XOR and popcount each) and
+        the thumbnails of those within WHOLE_MAX_PHASH bits.
         ``timings``, if given, receives the seconds spent in "shortlist" and "verify".
         """
-        if max_results <= 0 or len(query) == 0 or len(self._ids) == 0:
+        if max_results <= 0 or len(self._ids) == 0:
             return []
         t0 = time.perf_counter()
         qwords = self.query_words(query)
-        candidates = self._shortlist(qwords, query)
+        # A query without corners can still be a target seen whole.
+        candidates = self._shortlist(qwords, query) if len(query) else []
         t1 = time.perf_counter()
         hits: list[Hit] = []
         probes = params.VERIFY_PROBES
@@ -182,10 +193,28 @@ class Searcher:
             if v is not None:
                 hits.append(Hit(target_id=self._ids[i], inliers=v.inliers, score=v.score))
         hits.sort(key=lambda h: (-h.score, -h.inliers, h.target_id))
+        hits += self._whole_image_hits(query, {h.target_id for h in hits})
         if timings is not None:
             timings["shortlist"] = t1 - t0
             timings["verify"] = time.perf_counter() - t1
         return hits[:max_results]
+
+    def _whole_image_hits(self, query: Features, found: set[str]) -> list[Hit]:
+        """Targets not in ``found`` that the query shows whole (see :mod:`wholeimage`)."""
+        if query.thumbnail is None:
+            return []
+        near = phash_distances(query.thumbnail, self._phashes) <= params.WHOLE_MAX_PHASH
+        hits = []
+        for i in np.flatnonzero(near & self._has_thumbnail).tolist():
+            tid = self._ids[i]
+            if tid in found:
+                continue
+            thumb = self._shards[int(self._shard_of[i])].thumbnail_of(tid)
+            r = residual(query.thumbnail, thumb) if thumb is not None else float("inf")
+            if r <= params.WHOLE_MAX_RESIDUAL:
+                hits.append(Hit(target_id=tid, inliers=0, score=-r, whole_image=True))
+        hits.sort(key=lambda h: (-h.score, h.target_id))
+        return hits
 
 
 def signature(descriptors: np.ndarray) -> np.ndarray:

@@ -16,70 +16,97 @@ import cv2
 import numpy as np
 
 from opencrs.vision import params
+from opencrs.vision.wholeimage import THUMB_BYTES, THUMB_SIDE, Thumbnail, thumbnail
 
 _MAGIC = b"OCRSFEAT"
-_VERSION = 1
+_VERSION = 2
 _HEADER = struct.Struct("<8sHHIII")  # magic, version, descriptor bytes, width, height, count
 _CRC = struct.Struct("<I")
+_HAS_THUMB = struct.Struct("<B")
+_PHASH = struct.Struct("<Q")
 
 
 @dataclass(frozen=True)
 class Features:
-    """Keypoints of one image in its original pixel frame, with their descriptors."""
+    """Keypoints of one image in its original pixel frame, with their descriptors, and the
+    image's whole-image thumbnail (``None`` for features stored before it existed)."""
 
     xy: np.ndarray
     angle: np.ndarray
     descriptors: np.ndarray
     width: int
     height: int
+    thumbnail: Thumbnail | None = None
 
     def __len__(self) -> int:
         return int(self.xy.shape[0])
 
     def to_bytes(self) -> bytes:
-        """Compact versioned encoding: header, packed little-endian arrays, CRC32."""
+        """Compact versioned encoding (v2): header, packed little-endian arrays, a u8 flag
+        and, when set, the thumbnail (u64 pHash, 32x32 u8 pixels, rounded), CRC32. v1 had
+        no flag and no thumbnail."""
         n = len(self)
         dlen = int(self.descriptors.shape[1]) if self.descriptors.ndim == 2 else 32
-        body = b"".join(
-            (
-                _HEADER.pack(_MAGIC, _VERSION, dlen, self.width, self.height, n),
-                np.ascontiguousarray(self.xy, dtype="<f4").tobytes(),
-                np.ascontiguousarray(self.angle, dtype="<f4").tobytes(),
-                np.ascontiguousarray(self.descriptors, dtype=np.uint8).tobytes(),
-            )
-        )
+        thumb = self.thumbnail
+        chunks = [
+            _HEADER.pack(_MAGIC, _VERSION, dlen, self.width, self.height, n),
+            np.ascontiguousarray(self.xy, dtype="<f4").tobytes(),
+            np.ascontiguousarray(self.angle, dtype="<f4").tobytes(),
+            np.ascontiguousarray(self.descriptors, dtype=np.uint8).tobytes(),
+            _HAS_THUMB.pack(thumb is not None),
+        ]
+        if thumb is not None:
+            chunks += [_PHASH.pack(thumb.phash), thumb.stored().tobytes()]
+        body = b"".join(chunks)
         return body + _CRC.pack(zlib.crc32(body))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Features:
-        """Inverse of :meth:`to_bytes`; ``ValueError`` on any corruption or truncation."""
+        """Inverse of :meth:`to_bytes` (v2, or v1 without a thumbnail); ``ValueError`` on
+        any corruption or truncation."""
         data = bytes(data)
         if len(data) < _HEADER.size + _CRC.size:
             raise ValueError("features: data too short")
         magic, version, dlen, width, height, n = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise ValueError("features: bad magic")
-        if version != _VERSION:
+        if version not in (1, 2):
             raise ValueError(f"features: unsupported version {version}")
-        expected = _HEADER.size + n * (8 + 4 + dlen) + _CRC.size
-        if len(data) != expected:
+        arrays = n * (8 + 4 + dlen)
+        tail = 0
+        if version == 2:
+            if len(data) < _HEADER.size + arrays + _HAS_THUMB.size + _CRC.size:
+                raise ValueError("features: wrong length (truncated or corrupt)")
+            (has_thumb,) = _HAS_THUMB.unpack_from(data, _HEADER.size + arrays)
+            if has_thumb > 1:
+                raise ValueError("features: bad thumbnail flag")
+            tail = _HAS_THUMB.size + (_PHASH.size + THUMB_BYTES) * has_thumb
+        if len(data) != _HEADER.size + arrays + tail + _CRC.size:
             raise ValueError("features: wrong length (truncated or corrupt)")
         body = data[: -_CRC.size]
         (crc,) = _CRC.unpack_from(data, len(body))
         if zlib.crc32(body) != crc:
             raise ValueError("features: checksum mismatch")
-        return cls._from_arrays(memoryview(body)[_HEADER.size :], n, dlen, width, height)
-
-    @classmethod
-    def _from_arrays(cls, buf: memoryview, n: int, dlen: int, width: int, height: int) -> Features:
+        thumb = None
+        if tail > _HAS_THUMB.size:
+            at = _HEADER.size + arrays + _HAS_THUMB.size
+            (phash,) = _PHASH.unpack_from(body, at)
+            pixels = np.frombuffer(body, np.uint8, THUMB_BYTES, at + _PHASH.size)
+            thumb = Thumbnail(phash=phash, pixels=pixels.reshape(THUMB_SIDE, THUMB_SIDE))
+        buf = memoryview(body)[_HEADER.size :]
         xy = np.frombuffer(buf, dtype="<f4", count=2 * n).reshape(n, 2).astype(np.float32)
         angle = np.frombuffer(buf, dtype="<f4", count=n, offset=8 * n).astype(np.float32)
         desc = np.frombuffer(buf, dtype=np.uint8, count=n * dlen, offset=12 * n)
-        return make_features(xy, angle, desc.reshape(n, dlen), width, height)
+        return make_features(xy, angle, desc.reshape(n, dlen), width, height, thumb)
 
 
 def make_features(
-    xy: np.ndarray, angle: np.ndarray, descriptors: np.ndarray, width: int, height: int
+    xy: np.ndarray,
+    angle: np.ndarray,
+    descriptors: np.ndarray,
+    width: int,
+    height: int,
+    thumbnail: Thumbnail | None = None,
 ) -> Features:
     """Build a Features with contiguous, read-only arrays (it is shared across requests)."""
     xy = np.ascontiguousarray(xy, dtype=np.float32).reshape(-1, 2)
@@ -90,7 +117,12 @@ def make_features(
     for arr in (xy, angle, descriptors):
         arr.flags.writeable = False
     return Features(
-        xy=xy, angle=angle, descriptors=descriptors, width=int(width), height=int(height)
+        xy=xy,
+        angle=angle,
+        descriptors=descriptors,
+        width=int(width),
+        height=int(height),
+        thumbnail=thumbnail,
     )
 
 
@@ -185,13 +217,17 @@ def extract_features(gray: np.ndarray, role: str) -> Features:
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError("extract_features expects a 2-D uint8 image")
     h, w = gray.shape
+    # Of the image as given: the whole-image check fits exposure itself. A target's is
+    # rounded now, as storage will, so an indexed target and its stored copy agree.
+    thumb = thumbnail(gray) if role == "query" else thumbnail(gray).rounded()
+    none = (np.zeros((0, 2)), np.zeros(0), np.zeros((0, 32), np.uint8), w, h, thumb)
     gray = normalise_exposure(gray)
     work, s = to_working(gray, role)
     wh, ww = work.shape
     if min(wh, ww) <= 2 * params.ORB_PATCH:
         # No room for a single ORB patch inside the border (also keeps sliver-shaped images
         # out of ORB's pyramid, which asserts on a 1-px side).
-        return make_features(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 32), np.uint8), w, h)
+        return make_features(*none)
     if role == "target":
         limit, over = params.TARGET_FEATURES, params.TARGET_OVERDETECT
     else:
@@ -201,7 +237,7 @@ def extract_features(gray: np.ndarray, role: str) -> Features:
     if kps:
         kps, desc = _orb(len(kps)).compute(work, kps)
     if not kps or desc is None:
-        return make_features(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 32), np.uint8), w, h)
+        return make_features(*none)
     xy = np.array([k.pt for k in kps], dtype=np.float32) / np.float32(s)
     angle = np.array([k.angle for k in kps], dtype=np.float32)
-    return make_features(xy, angle, desc, w, h)
+    return make_features(xy, angle, desc, w, h, thumb)

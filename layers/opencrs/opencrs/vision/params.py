@@ -138,6 +138,28 @@ MAX_QUAD_AREA_FRAC = 30.0
 MIN_QUAD_SIDE_RATIO = 0.1
 MIN_QUAD_ANGLE_DEG = 20.0
 
+# --- Whole-image check (opencrs.vision.wholeimage) ---------------------------------------
+# A target is also accepted when the query is the same picture seen whole under a global
+# photometric change (blur, noise, exposure), which local features miss on soft images:
+# pHash within WHOLE_MAX_PHASH bits shortlists, and the 32x32 thumbnails must agree under
+# one gain and offset in every cell of a WHOLE_CELLS x WHOLE_CELLS grid (WHOLE_CELLS must
+# divide 32) to a worst-cell RMS residual of WHOLE_MAX_RESIDUAL x the query's std.
+# Measured on bench.quality's 127 gallery photos (the families without geometry: scale
+# 0.35-1 and 0.2, JPEG q40, blur + noise, strong blur, low light): true pHash distance at
+# most 8, true worst-cell residual at most 0.21 (p95 0.09). Unrelated pairs: over the
+# 1,099 negative queries against every gallery photo, whatever the hash, the smallest
+# residual is 0.84; over every query family against 20k bench.speed distractors and the
+# other gallery photos within 12 bits, 0.43 (a rotated query whose black corners meet a
+# rotated distractor's). 0.3 sits between them; bench.wholeimage_scale measures it at 100k.
+# Thumbnails flatter than WHOLE_MIN_STD grey levels (blank pages) are never compared, nor
+# pairs with under WHOLE_MIN_VALID of their pixels left once padding and clipped pixels
+# (0 or 255 in either) are set aside.
+WHOLE_MAX_PHASH = 12
+WHOLE_CELLS = 4
+WHOLE_MAX_RESIDUAL = 0.3
+WHOLE_MIN_STD = 1.0
+WHOLE_MIN_VALID = 0.5
+
 # --- Search (opencrs.index: vocabulary tree + inverted file, issue #4) --------------------
 # The vocabulary (branching x depth) is fixed by the shipped file opencrs/index/vocabulary-v1.bin
 # (bench/train_vocabulary.py). Geometric verification only for the SHORTLIST best tf-idf
