@@ -1,15 +1,17 @@
 """Does a photometric second check separate a look-alike from weak true matches?
 
-bench.quality's only false positives are a different photograph of the same tower (the
-Qutub Minar), accepted with 16-24 inliers. This script replays, from the last full
+The only negatives bench.quality's engine ever accepted are a different photograph of the
+same tower (the Qutub Minar), accepted with 16-24 inliers; bench.quality now reports them
+as "same landmark" (see its docstring). This script replays, from the last full
 ``bench.quality`` run (``bench/out/quality-g1-n1.json``), every accepted match with fewer
 than ``--below`` inliers, true or false, through the production extraction and
 verification, then warps the query into a ``--thumb``-pixel thumbnail of the accepted
 target with the verified homography and measures how much of the target's visible area
 looks alike: per cell of a 4x4 grid (cells at least 80 % inside the query), the
 normalised cross-correlation of the two lightly blurred patches. It prints, for the true
-matches of each family and for the false ones, the fraction of cells with NCC > 0.5 and
-the median NCC, so a threshold could be read off if one existed.
+matches of each family, for same-landmark matches and for false ones, the fraction of
+cells with NCC > 0.5 and the median NCC, so a threshold could be read off if one existed.
+Whole-image hits (no homography, no inliers) are not replayed.
 
     python -m bench.lookalike [--thumb 64] [--below 40]
 """
@@ -101,14 +103,19 @@ def main() -> None:
         del negatives[name]
     ctx = q.Context(backgrounds=[g for g in negatives.values() if min(g.shape) >= 400])
     # Moderate and negative families share some names: pick by the query's kind.
-    families = {"moderate": q.MODERATE, "hard": q.HARD, "negative": q.NEGATIVE}
+    families = {
+        "moderate": q.MODERATE,
+        "hard": q.HARD,
+        "negative": q.NEGATIVE,
+        "same landmark": q.NEGATIVE,
+    }
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for x in run["queries"]:
         hits = x["results"]["opencrs"]
-        if not hits or x["inliers"][0] >= args.below:
+        if not hits or not 0 < x["inliers"][0] < args.below:
             continue
         true = hits[0] == x["truth"]
-        photo = gallery[x["photo"]] if x["kind"] != "negative" else negatives[x["photo"]]
+        photo = negatives[x["photo"]] if x["truth"] is None else gallery[x["photo"]]
         rng = np.random.default_rng([q.zlib_crc(x["family"]), q.zlib_crc(x["photo"])])
         img, quality = families[x["kind"]][x["family"]](photo, rng, ctx)
         gray = check_and_decode(q.encode(img, quality)).gray
@@ -116,7 +123,8 @@ def main() -> None:
         v = verify(extract_features(gray, "query"), extract_features(target, "target"))
         if v is None:  # the search verifies against a bucketed subset; rare disagreement
             continue
-        groups[f"true: {x['family']}" if true else "FALSE"].append(
+        group = "same landmark" if x["kind"] == "same landmark" else "FALSE"
+        groups[f"true: {x['family']}" if true else group].append(
             agreement(target, gray, v.homography, args.thumb)
         )
     print(
