@@ -66,6 +66,7 @@ from opencrs.store.bundles import shard_of
 from opencrs.vision import params
 from opencrs.vision.features import Features, extract_features, make_features
 from opencrs.vision.image import check_and_decode
+from opencrs.vision.wholeimage import Thumbnail
 from tests.photos import rotate
 
 
@@ -140,6 +141,10 @@ def _index_one(index: int) -> tuple[Features, float]:
 def _chunk(k: int, sources: list[str], workers: int) -> tuple[list[Features], np.ndarray]:
     """Features of distractors [k*CHUNK, (k+1)*CHUNK) and their per-target index seconds."""
     path = cache_dir() / f"chunk-{k:04d}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            if "phash" not in z.files:  # written before thumbnails: make it again
+                path.unlink()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         ids = range(k * CHUNK, (k + 1) * CHUNK)
@@ -153,15 +158,18 @@ def _chunk(k: int, sources: list[str], workers: int) -> tuple[list[Features], np
             xy=np.concatenate([f.xy for f in feats]),
             angle=np.concatenate([f.angle for f in feats]),
             desc=np.concatenate([f.descriptors for f in feats]),
+            phash=np.array([f.thumbnail.phash for f in feats], dtype=np.uint64),
+            thumbs=np.stack([f.thumbnail.stored() for f in feats]),
             seconds=np.array([r[1] for r in res]),
         )
     with np.load(path) as z:  # each z[key] reads the whole array again: read once
         counts, sizes, seconds = z["counts"], z["sizes"], z["seconds"]
         xy, angle, desc = z["xy"], z["angle"], z["desc"]
+        phash, thumbs = z["phash"], z["thumbs"]
     ends = np.cumsum(counts)
     feats = [
-        make_features(xy[a:b], angle[a:b], desc[a:b], w, h)
-        for a, b, (w, h) in zip(ends - counts, ends, sizes, strict=True)
+        make_features(xy[a:b], angle[a:b], desc[a:b], w, h, Thumbnail(int(ph), px))
+        for a, b, (w, h), ph, px in zip(ends - counts, ends, sizes, phash, thumbs, strict=True)
     ]
     return feats, seconds
 
