@@ -61,10 +61,11 @@ def test_thumbnail_is_small_deterministic_and_read_only() -> None:
 
 @pytest.mark.parametrize("name", PHOTOS)
 def test_the_same_picture_under_global_degradations_is_accepted(name: str) -> None:
-    """Strong blur, a quarter exposure with noise, heavy JPEG and a third of the size:
-    what bench.quality's photometric families do to a photo (its scale 0.2 family is
-    measured on the bench's larger photos: a fifth of a 512 px brick wall, 102 px of
-    aliased texture, sits at the threshold)."""
+    """Strong blur, a quarter exposure with noise, heavy JPEG and half the size: what
+    bench.quality's photometric families do to a photo. (Its scale 0.2 family is measured
+    on the bench's larger photos, all accepted: a third of the 512 px brick wall, 170 px
+    of aliased texture, has a residual of 0.29, beyond the threshold; local features find
+    it.)"""
     gray = load_gray(name)
     target = thumbnail(gray)
     seed = sum(map(ord, name))
@@ -73,7 +74,7 @@ def test_the_same_picture_under_global_degradations_is_accepted(name: str) -> No
         "low light": _degrade(gray, seed, sigma=0.0, gain=0.25, noise=3.0),
         "dim, soft": _degrade(gray, seed, sigma=1.5, gain=0.6, noise=5.0),
         "JPEG q15": _jpeg(gray, 15),
-        "scale 0.3": scale(gray, 0.3),
+        "scale 0.5": scale(gray, 0.5),
     }
     for label, view in views.items():
         q = thumbnail(view)
@@ -83,16 +84,17 @@ def test_the_same_picture_under_global_degradations_is_accepted(name: str) -> No
 
 
 def test_unrelated_pictures_disagree_whatever_their_hashes() -> None:
-    """Every pair of different demo photos, upright and both rotated by the same angle
-    (the black corners of two rotated photos agree, the pictures do not)."""
+    """Every pair of different demo photos: upright, with a wide margin; and both rotated
+    by the same small or large angle, whose black corners agree while the pictures do not
+    (measured: brick against gravel, two near-flat textures at 32 px, 0.35 at 5 degrees)."""
     thumbs = {n: thumbnail(load_gray(n)) for n in PHOTOS}
-    rotated = {n: thumbnail(rotate(load_gray(n), 30)) for n in PHOTOS}
-    smallest = np.inf
-    for a, b in itertools.permutations(PHOTOS, 2):
-        for pair in ((thumbs[a], thumbs[b]), (rotated[a], rotated[b])):
-            smallest = min(smallest, residual(*pair))
-            assert not same_picture(*pair), (a, b)
-    assert smallest > 2 * params.WHOLE_MAX_RESIDUAL
+    upright = min(residual(thumbs[a], thumbs[b]) for a, b in itertools.permutations(PHOTOS, 2))
+    assert upright > 4 * params.WHOLE_MAX_RESIDUAL
+    for angle in (5, 30):
+        rotated = {n: thumbnail(rotate(load_gray(n), angle)) for n in PHOTOS}
+        for a, b in itertools.permutations(PHOTOS, 2):
+            assert not same_picture(rotated[a], rotated[b]), (angle, a, b)
+            assert residual(rotated[a], rotated[b]) > 1.2 * params.WHOLE_MAX_RESIDUAL
 
 
 def test_geometric_changes_are_left_to_local_features() -> None:
