@@ -1,9 +1,10 @@
 """A fast slice of ``bench.quality`` as regression tests (fixed seeds, fixed thresholds).
 
 Same production path as the benchmark: JPEG bytes -> ``check_and_decode`` ->
-``extract_features`` -> ``Bundle`` / ``Searcher``; same transform families (moderate and
-hard) and negative variants, on the 10 demo gallery photos and 8 demo negatives shipped in
-``demo/photos`` (the benchmark's Debian-packaged photos are not needed here).
+``extract_features`` -> ``Bundle`` / ``Searcher.search_image``; same transform families
+(moderate and hard) and negative variants, on the 10 demo gallery photos and 8 demo
+negatives shipped in ``demo/photos`` (the benchmark's Debian-packaged photos are not
+needed here).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _rng(*parts: str) -> np.random.Generator:
 
 def _query(searcher: Searcher, img: np.ndarray, quality: int) -> list[str]:
     gray = check_and_decode(encode(img, quality)).gray
-    return [h.target_id for h in searcher.search(extract_features(gray, "query"))]
+    return [h.target_id for h in searcher.search_image(gray)]
 
 
 @pytest.fixture(scope="module")

@@ -171,8 +171,8 @@ class Indexer:
         decoded = check_and_decode(image)
         features = extract_features(decoded.gray, "target")
         if allow_similar != "1":
-            query = extract_features(decoded.gray, "query")
-            similar = [m for m in self.engine.find(gallery, query) if m.record.target_id != exclude]
+            found = self.engine.find(gallery, decoded.gray)
+            similar = [m for m in found if m.record.target_id != exclude]
             if similar:
                 raise SimilarTargetsExist(similar)
         return PreparedImage(

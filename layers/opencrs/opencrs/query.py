@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
+
 from opencrs.index.search import Hit, Searcher
 from opencrs.store import Stores
 from opencrs.store.blobs import BlobMissing
 from opencrs.targets import TargetRecord
-from opencrs.vision.features import Features
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +64,15 @@ class SimilarityEngine:
             return searcher
         raise RuntimeError("the gallery's bundle kept changing while being loaded")
 
-    def find(self, gallery: str, query: Features, *, max_results: int = MAX_RESULTS) -> list[Match]:
-        """Verified matches that are active and fully indexed, best first."""
+    def find(
+        self, gallery: str, gray: np.ndarray, *, max_results: int = MAX_RESULTS
+    ) -> list[Match]:
+        """Verified matches for a query image (grey uint8) that are active and fully
+        indexed, best first."""
         searcher = self.searcher(gallery)
         if searcher is None:
             return []
-        hits = searcher.search(query, max_results=max_results)
+        hits = searcher.search_image(gray, max_results=max_results)
         if not hits:
             return []
         records = self.stores.targets.get_many(gallery, [h.target_id for h in hits])

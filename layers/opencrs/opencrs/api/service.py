@@ -35,7 +35,6 @@ from opencrs.store import Stores
 from opencrs.store.replays import SignatureReplayed
 from opencrs.store.secrets import load_keyring
 from opencrs.targets import TargetRecord
-from opencrs.vision.features import extract_features
 from opencrs.vision.image import ImageError, check_and_decode, decode_base64_image
 
 logger = logging.getLogger(__name__)
@@ -129,8 +128,7 @@ class Service:
     def _similar(self, request: HttpRequest) -> dict:
         params, credential = self._authenticated_params(request)
         decoded = check_and_decode(decode_base64_image(params.get("image")))
-        query = extract_features(decoded.gray, "query")
-        matches = self.engine.find(credential.gallery, query)
+        matches = self.engine.find(credential.gallery, decoded.gray)
         return {
             "date": iso_date(now_ms()),
             "results": [self._target_json(m.record) for m in matches],

@@ -11,7 +11,7 @@ only. v1 compared every query descriptor with every gallery descriptor (brute-fo
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +20,7 @@ from opencrs.index.bundle import Bundle
 from opencrs.index.inverted import InvertedIndex
 from opencrs.index.vocabulary import Vocabulary, shipped
 from opencrs.vision import params
-from opencrs.vision.features import Features, make_features
+from opencrs.vision.features import Features, extract_features, make_features, tilt_views
 from opencrs.vision.verify import verify
 from opencrs.vision.wholeimage import phash_distances, residual
 
@@ -199,6 +199,34 @@ class Searcher:
             timings["verify"] = time.perf_counter() - t1
         return hits[:max_results]
 
+    def search_image(
+        self,
+        gray: np.ndarray,
+        *,
+        max_results: int = 10,
+        timings: dict[str, float] | None = None,
+    ) -> list[Hit]:
+        """:meth:`search` for a query image, the production query path: its features,
+        then, if nothing is found, its tilt views (``params.TILT_RETRY_STRETCH``) in turn
+        until one finds a target. ``timings``, if given, receives the seconds spent in
+        "features", "shortlist" and "verify" over every view searched, and "views"."""
+        spent = dict.fromkeys(("features", "shortlist", "verify", "views"), 0.0)
+        hits: list[Hit] = []
+        for n, view in enumerate(_views(gray)):
+            t = time.perf_counter()
+            query = extract_features(view, "query")
+            spent["features"] += time.perf_counter() - t
+            step: dict[str, float] = {}
+            hits = self.search(query, max_results=max_results, timings=step)
+            spent["shortlist"] += step.get("shortlist", 0.0)
+            spent["verify"] += step.get("verify", 0.0)
+            spent["views"] = n + 1
+            if hits or max_results <= 0 or not self._ids:
+                break
+        if timings is not None:
+            timings.update(spent)
+        return hits
+
     def _whole_image_hits(self, query: Features, found: set[str]) -> list[Hit]:
         """Targets not in ``found`` that the query shows whole (see :mod:`wholeimage`)."""
         if query.thumbnail is None:
@@ -215,6 +243,13 @@ class Searcher:
                 hits.append(Hit(target_id=tid, inliers=0, score=-r, whole_image=True))
         hits.sort(key=lambda h: (-h.score, h.target_id))
         return hits
+
+
+def _views(gray: np.ndarray) -> Iterator[np.ndarray]:
+    """The query itself, then its tilt views (made only once the query itself found
+    nothing)."""
+    yield gray
+    yield from tilt_views(gray)
 
 
 def signature(descriptors: np.ndarray) -> np.ndarray:

@@ -162,6 +162,25 @@ def normalise_exposure(gray: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(smooth, alpha=gain, beta=-lo * gain)
 
 
+def tilt_views(gray: np.ndarray) -> list[np.ndarray]:
+    """The query as if seen face-on after a strong tilt about a horizontal, then a
+    vertical axis: stretched by each ``params.TILT_RETRY_STRETCH`` factor along y, then
+    x, no larger than the query working size (shrunk first, so a 12 MP photo is never
+    stretched at full size)."""
+    h, w = gray.shape[:2]
+    views = []
+    for t in params.TILT_RETRY_STRETCH:
+        for sx, sy in ((1.0, t), (t, 1.0)):
+            f = min(1.0, params.QUERY_MAX_SIDE / max(w * sx, h * sy))
+            small = gray
+            if f < 1.0:
+                size = (max(1, round(w * f)), max(1, round(h * f)))
+                small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+            size = (max(1, round(small.shape[1] * sx)), max(1, round(small.shape[0] * sy)))
+            views.append(cv2.resize(small, size, interpolation=cv2.INTER_LINEAR))
+    return views
+
+
 def _orb(nfeatures: int, fast_threshold: int | None = None) -> cv2.ORB:
     if fast_threshold is None:
         fast_threshold = params.ORB_FAST_THRESHOLD

@@ -200,6 +200,21 @@ VERIFY_WORD_LEVEL = 3
 # with all pairs) at 11.5 vs 18.7 ms per verified candidate; 2 probes lost one query.
 VERIFY_PROBES = 3
 
+# --- Tilt retry (ASIFT-style, on the query side) ------------------------------------------
+# ORB is not affine invariant: a poster photographed ~60 degrees off its normal is
+# foreshortened about 2:1, its descriptors drift to other visual words and the shortlist
+# and the ratio test lose it (measured on bench.quality's tilt 60 family: 19 of its 24
+# misses verify with 17-69 inliers against the right target, which ranked 4th-63rd by
+# tf-idf). A query that finds nothing is searched again stretched by each factor of
+# TILT_RETRY_STRETCH along its vertical, then its horizontal axis, as if seen face-on,
+# until one view finds a target (Morel & Yu's ASIFT simulates such tilts on both images;
+# here only the query's, and only the two axis directions). Measured on bench.quality's
+# gallery with 2.0: tilt 60 103 -> 127 of 127; occluded, in clutter and crop unchanged
+# (118, 110, 125); no new false positive on the 1,099 negative queries; queries that find
+# nothing pay two more extractions and searches (negatives' p50 ~55 -> ~150 ms, loaded
+# machine). Empty: no retry.
+TILT_RETRY_STRETCH: tuple[float, ...] = (2.0,)
+
 # --- Quality grades (see opencrs.vision.quality for the formulas) --------------------------
 # Cut points were set on the 18 demo photos (rich photos grade 0-1; page/text/brick/gravel
 # score worse on ambiguity; a sigma-6 blur drops to 3-4) plus synthetic blank and tiled
