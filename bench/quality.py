@@ -519,10 +519,20 @@ def details(queries: list[Query], meta: dict) -> list[str]:
 
 
 def _override(assignments: list[str]) -> None:
+    """``NAME=VALUE`` params overrides; tuples are written as Python literals, e.g.
+    ``ORB_FAST_RETRY=(5,)`` or ``TILT_RETRY_STRETCH=()``."""
+    import ast
+
     for item in assignments:
         name, _, value = item.partition("=")
         old = getattr(params, name)  # AttributeError on typos, on purpose
-        setattr(params, name, type(old)(value) if not isinstance(old, bool) else value == "True")
+        if isinstance(old, bool):
+            new = value == "True"
+        elif isinstance(old, tuple):
+            new = tuple(ast.literal_eval(value))
+        else:
+            new = type(old)(value)
+        setattr(params, name, new)
 
 
 def main() -> None:
