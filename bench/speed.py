@@ -15,14 +15,17 @@ Queries: every gallery photo once under a moderate and once under a hard family 
 ``bench.quality`` (rotating through the families, seeded), as JPEG bytes; recall@1 counts
 the query's own photo as the first hit. Clutter backgrounds and occluders are negatives
 turned upside down with inverted grey levels (ORB descriptors then match nothing in the
-distractors, which are made from the same negatives).
+distractors, which are made from the same negatives). ``--negatives`` also queries those
+upside-down, inverted negatives under bench.quality's negative transforms: none may
+return anything (false positives at gallery size N, with their latency: such queries
+pay for every tilt view).
 
 Columns: build = bundle assembly (vocabulary quantisation of every gallery feature, done
 once as targets enter and stored in the bundle) + Searcher construction (inverted file
 from the stored words), single process; index/s/core = targets indexed per second per
 core (decode + ORB + bundle/searcher build share, measured single-threaded); index
-B/target = Searcher structures beyond the bundle (bundle v2: 42 B per feature including
-its word, ~42 KB/target at 1000 features); cold = fresh interpreter: import +
+B/target = Searcher structures beyond the bundle (bundle v3: 42 B per feature including
+its word and 1,032 B of thumbnail per target, ~41 KB/target); cold = fresh interpreter: import +
 ``Bundle.from_bytes`` + ``Searcher`` (median of 3), which reads the stored words and
 quantises nothing; warm query p50/p95 and the median of each stage.
 
@@ -51,6 +54,7 @@ import numpy as np
 from bench.quality import (
     HARD,
     MODERATE,
+    NEGATIVE,
     OUT,
     PHOTOS,
     Context,
@@ -245,13 +249,8 @@ def run_size(n: int, args: argparse.Namespace, gallery: dict[str, bytes]) -> dic
 
     # Clutter and occluders come from the same negatives as the distractors; inverted and
     # flipped so that a query never legitimately shows a distractor's content.
-    ctx = Context(
-        backgrounds=[
-            np.ascontiguousarray(255 - g[::-1])
-            for g in (read_gray(f) for f in sources)
-            if min(g.shape) >= 400
-        ]
-    )
+    flipped = {f: np.ascontiguousarray(255 - read_gray(f)[::-1]) for f in sources}
+    ctx = Context(backgrounds=[g for g in flipped.values() if min(g.shape) >= 400])
     names = list(gallery)[:: max(1, len(gallery) // args.queries)][: args.queries]
     stages: dict[str, list[float]] = {"decode": [], "features": [], "shortlist": [], "verify": []}
     total, ok = [], {"moderate": [0, 0], "hard": [0, 0]}
@@ -276,7 +275,27 @@ def run_size(n: int, args: argparse.Namespace, gallery: dict[str, bytes]) -> dic
             ok[kind][0] += bool(hits) and hits[0].target_id == name
             ok[kind][1] += 1
     ms = np.array(total) * 1000
+    neg_ms, false_hits = [], 0
+    if args.negatives:
+        for fam, fn in NEGATIVE.items():
+            for f, g in flipped.items():
+                r = np.random.default_rng([zlib.crc32(fam.encode()), zlib.crc32(f.encode())])
+                img, quality = fn(g, r, ctx)
+                data = encode(img, quality)
+                t0 = time.perf_counter()
+                hits = searcher.search_image(check_and_decode(data).gray)
+                neg_ms.append((time.perf_counter() - t0) * 1000)
+                false_hits += bool(hits)
+    extra = {}
+    if neg_ms:
+        extra = {
+            "negatives": len(neg_ms),
+            "false_positives": false_hits,
+            "negative_p50_ms": float(np.percentile(neg_ms, 50)),
+            "negative_p95_ms": float(np.percentile(neg_ms, 95)),
+        }
     return {
+        **extra,
         "targets": n_targets,
         "shards": len(shards),
         "features": n_features,
@@ -327,6 +346,9 @@ def main() -> None:
         "--shards", type=int, default=DEFAULT_BUNDLE_SHARDS, help="bundle shards per gallery"
     )
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument(
+        "--negatives", action="store_true", help="also query upside-down, inverted negatives"
+    )
     args = parser.parse_args()
     _override(args.set)
     rows = [r for r in load_manifest() if r["role"] == "gallery"]
@@ -339,6 +361,13 @@ def main() -> None:
         results.append(res)
         print(f"size {n}: {json.dumps(res)}", flush=True)
     print("\n".join(["", *table(results)]))
+    for r in results:
+        if "negatives" in r:
+            print(
+                f"{r['targets']:,} targets: {r['false_positives']} of {r['negatives']} "
+                f"negative queries returned a target; their latency p50 "
+                f"{r['negative_p50_ms']:.0f} ms, p95 {r['negative_p95_ms']:.0f} ms"
+            )
     print(
         f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f}; Python {platform.python_version()}, OpenCV "
