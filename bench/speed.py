@@ -275,7 +275,7 @@ def run_size(n: int, args: argparse.Namespace, gallery: dict[str, bytes]) -> dic
             ok[kind][0] += bool(hits) and hits[0].target_id == name
             ok[kind][1] += 1
     ms = np.array(total) * 1000
-    neg_ms, false_hits = [], 0
+    neg_ms, false_hits = [], []
     if args.negatives:
         for fam, fn in NEGATIVE.items():
             for f, g in flipped.items():
@@ -283,14 +283,20 @@ def run_size(n: int, args: argparse.Namespace, gallery: dict[str, bytes]) -> dic
                 img, quality = fn(g, r, ctx)
                 data = encode(img, quality)
                 t0 = time.perf_counter()
-                hits = searcher.search_image(check_and_decode(data).gray)
+                tm = {}
+                hits = searcher.search_image(check_and_decode(data).gray, timings=tm)
                 neg_ms.append((time.perf_counter() - t0) * 1000)
-                false_hits += bool(hits)
+                if hits:
+                    h = hits[0]
+                    found = "whole image" if h.whole_image else f"{h.inliers} inliers"
+                    view = f"view {tm['views']:.0f}"
+                    false_hits.append(f"{fam} {Path(f).stem} -> {h.target_id} ({found}, {view})")
     extra = {}
     if neg_ms:
         extra = {
             "negatives": len(neg_ms),
-            "false_positives": false_hits,
+            "false_positives": len(false_hits),
+            "false_positive_queries": false_hits,
             "negative_p50_ms": float(np.percentile(neg_ms, 50)),
             "negative_p95_ms": float(np.percentile(neg_ms, 95)),
         }
@@ -368,6 +374,8 @@ def main() -> None:
                 f"negative queries returned a target; their latency p50 "
                 f"{r['negative_p50_ms']:.0f} ms, p95 {r['negative_p95_ms']:.0f} ms"
             )
+            for line in r["false_positive_queries"]:
+                print(f"  {line}")
     print(
         f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f}; Python {platform.python_version()}, OpenCV "

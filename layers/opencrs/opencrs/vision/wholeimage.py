@@ -95,12 +95,14 @@ def phash_distances(query: Thumbnail, hashes: np.ndarray) -> np.ndarray:
 def residual(query: Thumbnail, target: Thumbnail) -> float:
     """How far the query's thumbnail is from the target's under the best gain and offset:
     the RMS residual of the worst cell of a ``params.WHOLE_CELLS`` grid, over the query's
-    standard deviation (0: identical up to exposure).
+    standard deviation (0: identical up to exposure) — over the smaller of its whole and
+    its central half's, so that a picture whose structure is all at its border (padding,
+    a frame) around a flat middle cannot agree on the border alone.
 
-    Pixels that round to 0 or 255 in either thumbnail are left out: padding (the black corners of a
-    rotated copy) and clipped highlights say nothing about the picture, and two pictures
-    would otherwise agree on their padding alone. ``inf`` when fewer than
-    ``params.WHOLE_MIN_VALID`` of the pixels are left, when what is left is too flat to
+    Pixels that round to 0 or 255 in either thumbnail are left out, with a rim around
+    them: padding (the black corners of a rotated copy) and clipped highlights say nothing
+    about the picture. ``inf`` when fewer than ``params.WHOLE_MIN_VALID`` of the pixels (or
+    half of the central ones) are left, when what is left, or its centre, is too flat to
     compare, or when the fit needs a negative gain (a negative is not the same picture).
     """
     q = query.pixels.astype(np.float64)
@@ -109,12 +111,15 @@ def residual(query: Thumbnail, target: Thumbnail) -> float:
     # ...and their blurred rims: a pixel beside the padding is partly padding.
     valid = cv2.erode(valid.astype(np.uint8), _RIM, borderType=cv2.BORDER_REPLICATE) > 0
     n = int(valid.sum())
-    if n < params.WHOLE_MIN_VALID * valid.size:
+    centre = slice(THUMB_SIDE // 4, THUMB_SIDE - THUMB_SIDE // 4)
+    inner = valid[centre, centre]
+    if n < params.WHOLE_MIN_VALID * valid.size or inner.sum() < inner.size / 2:
         return float("inf")
     qc = np.where(valid, q - q[valid].mean(), 0.0)
     tc = np.where(valid, t - t[valid].mean(), 0.0)
     q_var, t_var = float((qc * qc).sum()) / n, float((tc * tc).sum()) / n
-    if min(q_var, t_var) < params.WHOLE_MIN_STD**2:
+    q_inner_var = float(q[centre, centre][inner].var())
+    if min(q_var, t_var, q_inner_var) < params.WHOLE_MIN_STD**2:
         return float("inf")
     gain = float((qc * tc).sum()) / n / t_var
     if gain <= 0:
@@ -127,7 +132,7 @@ def residual(query: Thumbnail, target: Thumbnail) -> float:
     # A cell counts when at least half of it is left.
     cells = counts >= s * s / 2
     worst = float((sums[cells] / counts[cells]).max())
-    return float(np.sqrt(worst / q_var))
+    return float(np.sqrt(worst / min(q_var, q_inner_var)))
 
 
 def same_picture(query: Thumbnail, target: Thumbnail) -> bool:
