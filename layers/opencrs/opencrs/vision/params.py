@@ -152,13 +152,14 @@ MIN_QUAD_ANGLE_DEG = 20.0
 # 126 targets, smallest residual 0.77 (224k pairs); the 1,099 negative queries against
 # every target, 0.87 (140k pairs); bench.phash_scale's 100k distractors within 12 bits
 # of any query of the 14 families: none accepted, smallest 0.99. 0.25 is 1.3x the largest
-# true residual and a quarter of the smallest unrelated one at 100k. It took bench.quality's blur + noise,
-# strong blur and low light families from 0.992, 0.984, 0.984 to 1.000 with no false
-# positive. The residual is over the smaller of the query's overall and central contrast:
-# bench.speed --negatives found two flat pictures with the same rotated, JPEG-blurred
-# padding agreeing at 0.25 on the padding's outline alone (unrelated gallery pairs' smallest
-# residual rose from 0.64 to 0.77 with it; true ones unchanged but strong blur, 0.113 ->
-# 0.198).
+# true residual and a quarter of the smallest unrelated one at 100k. It took
+# bench.quality's blur + noise, strong blur and low light families from 0.992, 0.984,
+# 0.984 to 1.000 with no false positive. The residual is over the smaller of the query's
+# overall and central contrast: bench.speed --negatives found two flat pictures with the
+# same rotated, JPEG-blurred padding agreeing at 0.25 on the padding's outline alone
+# (with it, unrelated gallery pairs' smallest residual rose from 0.64 to 0.77 and the 100k
+# distractors' from 0.38 to 0.99; the true ones stayed under the bound, strong blur's
+# largest rising from 0.113 to 0.198).
 # Thumbnails flatter than WHOLE_MIN_STD grey levels (blank pages) are never compared, nor
 # pairs with under WHOLE_MIN_VALID of their pixels left once padding and clipped pixels
 # (0 or 255 in either, and a 2-pixel rim) are set aside: at 0.5, rotated queries with
