@@ -164,7 +164,8 @@ MIN_QUAD_ANGLE_DEG = 20.0
 # pairs with under WHOLE_MIN_VALID of their pixels left once padding and clipped pixels
 # (0 or 255 in either, and a 2-pixel rim) are set aside: at 0.5, rotated queries with
 # more padding reached 0.48 (combined) and 0.84 (tilt) against the 100k distractors; at
-# 0.7, 0.91 and 1.14, and every gallery photo keeps at least 73 % of its pixels.
+# 0.7, 0.91 and 1.14 (both before the centre-contrast change), and every gallery photo
+# keeps at least 73 % of its pixels.
 WHOLE_MAX_PHASH = 12
 WHOLE_CELLS = 4
 WHOLE_MAX_RESIDUAL = 0.25
