@@ -137,6 +137,8 @@ def residual(query: Thumbnail, target: Thumbnail) -> float:
 
 def same_picture(query: Thumbnail, target: Thumbnail) -> bool:
     """Both tests: hashes within ``params.WHOLE_MAX_PHASH`` bits and a residual within
-    ``params.WHOLE_MAX_RESIDUAL``."""
-    close = bin(query.phash ^ target.phash).count("1") <= params.WHOLE_MAX_PHASH
-    return close and residual(query, target) <= params.WHOLE_MAX_RESIDUAL
+    ``params.WHOLE_MAX_RESIDUAL`` (the Searcher applies them to a whole gallery at once)."""
+    distance = int(phash_distances(query, np.array([target.phash], dtype=np.uint64))[0])
+    return (
+        distance <= params.WHOLE_MAX_PHASH and residual(query, target) <= params.WHOLE_MAX_RESIDUAL
+    )
