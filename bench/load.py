@@ -34,11 +34,10 @@ from typing import Any
 
 from local.runtime import DEFAULT_APP_KEY, DEFAULT_APP_SECRET, embedded_aws
 from local.serve import build_server
-from opencrs.api.auth import sign
-from opencrs.api.contract import now_ms
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
 from opencrs.store.records import TargetTable
+from opencrs.wire import now_ms, sign
 
 PHOTOS = Path(__file__).resolve().parent.parent / "demo" / "photos"
 # Disjoint sets, so every query has exactly one right answer whatever the writers do.

@@ -29,10 +29,9 @@ from local.apigw import Router, proxy_event, proxy_result
 from local.event_source import QueuePoller
 from local.runtime import REPO, FakeLambdaContext, LocalAws, embedded_aws, load_handler
 from local.template import api_routes
-from opencrs.api.auth import sign
-from opencrs.api.contract import now_ms
 from opencrs.store.records import TargetTable
 from opencrs.targets import TargetRecord
+from opencrs.wire import now_ms, sign
 
 DEMO_PHOTOS = REPO / "demo" / "photos"
 # The demo gallery; the other demo photos stay out of it as unrelated images.

@@ -26,8 +26,7 @@ from local.runtime import (
     moto_server,
     upload_image,
 )
-from opencrs.api.auth import sign
-from opencrs.api.contract import now_ms
+from opencrs.wire import now_ms, sign
 
 Handler = Callable[[dict, Any], dict]
 

@@ -18,7 +18,7 @@ import pytest
 
 from local.serve import DEMO_PHOTOS, build_server
 from opencrs import cli
-from opencrs.api.contract import QUALITY_FIELDS
+from opencrs.vision.quality import QUALITY_FIELDS
 
 pytestmark = pytest.mark.integration
 

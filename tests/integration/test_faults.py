@@ -24,10 +24,10 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
 from local.runtime import FakeLambdaContext, load_handler, s3_put_event
-from opencrs.api.auth import sign
 from opencrs.store.aws import TOTAL_ATTEMPTS, client
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore, shard_of
+from opencrs.wire import sign
 from tests.integration.test_concurrency import assert_consistent
 from tests.photos import photo
 

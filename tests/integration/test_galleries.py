@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from local.runtime import load_event
-from opencrs.api.auth import TIMESTAMP_WINDOW_MS, AppCredential, Keyring, issue_token, sign
-from opencrs.api.contract import now_ms
+from opencrs.api.auth import AppCredential, Keyring
 from opencrs.api.service import Service
 from opencrs.config import Settings
 from opencrs.store.replays import RETENTION_S, ReplayLog, SignatureReplayed
+from opencrs.wire import TIMESTAMP_WINDOW_MS, issue_token, now_ms, sign
 from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
@@ -160,14 +160,14 @@ def test_replayed_reads_are_answered(service, alice, targets):
 def test_token_writes_are_bearer_and_expire(service, alice, targets):
     """A token is a bearer credential until its expiry (reuse is its purpose); an expired
     one is statusCode 6 for reads and writes alike."""
-    token = issue_token(ALICE, ttl_s=60)
+    token = issue_token(ALICE.app_key, ALICE.secret, ttl_s=60)
     for _ in range(2):
         event = copy.deepcopy(load_event("target_update.json"))
         event["headers"]["Authorization"] = token
         event["body"] = json.dumps({"active": "1"})
         event["pathParameters"] = {"id": targets["alice"]}
         assert service.update_target(event).body["statusCode"] == 0
-    expired = issue_token(ALICE, ttl_s=60, now_s=now_ms() // 1000 - 61)
+    expired = issue_token(ALICE.app_key, ALICE.secret, ttl_s=60, now_s=now_ms() // 1000 - 61)
     for call, event_file in (
         (service.similar, "similar.json"),
         (service.create_target, "targets_create.json"),

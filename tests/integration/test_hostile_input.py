@@ -24,8 +24,7 @@ import pytest
 from PIL import Image
 
 from local.runtime import DEFAULT_APP_SECRET, load_event
-from opencrs.api.auth import sign
-from opencrs.api.contract import http_status, now_ms
+from opencrs.wire import http_status, now_ms, sign
 from tests.integration.conftest import service_log_capture
 from tests.photos import PHOTO_DIR
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from opencrs.api.auth import AppCredential, issue_token
+from opencrs.wire import issue_token
 from tests.integration.conftest import service_log_capture
 from tests.photos import PHOTO_DIR
 
@@ -31,7 +31,7 @@ def test_requests_leave_no_secrets_in_logs(stack, captured_logs):
     body["signature"] = "f" * 64
     bad["body"] = json.dumps(body)
     stack.api(stack.similar_handler, bad)
-    token = issue_token(AppCredential(stack.app_key, stack.secret))
+    token = issue_token(stack.app_key, stack.secret)
     token_event = stack.signed_event("similar.json", image=base64.b64encode(image).decode())
     token_event["headers"]["Authorization"] = token
     stack.api(stack.similar_handler, token_event)

@@ -30,8 +30,7 @@ from schemathesis.checks import (
 from local.runtime import REPO, load_event
 from local.serve import build_server
 from local.template import api_routes
-from opencrs.api.auth import sign
-from opencrs.api.contract import now_ms
+from opencrs.wire import now_ms, sign
 from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from local.runtime import load_event
-from opencrs.api.auth import AppCredential, issue_token, sign
-from opencrs.api.contract import QUALITY_FIELDS, now_ms
+from opencrs.vision.quality import QUALITY_FIELDS
+from opencrs.wire import issue_token, now_ms, sign
 from tests.photos import PHOTO_DIR, load_bgr, photo, rotate, tilt
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,7 @@ def test_png_query_is_accepted(stack, gallery):
 
 def test_token_in_authorization_header(stack, gallery):
     event = copy.deepcopy(load_event("similar_token.json"))
-    token = issue_token(AppCredential(stack.app_key, stack.secret))
+    token = issue_token(stack.app_key, stack.secret)
     event["headers"]["Authorization"] = token
     body = json.loads(event["body"])
     body["image"] = base64.b64encode(photo("astronaut")).decode()
@@ -222,11 +222,11 @@ def test_auth_failures(stack, gallery):
 
 def test_bad_token_is_code_6(stack, gallery):
     event = copy.deepcopy(load_event("similar_token.json"))
-    for token in ["garbage", issue_token(AppCredential(stack.app_key, "wrong-secret"))]:
+    for token in ["garbage", issue_token(stack.app_key, "wrong-secret")]:
         event["headers"]["Authorization"] = token
         status, reply = stack.api(stack.similar_handler, event)
         assert (status, reply["statusCode"]) == (400, 6)
-    expired = issue_token(AppCredential(stack.app_key, stack.secret), ttl_s=-1)
+    expired = issue_token(stack.app_key, stack.secret, ttl_s=-1)
     event["headers"]["Authorization"] = expired
     assert stack.api(stack.similar_handler, event)[1]["statusCode"] == 6
 

@@ -7,9 +7,9 @@ import base64
 import boto3
 import pytest
 
-from opencrs.api.contract import QUALITY_FIELDS
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
+from opencrs.vision.quality import QUALITY_FIELDS
 from tests.photos import photo
 
 pytestmark = pytest.mark.integration

@@ -199,7 +199,7 @@ def test_get_and_delete_are_signed_in_the_query_string(stub):
 def test_writes_carry_a_signed_nonce_so_equal_writes_in_one_millisecond_differ(
     stub, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr("opencrs.cli.now_ms", lambda: 1_700_000_000_000)
+    monkeypatch.setattr("opencrs.wire.now_ms", lambda: 1_700_000_000_000)
     api, _ = client(stub)
     api.call("DELETE", "/target/a")
     api.call("DELETE", "/target/b")

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from opencrs.api.contract import ApiError, envelope, failure, http_status, iso_date, success
 from opencrs.api.request import HttpRequest, json_params
 from opencrs.targets import TargetRecord
+from opencrs.wire import ApiError, envelope, failure, http_status, iso_date, success
 
 
 def test_iso_date_has_milliseconds_and_z():

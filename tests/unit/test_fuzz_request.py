@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from opencrs.api.contract import ApiError
 from opencrs.api.request import HttpRequest, json_params
 from opencrs.indexing import TargetFields, validate_patch
+from opencrs.wire import ApiError
 
 FUZZ = settings(
     max_examples=150,

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from opencrs.api.auth import AppCredential, issue_token, sign
-from opencrs.api.contract import now_ms
+from opencrs.wire import issue_token, signed_params, signed_query
 
 _CONFIG_PLACES = (Path(".opencrs.json"), Path.home() / ".config" / "opencrs" / "config.json")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
@@ -57,33 +56,12 @@ def load_config() -> dict[str, str]:
     return {}
 
 
-def signed_params(params: dict[str, Any], app_key: str, secret: str) -> dict[str, Any]:
-    """Add timestamp, appKey and signature, as EasyAR's SDKs do (image included)."""
-    signed = {**params, "timestamp": now_ms(), "appKey": app_key}
-    signed["signature"] = sign(signed, secret)
-    return signed
-
-
-def signed_query(params: Mapping[str, Any], app_key: str, secret: str) -> dict[str, str]:
-    """Query-string parameters of a GET or DELETE, signed like a POST body.
-
-    Values are turned into the strings the server will read back from the query string
-    *before* signing, so both sides hash the same text (``True`` would otherwise be
-    signed as ``true`` but sent as ``True``).
-    """
-    query = {k: str(v) for k, v in params.items() if k not in {"signature", "timestamp"}}
-    query["timestamp"] = str(now_ms())
-    query["appKey"] = app_key
-    query["signature"] = sign(query, secret)
-    return query
-
-
 def resign_event(event: dict[str, Any], app_key: str, secret: str) -> dict[str, Any]:
     """Re-sign an API Gateway proxy event: its JSON body, or its query string for GET and
     DELETE (token events get a fresh token)."""
     headers = event.get("headers") or {}
     if any(name.lower() == "authorization" for name in headers):
-        token = issue_token(AppCredential(app_key, secret))
+        token = issue_token(app_key, secret)
         event["headers"] = {
             k: (token if k.lower() == "authorization" else v) for k, v in headers.items()
         }
@@ -885,7 +863,7 @@ def main(
         parser.error("no credentials: set OPENCRS_APP_KEY and OPENCRS_APP_SECRET or a config file")
 
     if args.command == "token":
-        print(issue_token(AppCredential(app_key, secret), ttl_s=args.ttl), file=out)
+        print(issue_token(app_key, secret, ttl_s=args.ttl), file=out)
         return 0
     if args.command == "resign":
         event = json.loads(Path(args.event).read_text())

@@ -23,15 +23,6 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from opencrs.api.contract import (
-    INTERNAL_ERROR,
-    PARAMETER_ERROR,
-    SIMILAR_TARGET_EXISTS,
-    TARGET_NOT_FOUND,
-    TARGET_TYPE,
-    TOO_LARGE,
-    ApiError,
-)
 from opencrs.index.bundle import Bundle
 from opencrs.query import Match, SimilarityEngine
 from opencrs.store import Stores
@@ -41,6 +32,15 @@ from opencrs.targets import DELETING, FAILED, INDEXED, PENDING, TargetRecord
 from opencrs.vision.features import Features, extract_features
 from opencrs.vision.image import ImageError, check_and_decode
 from opencrs.vision.quality import grade
+from opencrs.wire import (
+    INTERNAL_ERROR,
+    PARAMETER_ERROR,
+    SIMILAR_TARGET_EXISTS,
+    TARGET_NOT_FOUND,
+    TARGET_TYPE,
+    TOO_LARGE,
+    ApiError,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from opencrs.api.contract import QUALITY_FIELDS, TARGET_TYPE, iso_date
+from opencrs.vision.quality import QUALITY_FIELDS
+from opencrs.wire import TARGET_TYPE, iso_date
 
 # Index states: a target is searchable only once "indexed".
 PENDING = "pending"

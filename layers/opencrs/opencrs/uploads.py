@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from opencrs.api.contract import PARAMETER_ERROR, ApiError
 from opencrs.config import Settings
 from opencrs.indexing import Indexer, TargetFields, upload_target_id
 from opencrs.store import Stores
@@ -31,6 +30,7 @@ from opencrs.store.blobs import BlobMissing
 from opencrs.store.records import OutOfOrder, TargetExists, event_order
 from opencrs.targets import PENDING
 from opencrs.vision.image import MAX_IMAGE_BYTES, ImageError
+from opencrs.wire import PARAMETER_ERROR, ApiError
 
 logger = logging.getLogger(__name__)
 

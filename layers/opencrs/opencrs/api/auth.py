@@ -4,37 +4,32 @@ Signature: every request parameter except ``signature``, sorted by key, concaten
 ``key + str(value)``, then the app secret appended; lowercase hex SHA-256. The SDKs sign
 the base64 ``image`` too while the docs say "except images", so both are accepted.
 Alternatively an API-key token in the ``Authorization`` header (our own HMAC-signed,
-expiring token; see :func:`issue_token`).
+expiring token; see :func:`opencrs.wire.issue_token`).
 
 Every comparison of a secret-derived value uses :func:`hmac.compare_digest`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from opencrs.api.contract import (
+from opencrs.wire import (
     APP_KEY_NOT_EXIST,
     INVALID_APP_KEY,
     INVALID_DATE,
     INVALID_SIGNATURE,
     INVALID_TOKEN,
+    TIMESTAMP_WINDOW_MS,
     ApiError,
+    read_token,
+    sign,
+    token_mac,
 )
-
-TIMESTAMP_WINDOW_MS = 5 * 60 * 1000
-TOKEN_PREFIX = "ocrs1"
-DEFAULT_TOKEN_TTL_S = 24 * 3600
-# Parameters that never take part in the signed string.
-_UNSIGNED = frozenset({"signature"})
 
 
 @dataclass(frozen=True)
@@ -60,31 +55,6 @@ class Keyring:
 
     def __len__(self) -> int:
         return len(self._by_key)
-
-
-def _value_text(value: Any) -> str:
-    """Stringify a parameter value as JS/Java SDKs do (``true``, not ``True``)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return str(value)
-
-
-def signing_string(params: Mapping[str, Any], *, include_image: bool = True) -> str:
-    """The sorted ``key+value`` concatenation that precedes the secret."""
-    keys = sorted(k for k in params if k not in _UNSIGNED and (include_image or k != "image"))
-    return "".join(k + _value_text(params[k]) for k in keys)
-
-
-def sign(params: Mapping[str, Any], secret: str, *, include_image: bool = True) -> str:
-    """Lowercase hex SHA-256 signature of ``params`` with ``secret`` (EasyAR SDK algorithm)."""
-    text = signing_string(params, include_image=include_image) + secret
-    # "surrogatepass": a lone surrogate (JSON allows the escape "\ud800") must give a
-    # signature that does not match, not an exception the caller turns into a 500.
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _request_time_ms(params: Mapping[str, Any]) -> int:
@@ -141,51 +111,19 @@ def verify_signature(
     return credential
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _token_mac(secret: str, payload: str) -> str:
-    return _b64url(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())
-
-
-def issue_token(
-    credential: AppCredential, *, ttl_s: int = DEFAULT_TOKEN_TTL_S, now_s: int | None = None
-) -> str:
-    """An API-key token for ``Authorization``: ``ocrs1.<payload>.<mac>``.
-
-    The payload names the app key and expiry; the MAC is HMAC-SHA256 under the app
-    secret, so the server can verify it without storing tokens and it cannot be forged
-    or extended without the secret.
-    """
-    issued = int(time.time()) if now_s is None else now_s
-    body = {"appKey": credential.app_key, "exp": issued + ttl_s}
-    payload = _b64url(json.dumps(body, separators=(",", ":")).encode())
-    return f"{TOKEN_PREFIX}.{payload}.{_token_mac(credential.secret, payload)}"
-
-
 def verify_token(token: str, keyring: Keyring, *, now_s: int | None = None) -> AppCredential:
     """Verify an ``Authorization`` token; any defect is statusCode 6."""
-    parts = token.strip().split(".")
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
-        raise ApiError(INVALID_TOKEN, "token is malformed")
-    _, payload, mac = parts
     try:
-        body = json.loads(_b64url_decode(payload))
-        app_key, expiry = body["appKey"], int(body["exp"])
-    except (ValueError, KeyError, TypeError, OverflowError):  # {"exp": Infinity} overflows
+        claims = read_token(token)
+    except ValueError:
         raise ApiError(INVALID_TOKEN, "token is malformed") from None
-    credential = keyring.get(app_key) if isinstance(app_key, str) else None
+    credential = keyring.get(claims.app_key)
     if credential is None:
         raise ApiError(INVALID_TOKEN, "token is not valid")
-    given = mac.encode("utf-8", "surrogatepass")
-    if not hmac.compare_digest(_token_mac(credential.secret, payload).encode(), given):
+    given = claims.mac.encode("utf-8", "surrogatepass")
+    if not hmac.compare_digest(token_mac(credential.secret, claims.payload).encode(), given):
         raise ApiError(INVALID_TOKEN, "token is not valid")
-    if (int(time.time()) if now_s is None else now_s) >= expiry:
+    if (int(time.time()) if now_s is None else now_s) >= claims.expiry_s:
         raise ApiError(INVALID_TOKEN, "token has expired")
     return credential
 

@@ -6,7 +6,7 @@ import json
 
 from aws_lambda_powertools.event_handler import Response
 
-from opencrs.api.contract import Reply
+from opencrs.wire import Reply
 
 
 def respond(reply: Reply) -> Response:

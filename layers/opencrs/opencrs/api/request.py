@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opencrs.api.contract import PARAMETER_ERROR, UNSUPPORTED_MEDIA_TYPE, ApiError
+from opencrs.wire import PARAMETER_ERROR, UNSUPPORTED_MEDIA_TYPE, ApiError
 
 # API Gateway accepts 10 MB; a 2 MB image is ~2.7 MB in base64.
 MAX_BODY_BYTES = 8 * 1024 * 1024

@@ -14,7 +14,16 @@ from functools import cached_property
 from typing import Any
 
 from opencrs.api.auth import AppCredential, Keyring, authenticate
-from opencrs.api.contract import (
+from opencrs.api.request import HttpRequest, json_params, path_parameter, query_params
+from opencrs.config import Settings
+from opencrs.indexing import Indexer, TargetFields, validate_patch
+from opencrs.query import SimilarityEngine
+from opencrs.store import Stores
+from opencrs.store.replays import SignatureReplayed
+from opencrs.store.secrets import load_keyring
+from opencrs.targets import TargetRecord
+from opencrs.vision.image import ImageError, check_and_decode, decode_base64_image
+from opencrs.wire import (
     INTERNAL_ERROR,
     INVALID_SIGNATURE,
     PARAMETER_ERROR,
@@ -27,15 +36,6 @@ from opencrs.api.contract import (
     now_ms,
     success,
 )
-from opencrs.api.request import HttpRequest, json_params, path_parameter, query_params
-from opencrs.config import Settings
-from opencrs.indexing import Indexer, TargetFields, validate_patch
-from opencrs.query import SimilarityEngine
-from opencrs.store import Stores
-from opencrs.store.replays import SignatureReplayed
-from opencrs.store.secrets import load_keyring
-from opencrs.targets import TargetRecord
-from opencrs.vision.image import ImageError, check_and_decode, decode_base64_image
 
 logger = logging.getLogger(__name__)
 
