@@ -29,8 +29,8 @@ from local.apigw import Router, proxy_event, proxy_result
 from local.event_source import QueuePoller
 from local.runtime import REPO, FakeLambdaContext, LocalAws, embedded_aws, load_handler
 from local.template import api_routes
+from opencrs.domain.target import TargetRecord
 from opencrs.store.records import TargetTable
-from opencrs.targets import TargetRecord
 from opencrs.wire import now_ms, sign
 
 DEMO_PHOTOS = REPO / "demo" / "photos"

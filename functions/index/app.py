@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from opencrs.api.service import Service
-from opencrs.uploads import Outcome, UploadProcessor, uploaded_objects
+from opencrs.bootstrap import Services
+from opencrs.usecases.uploads import Outcome, uploaded_objects
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger)
@@ -24,8 +24,7 @@ copy_config_to_registered_loggers(source_logger=logger)
 metrics = Metrics()
 # Off unless the stack's Tracing parameter is Active (POWERTOOLS_TRACE_DISABLED).
 tracer = Tracer()
-service = Service.from_env()
-processor = UploadProcessor(service.settings, service.stores, service.indexer)
+processor = Services.from_env().uploads
 batch = BatchProcessor(event_type=EventType.SQS)
 
 

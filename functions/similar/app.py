@@ -1,16 +1,13 @@
 """POST /similar: is this image (or a photo of it) already in the gallery?"""
 
-import time
-
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from opencrs.api.lambda_api import respond
-from opencrs.api.service import Service
+from opencrs.bootstrap import Services
+from opencrs.edge.api import build_resolver
+from opencrs.edge.routes import similar_router
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger)
@@ -18,20 +15,9 @@ copy_config_to_registered_loggers(source_logger=logger)
 metrics = Metrics()
 # Off unless the stack's Tracing parameter is Active (POWERTOOLS_TRACE_DISABLED).
 tracer = Tracer()
-app = APIGatewayRestResolver()
 # Module scope: the bundle index stays in memory across warm invocations.
-service = Service.from_env()
-
-
-@app.post("/similar")
-def similar() -> Response:
-    started = time.perf_counter()
-    reply = service.similar(app.current_event.raw_event)
-    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-    metrics.add_metric("QueryLatency", MetricUnit.Milliseconds, elapsed_ms)
-    if reply.body["statusCode"] == 0:
-        metrics.add_metric("QueryResults", MetricUnit.Count, len(reply.body["result"]["results"]))
-    return respond(reply)
+services = Services.from_env()
+app = build_resolver(similar_router(services, metrics))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -285,6 +285,7 @@ def test_an_image_update_that_hits_a_fault_converges_on_retry(stack, gallery):
         params["signature"] = sign(params, stack.secret)
         event["body"] = json.dumps(params)
         event["pathParameters"] = {"id": target}
+        event["path"] = f"/target/{target}"
         return stack.api(stack.targets_handler, event)
 
     with fault("dynamodb", "PutItem", THROTTLED, when=dynamo_item("MANIFEST")):

@@ -6,15 +6,20 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aws_lambda_powertools import Metrics
 
-from local.runtime import load_event
-from opencrs.api.auth import AppCredential, Keyring
-from opencrs.api.service import Service
+from local.runtime import FakeLambdaContext, load_event
+from opencrs.bootstrap import Services
 from opencrs.config import Settings
-from opencrs.store.replays import RETENTION_S, ReplayLog, SignatureReplayed
+from opencrs.domain.credentials import AppCredential, Keyring
+from opencrs.domain.errors import SignatureReplayed
+from opencrs.edge.api import build_resolver
+from opencrs.edge.routes import similar_router, targets_router
+from opencrs.store.replays import RETENTION_S, ReplayLog
 from opencrs.wire import TIMESTAMP_WINDOW_MS, issue_token, now_ms, sign
 from tests.photos import PHOTO_DIR
 
@@ -42,6 +47,7 @@ class Client:
         event["body"] = json.dumps(body)
         if target_id is not None:
             event["pathParameters"] = {"id": target_id}
+            event["path"] = f"/target/{target_id}"
         return event
 
     def query_event(self, event_file: str, target_id: str | None = None, **query: str) -> dict:
@@ -51,26 +57,47 @@ class Client:
         event["queryStringParameters"] = params
         if target_id is not None:
             event["pathParameters"] = {"id": target_id}
+            event["path"] = f"/target/{target_id}"
         return event
 
     def create(self, name: str, **fields: str) -> dict:
         event = self.body_event("targets_create.json", image=photo(name), name=name, **fields)
-        return self.service.create_target(event).body
+        return self.service.call(event).body
 
     def similar_ids(self, name: str) -> list[str]:
-        body = self.service.similar(self.body_event("similar.json", image=photo(name))).body
+        body = self.service.call(self.body_event("similar.json", image=photo(name))).body
         assert body["statusCode"] == 0, body
         return [t["targetId"] for t in body["result"]["results"]]
 
     def listed_ids(self) -> set[str]:
         event = self.query_event("targets_list.json", pageNum="1", pageSize="100")
-        body = self.service.list_targets(event).body
+        body = self.service.call(event).body
         return {t["targetId"] for t in body["result"]["targets"]}
+
+
+class Service:
+    """Both API functions' routes over one wired service that holds two keys."""
+
+    def __init__(self, services: Services) -> None:
+        metrics = Metrics()
+        self.resolver = build_resolver(
+            similar_router(services, metrics), targets_router(services, metrics)
+        )
+
+    def call(self, event: dict) -> Answer:
+        result = self.resolver.resolve(event, FakeLambdaContext("ApiFunction"))
+        return Answer(result["statusCode"], json.loads(result["body"]))
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict
 
 
 @pytest.fixture(scope="module")
 def service(stack) -> Service:
-    return Service(Settings.from_env(), keyring=Keyring([ALICE, BOB]))
+    return Service(Services(Settings.from_env(), keyring=Keyring([ALICE, BOB])))
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +128,13 @@ def test_each_key_sees_only_its_gallery(alice, bob, targets):
 
 def test_a_key_cannot_read_change_or_delete_another_gallerys_target(service, alice, bob, targets):
     theirs = targets["alice"]
-    get = service.get_target(bob.query_event("target_get.json", theirs)).body
-    put = service.update_target(bob.body_event("target_update.json", theirs, name="pwned")).body
-    gone = service.delete_target(bob.query_event("target_delete.json", theirs)).body
+    get = service.call(bob.query_event("target_get.json", theirs)).body
+    put = service.call(bob.body_event("target_update.json", theirs, name="pwned")).body
+    gone = service.call(bob.query_event("target_delete.json", theirs)).body
     assert [get["statusCode"], put["statusCode"], gone["statusCode"]] == [404, 404, 404]
     # Bob's uploads of Alice's image land in Bob's gallery, not Alice's.
     assert bob.create("coffee")["statusCode"] == 0
-    mine = service.get_target(alice.query_event("target_get.json", theirs)).body
+    mine = service.call(alice.query_event("target_get.json", theirs)).body
     assert mine["statusCode"] == 0 and mine["result"]["name"] == "coffee"
     assert alice.similar_ids("coffee") == [theirs]
 
@@ -118,40 +145,40 @@ def test_a_signature_is_bound_to_its_key(service, alice, targets):
     body = json.loads(event["body"])
     body["appKey"] = BOB.app_key
     event["body"] = json.dumps(body)
-    assert service.similar(event).body["statusCode"] == 2
+    assert service.call(event).body["statusCode"] == 2
 
 
 def test_replayed_writes_are_refused_and_change_nothing(service, alice, targets):
     create = alice.body_event("targets_create.json", image=photo("hubble"), name="hubble")
-    first = service.create_target(create).body
+    first = service.call(create).body
     assert first["statusCode"] == 0, first
     before = alice.listed_ids()
-    again = service.create_target(copy.deepcopy(create)).body
+    again = service.call(copy.deepcopy(create)).body
     assert again["statusCode"] == 2 and "already used" in again["result"]
     assert alice.listed_ids() == before
 
     target = first["result"]["targetId"]
     rename = alice.body_event("target_update.json", target, name="hubble v2")
-    assert service.update_target(rename).body["statusCode"] == 0
+    assert service.call(rename).body["statusCode"] == 0
     newer = alice.body_event("target_update.json", target, name="hubble v3")
-    assert service.update_target(newer).body["statusCode"] == 0
+    assert service.call(newer).body["statusCode"] == 0
     # Replaying the older rename would undo the newer one: refused.
-    assert service.update_target(copy.deepcopy(rename)).body["statusCode"] == 2
-    got = service.get_target(alice.query_event("target_get.json", target)).body
+    assert service.call(copy.deepcopy(rename)).body["statusCode"] == 2
+    got = service.call(alice.query_event("target_get.json", target)).body
     assert got["result"]["name"] == "hubble v3"
 
     delete = alice.query_event("target_delete.json", target)
-    assert service.delete_target(delete).body["statusCode"] == 0
-    assert service.delete_target(copy.deepcopy(delete)).body["statusCode"] == 2
+    assert service.call(delete).body["statusCode"] == 0
+    assert service.call(copy.deepcopy(delete)).body["statusCode"] == 2
 
 
 def test_replayed_reads_are_answered(service, alice, targets):
     """Reads are harmless to replay (no state changes), so they are not tracked."""
     event = alice.body_event("similar.json", image=photo("coffee"))
-    answers = [service.similar(copy.deepcopy(event)).body for _ in range(2)]
+    answers = [service.call(copy.deepcopy(event)).body for _ in range(2)]
     assert [a["statusCode"] for a in answers] == [0, 0]
     listing = alice.query_event("targets_list.json", pageNum="1", pageSize="10")
-    assert [service.list_targets(copy.deepcopy(listing)).body["statusCode"] for _ in "ab"] == [
+    assert [service.call(copy.deepcopy(listing)).body["statusCode"] for _ in "ab"] == [
         0,
         0,
     ]
@@ -166,11 +193,12 @@ def test_token_writes_are_bearer_and_expire(service, alice, targets):
         event["headers"]["Authorization"] = token
         event["body"] = json.dumps({"active": "1"})
         event["pathParameters"] = {"id": targets["alice"]}
-        assert service.update_target(event).body["statusCode"] == 0
+        event["path"] = f"/target/{targets['alice']}"
+        assert service.call(event).body["statusCode"] == 0
     expired = issue_token(ALICE.app_key, ALICE.secret, ttl_s=60, now_s=now_ms() // 1000 - 61)
     for call, event_file in (
-        (service.similar, "similar.json"),
-        (service.create_target, "targets_create.json"),
+        (service.call, "similar.json"),
+        (service.call, "targets_create.json"),
     ):
         event = copy.deepcopy(load_event(event_file))
         event["headers"]["Authorization"] = expired
@@ -181,8 +209,9 @@ def test_token_writes_are_bearer_and_expire(service, alice, targets):
     event = copy.deepcopy(load_event("target_get.json"))
     event["headers"]["Authorization"] = token
     event["pathParameters"] = {"id": targets["bob"]}
+    event["path"] = f"/target/{targets['bob']}"
     event["queryStringParameters"] = {}
-    assert service.get_target(event).body["statusCode"] == 404
+    assert service.call(event).body["statusCode"] == 404
 
 
 def test_a_used_signature_is_forgotten_after_the_window(stack):

@@ -110,6 +110,7 @@ def answers(stack) -> list[tuple[str, str, int, dict]]:
     params["name"] = "renamed"
     params["signature"] = sign(params, stack.secret)
     update["body"], update["pathParameters"] = json.dumps(params), {"id": target}
+    update["path"] = f"/target/{target}"
     call("/target/{id}", "put", targets, update)
     for kind in ("detection", "tracking", "detail"):
         event = stack.signed_event("grade_detection.json", image=coffee)

@@ -11,8 +11,8 @@ import pytest
 
 from local.event_source import QueuePoller
 from local.runtime import FakeLambdaContext, load_event, s3_put_event
-from opencrs.indexing import Indexer
 from opencrs.store.records import UploadKeys
+from opencrs.usecases.targets import Targets
 from tests.photos import photo
 
 pytestmark = pytest.mark.integration
@@ -144,14 +144,14 @@ def test_an_upload_removed_while_it_is_indexed_leaves_no_target(stack, monkeypat
     removal = s3_put_event(stack.aws.bucket, key, head["ETag"], head["ContentLength"])
     removal["Records"][0]["eventName"] = "ObjectRemoved:Delete"
     handler = stack.index_handler
-    real_create = Indexer.create
+    real_create = Targets.create
     removals = []
 
     def create_while_removed(self, *args, **kwargs):
         removals.append(handler(removal, FakeLambdaContext("Index"))["outcomes"][0])
         return real_create(self, *args, **kwargs)
 
-    monkeypatch.setattr(Indexer, "create", create_while_removed)
+    monkeypatch.setattr(Targets, "create", create_while_removed)
     [outcome] = handler(creation, FakeLambdaContext("Index"))["outcomes"]
     assert removals and removals[0]["status"] == "deleted"  # it saw the key, not the record
     assert outcome["status"] == "deleted" and "removed" in outcome["reason"]

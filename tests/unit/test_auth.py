@@ -7,8 +7,9 @@ import hmac
 
 import pytest
 
-from opencrs.api import auth
-from opencrs.api.auth import AppCredential, Keyring, verify_signature
+from opencrs.domain.credentials import AppCredential, Keyring
+from opencrs.edge import auth
+from opencrs.edge.auth import verify_signature
 from opencrs.wire import ApiError, issue_token, sign
 
 SECRET = "test_app_secret"

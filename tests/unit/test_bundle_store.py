@@ -14,12 +14,12 @@ from moto import mock_aws
 
 from local.runtime import provision
 from opencrs.config import Settings
+from opencrs.domain.errors import BlobMissing
+from opencrs.domain.ports import Stores
 from opencrs.index.bundle import Bundle
-from opencrs.query import SimilarityEngine
-from opencrs.store import Stores
 from opencrs.store import bundles as bundles_module
 from opencrs.store.aws import reset_clients
-from opencrs.store.blobs import BlobMissing, BlobStore
+from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import (
     MANIFEST_SORT_KEY,
     BundleStore,
@@ -29,6 +29,7 @@ from opencrs.store.bundles import (
     shard_of,
 )
 from opencrs.store.records import TargetTable, UploadKeys, gallery_key
+from opencrs.usecases.query import SimilarityEngine
 from opencrs.vision.features import Features, make_features
 
 BUCKET = "opencrs-unit-bundles"

@@ -22,7 +22,6 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from local.runtime import DEFAULT_APP_KEY, DEFAULT_APP_SECRET, load_event
-from opencrs.api.auth import AppCredential, Keyring, verify_signature, verify_token
 from opencrs.cli import (
     Client,
     TransportError,
@@ -35,6 +34,8 @@ from opencrs.cli import (
     signed_params,
     signed_query,
 )
+from opencrs.domain.credentials import AppCredential, Keyring
+from opencrs.edge.auth import verify_signature, verify_token
 
 KEYRING = Keyring([AppCredential(DEFAULT_APP_KEY, DEFAULT_APP_SECRET)])
 PHOTOS = Path(__file__).resolve().parents[2] / "demo" / "photos"

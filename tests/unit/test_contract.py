@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from opencrs.api.request import HttpRequest, json_params
-from opencrs.targets import TargetRecord
+from opencrs.domain.target import TargetRecord
+from opencrs.edge.presenters import easyar_target
+from opencrs.edge.request import HttpRequest, json_params
 from opencrs.wire import ApiError, envelope, failure, http_status, iso_date, success
 
 
@@ -77,7 +78,7 @@ def test_target_json_types_follow_easyar():
         created_ms=1_465_984_590_000,
         grades={"detectableRate": 1},
     )
-    shaped = record.to_easyar("AAAA")
+    shaped = easyar_target(record, base64.b64decode("AAAA"), record.meta)
     assert shaped["date"] == "2016-06-15T09:56:30.000Z"
     assert shaped["active"] == "1" and shaped["type"] == "ImageTarget"
     assert shaped["detectableRate"] == 1 and shaped["trackableRate"] == -1

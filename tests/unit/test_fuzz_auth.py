@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 
 from opencrs import wire
-from opencrs.api import auth
-from opencrs.api.auth import AppCredential, Keyring, verify_signature, verify_token
+from opencrs.domain.credentials import AppCredential, Keyring
+from opencrs.edge import auth
+from opencrs.edge.auth import verify_signature, verify_token
 from opencrs.wire import ApiError, issue_token, sign
 
 SECRET = "fuzz-secret"

@@ -1,5 +1,5 @@
 """Property-based tests of request parsing and field validation: any body bytes and any
-field values end as parameters or an ApiError with a documented code, never another
+field values end as parameters or an error with a documented code, never another
 exception (which would be a 500)."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from opencrs.api.request import HttpRequest, json_params
-from opencrs.indexing import TargetFields, validate_patch
+from opencrs.domain.errors import DomainError
+from opencrs.domain.fields import TargetFields, validate_patch
+from opencrs.edge.request import HttpRequest, json_params
 from opencrs.wire import ApiError
 
 FUZZ = settings(
@@ -83,7 +84,7 @@ def test_any_target_fields_validate_or_give_414_or_422(fields: dict[str, Any]) -
     try:
         patch = validate_patch(fields)
         created = TargetFields.from_params({"name": "n", **fields})
-    except ApiError as error:
+    except DomainError as error:
         assert error.code in {414, 422}
     else:
         assert all(isinstance(v, str) for v in patch.values())

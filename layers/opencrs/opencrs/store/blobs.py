@@ -1,33 +1,17 @@
-"""Target images and feature files in the gallery bucket.
-
-Key layout: ``images/<gallery>/<targetId>/<version>`` (the image as uploaded, returned as
-``trackingImage``) and ``features/<gallery>/<targetId>/<version>.bin`` (precomputed
-features, so a bundle can be rebuilt without re-extracting). A new image gets a new
-version, so an update never overwrites an object a concurrent reader may be using.
-"""
+"""The gallery bucket as a BlobStore (the key layout is the use cases', see
+``usecases.objects``)."""
 
 from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
+from opencrs.domain.errors import BlobMissing
 from opencrs.store.aws import client, error_code
-
-
-class BlobMissing(Exception):
-    """An object the index points at is not in the bucket."""
 
 
 class BlobStore:
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
-
-    @staticmethod
-    def image_key(gallery: str, target_id: str, version: str) -> str:
-        return f"images/{gallery}/{target_id}/{version}"
-
-    @staticmethod
-    def features_key(gallery: str, target_id: str, version: str) -> str:
-        return f"features/{gallery}/{target_id}/{version}.bin"
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         client("s3").put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)

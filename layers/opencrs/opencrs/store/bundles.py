@@ -55,9 +55,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from opencrs.config import DEFAULT_BUNDLE_SHARDS
+from opencrs.domain.errors import BlobMissing
 from opencrs.index.bundle import Bundle
 from opencrs.store.aws import client, error_code
-from opencrs.store.blobs import BlobMissing, BlobStore
+from opencrs.store.blobs import BlobStore
 from opencrs.store.records import gallery_key
 
 logger = logging.getLogger(__name__)

@@ -14,19 +14,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from opencrs.domain.errors import OutOfOrder, StaleRecord, TargetExists
+from opencrs.domain.target import TargetRecord
 from opencrs.store.aws import client, error_code
-from opencrs.targets import TargetRecord
 
 _BATCH_GET_LIMIT = 100
 _MAX_BATCH_ROUNDS = 8
-
-
-class TargetExists(Exception):
-    """A create raced with another create of the same id."""
-
-
-class StaleRecord(Exception):
-    """The record changed (or vanished) since it was read: re-read and try again."""
 
 
 def gallery_key(gallery: str) -> str:
@@ -203,19 +196,6 @@ class TargetTable:
                     "DynamoDB kept keys unprocessed; giving up after bounded retries"
                 )
         return found
-
-
-class OutOfOrder(Exception):
-    """A newer S3 event for the same key was already applied."""
-
-
-def event_order(sequencer: str, event_time: str) -> str:
-    """A string that sorts like the events on one key happened. S3's ``sequencer`` is hex
-    of varying length, compared after right-padding with zeros (S3's documented rule);
-    without one (some emulators omit it) the ISO event time stands in."""
-    if sequencer:
-        return "s" + sequencer.upper().ljust(40, "0")
-    return "t" + event_time
 
 
 class UploadKeys:

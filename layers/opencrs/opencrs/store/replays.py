@@ -1,6 +1,6 @@
 """Signatures already used by a write, so a captured write request cannot be replayed.
 
-A signed request is valid for ±5 minutes (api.auth.TIMESTAMP_WINDOW_MS). Reads are
+A signed request is valid for ±5 minutes (wire.TIMESTAMP_WINDOW_MS). Reads are
 harmless to replay, but a replayed ``POST /targets`` would create a second target and a
 replayed ``PUT`` could undo a newer change, so each write's signature is recorded with a
 conditional put (``sk = R#<signature>``, in the gallery's partition) and a second use
@@ -14,16 +14,13 @@ import time
 
 from botocore.exceptions import ClientError
 
+from opencrs.domain.errors import SignatureReplayed
 from opencrs.store.aws import client, error_code
 from opencrs.store.records import gallery_key
 
 # Longer than any signature stays valid: the timestamp may be up to 5 minutes ahead of
 # server time, and the request may arrive up to 5 minutes after it.
 RETENTION_S = 11 * 60
-
-
-class SignatureReplayed(Exception):
-    """This signature was already used by an earlier write."""
 
 
 class ReplayLog:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from opencrs.api.auth import AppCredential, Keyring
 from opencrs.config import Settings
+from opencrs.domain.credentials import AppCredential, Keyring
 from opencrs.store.aws import client
 
 

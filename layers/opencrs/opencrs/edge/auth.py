@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from opencrs.domain.credentials import AppCredential, Keyring
+from opencrs.domain.ports import ReplayLog
+from opencrs.edge.request import HttpRequest, json_params, query_params
 from opencrs.wire import (
     APP_KEY_NOT_EXIST,
     INVALID_APP_KEY,
@@ -30,31 +32,6 @@ from opencrs.wire import (
     sign,
     token_mac,
 )
-
-
-@dataclass(frozen=True)
-class AppCredential:
-    """One app key of one gallery. ``secret`` never leaves this process."""
-
-    app_key: str
-    secret: str = ""
-    gallery: str = "default"
-
-    def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
-        return f"AppCredential(app_key={self.app_key!r}, gallery={self.gallery!r})"
-
-
-class Keyring:
-    """The app keys this deployment accepts, looked up by key."""
-
-    def __init__(self, credentials: Iterable[AppCredential]) -> None:
-        self._by_key = {c.app_key: c for c in credentials if c.app_key and c.secret}
-
-    def get(self, app_key: str) -> AppCredential | None:
-        return self._by_key.get(app_key)
-
-    def __len__(self) -> int:
-        return len(self._by_key)
 
 
 def _request_time_ms(params: Mapping[str, Any]) -> int:
@@ -135,3 +112,20 @@ def authenticate(
     if authorization and authorization.strip():
         return verify_token(authorization, keyring)
     return verify_signature(params, keyring)
+
+
+def authenticated_params(
+    request: HttpRequest, keyring: Keyring, replays: ReplayLog | None, *, write: bool = False
+) -> tuple[dict[str, Any], AppCredential]:
+    """The signed parameters (JSON body; query string for GET and DELETE) and the caller.
+
+    A ``write`` signed with parameters is refused (statusCode 2) if its signature was
+    already used: replaying a read is harmless, replaying a write is not. Tokens are
+    bearer credentials, reusable until they expire, and not tracked."""
+    params = query_params(request) if request.method in {"GET", "DELETE"} else json_params(request)
+    credential = authenticate(params, request.authorization, keyring)
+    uses_token = bool(request.authorization and request.authorization.strip())
+    if write and not uses_token and replays is not None:
+        # SignatureReplayed is answered as statusCode 2 (edge.errors).
+        replays.claim(credential.gallery, str(params["signature"]).strip().lower())
+    return params, credential

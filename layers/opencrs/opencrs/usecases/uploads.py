@@ -17,20 +17,25 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+import uuid
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from opencrs.config import Settings
-from opencrs.indexing import Indexer, TargetFields, upload_target_id
-from opencrs.store import Stores
-from opencrs.store.blobs import BlobMissing
-from opencrs.store.records import OutOfOrder, TargetExists, event_order
-from opencrs.targets import PENDING
+from opencrs.domain.errors import (
+    BlobMissing,
+    DomainError,
+    InvalidField,
+    OutOfOrder,
+    TargetExists,
+)
+from opencrs.domain.fields import TargetFields
+from opencrs.domain.ports import Stores
+from opencrs.domain.target import PENDING
+from opencrs.usecases.targets import Targets
 from opencrs.vision.image import MAX_IMAGE_BYTES, ImageError
-from opencrs.wire import PARAMETER_ERROR, ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,29 @@ _METADATA_FIELDS = {
     "active": "active",
     "allowsimilar": "allowSimilar",
 }
+
+
+@dataclass(frozen=True)
+class UploadSource:
+    """Where uploads are watched for, and the gallery they go to."""
+
+    bucket: str
+    prefix: str = "uploads/"
+    gallery: str = "default"
+
+
+def upload_target_id(bucket: str, key: str, etag: str) -> str:
+    """Deterministic id for an upload, so a redelivered S3 event is idempotent."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"s3://{bucket}/{key}#{etag.strip(chr(34))}"))
+
+
+def event_order(sequencer: str, event_time: str) -> str:
+    """A string that sorts like the events on one key happened. S3's ``sequencer`` is hex
+    of varying length, compared after right-padding with zeros (S3's documented rule);
+    without one (some emulators omit it) the ISO event time stands in."""
+    if sequencer:
+        return "s" + sequencer.upper().ljust(40, "0")
+    return "t" + event_time
 
 
 @dataclass(frozen=True)
@@ -85,22 +113,22 @@ class Outcome:
 
 
 class UploadProcessor:
-    def __init__(self, settings: Settings, stores: Stores, indexer: Indexer) -> None:
-        self.settings = settings
+    def __init__(self, source: UploadSource, stores: Stores, targets: Targets) -> None:
+        self.source = source
         self.stores = stores
-        self.indexer = indexer
+        self.targets = targets
 
     def process(self, upload: UploadedObject) -> Outcome:
         """Index one uploaded object. Bad images are recorded as failed targets, not raised;
         infrastructure faults are raised so the event is retried."""
         key = upload.key
-        if not key.startswith(self.settings.upload_prefix) or key.endswith("/"):
+        if not key.startswith(self.source.prefix) or key.endswith("/"):
             return Outcome(key, "skipped", reason="outside the upload prefix")
         if key.endswith(SIDECAR_SUFFIX):
             return Outcome(key, "skipped", reason="sidecar metadata, read with its image")
-        if upload.bucket != self.settings.bucket:
+        if upload.bucket != self.source.bucket:
             return Outcome(key, "skipped", reason=f"bucket {upload.bucket!r} is not the gallery's")
-        gallery = self.settings.default_gallery
+        gallery = self.source.gallery
         removed = upload.event_name.startswith("ObjectRemoved")
         if not removed and not upload.event_name.startswith("ObjectCreated"):
             return Outcome(key, "skipped", reason=f"{upload.event_name} is not handled")
@@ -113,14 +141,14 @@ class UploadProcessor:
             return Outcome(key, "skipped", reason="a newer event for this key was applied")
         if previous and previous != target_id:
             # The upload was overwritten or removed: its old target goes with it.
-            with suppress(ApiError):
-                self.indexer.delete(gallery, previous)
+            with suppress(DomainError):
+                self.targets.delete(gallery, previous)
         if removed:
             return Outcome(key, "deleted" if previous else "skipped", previous)
         existing = self.stores.targets.get(gallery, target_id)
         if existing is not None:
             if existing.state == PENDING:
-                self.indexer.resume(existing)
+                self.targets.resume(existing)
                 return Outcome(key, "resumed", target_id)
             return Outcome(key, "duplicate", target_id, reason=f"already {existing.state}")
         default_name = posixpath.splitext(posixpath.basename(key))[0][:64] or target_id
@@ -130,7 +158,7 @@ class UploadProcessor:
             # Removed before its creation event was processed: its removal event follows
             # (or came first); retrying could only dead-letter the message.
             return Outcome(key, "skipped", reason="object no longer exists")
-        except ApiError as error:
+        except DomainError as error:
             fields = TargetFields(name=default_name)
             return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
         if upload.size > MAX_IMAGE_BYTES:
@@ -140,18 +168,18 @@ class UploadProcessor:
         except BlobMissing:
             return Outcome(key, "skipped", reason="object no longer exists")
         try:
-            record = self.indexer.create(
+            record = self.targets.create(
                 gallery, image, fields, target_id=target_id, source=f"upload:{key}", image_key=key
             )
-        except (ApiError, ImageError) as error:
+        except (DomainError, ImageError) as error:
             return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
         except TargetExists:
             return Outcome(key, "duplicate", target_id, reason="indexed by a concurrent delivery")
         if self.stores.upload_keys.current(gallery, key) != target_id:
             # Removed or overwritten while we indexed: that event found no record to delete
             # (ours did not exist yet), so the target would outlive its upload.
-            with suppress(ApiError):
-                self.indexer.delete(gallery, target_id)
+            with suppress(DomainError):
+                self.targets.delete(gallery, target_id)
             return Outcome(
                 key, "deleted", target_id, reason="upload removed or replaced while indexed"
             )
@@ -167,11 +195,9 @@ class UploadProcessor:
         except BlobMissing:
             return params
         except ValueError:
-            raise ApiError(
-                PARAMETER_ERROR, f"sidecar {key + SIDECAR_SUFFIX} is not valid JSON"
-            ) from None
+            raise InvalidField(f"sidecar {key + SIDECAR_SUFFIX} is not valid JSON") from None
         if not isinstance(sidecar, dict):
-            raise ApiError(PARAMETER_ERROR, f"sidecar {key + SIDECAR_SUFFIX} must be a JSON object")
+            raise InvalidField(f"sidecar {key + SIDECAR_SUFFIX} must be a JSON object")
         params.update(sidecar)
         return params
 
@@ -179,5 +205,5 @@ class UploadProcessor:
         self, gallery: str, target_id: str, fields: TargetFields, reason: str, key: str
     ) -> Outcome:
         logger.warning("upload not indexed", extra={"key": key, "reason": reason})
-        self.indexer.record_failure(gallery, target_id, fields, reason, source=f"upload:{key}")
+        self.targets.record_failure(gallery, target_id, fields, reason, source=f"upload:{key}")
         return Outcome(key, "failed", target_id, reason)

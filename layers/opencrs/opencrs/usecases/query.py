@@ -1,4 +1,4 @@
-"""The query side: find the gallery targets an image depicts.
+"""The query use case: find the gallery targets an image depicts.
 
 A warm Lambda keeps one Searcher per gallery in memory and rebuilds it only when the
 gallery's manifest names other shard objects, so most queries pay one DynamoDB GetItem
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from opencrs.domain.errors import BlobMissing
+from opencrs.domain.ports import Stores
+from opencrs.domain.target import TargetRecord
 from opencrs.index.search import Hit, Searcher
-from opencrs.store import Stores
-from opencrs.store.blobs import BlobMissing
-from opencrs.targets import TargetRecord
 
 logger = logging.getLogger(__name__)
 

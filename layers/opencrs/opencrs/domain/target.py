@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from opencrs.vision.quality import QUALITY_FIELDS
-from opencrs.wire import TARGET_TYPE, iso_date
+TARGET_TYPE = "ImageTarget"
 
 # Index states: a target is searchable only once "indexed".
 PENDING = "pending"
@@ -57,32 +56,3 @@ class TargetRecord:
 
     def evolve(self, **changes: Any) -> TargetRecord:
         return replace(self, **changes)
-
-    def to_easyar(self, tracking_image: str | None) -> dict[str, Any]:
-        """The target as EasyAR returns it: strings for size/active, ints for grades.
-        ``tracking_image`` None leaves the field out (listings, where it would not fit)."""
-        shaped: dict[str, Any] = {
-            "targetId": self.target_id,
-            "trackingImage": tracking_image,
-            "name": self.name,
-            "size": self.size,
-            "meta": self.meta,
-            "type": self.type,
-            "date": iso_date(self.modified_ms or self.created_ms),
-            "active": self.active,
-        }
-        if tracking_image is None:
-            del shaped["trackingImage"]
-        for name in QUALITY_FIELDS:
-            shaped[name] = int(self.grades.get(name, -1))
-        return shaped
-
-    def management_view(self) -> dict[str, Any]:
-        """Fields beyond EasyAR's, shown by the target API only (EasyAR clients ignore
-        unknown fields): where indexing stands, and why an upload failed."""
-        view: dict[str, Any] = {"state": self.state}
-        if self.failure_reason:
-            view["failureReason"] = self.failure_reason
-        if self.source != "api":
-            view["source"] = self.source
-        return view

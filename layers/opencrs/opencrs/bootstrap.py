@@ -1,0 +1,60 @@
+"""The one place concrete objects are built: AWS adapters behind the domain's ports, the
+ports into use cases. Handlers, the local runner and the tests ask here for a wired
+service instead of assembling one themselves."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from opencrs.config import Settings
+from opencrs.domain.credentials import Keyring
+from opencrs.domain.ports import Stores
+from opencrs.store.blobs import BlobStore
+from opencrs.store.bundles import BundleStore
+from opencrs.store.records import TargetTable, UploadKeys
+from opencrs.store.replays import ReplayLog
+from opencrs.store.secrets import load_keyring
+from opencrs.usecases.bundle_sync import BundleSync
+from opencrs.usecases.images import ImagePreparer
+from opencrs.usecases.objects import TargetObjects
+from opencrs.usecases.query import SimilarityEngine
+from opencrs.usecases.targets import Targets
+from opencrs.usecases.uploads import UploadProcessor, UploadSource
+
+
+def aws_stores(settings: Settings) -> Stores:
+    """The gallery's stores on the bucket and table ``settings`` name."""
+    blobs = BlobStore(settings.bucket)
+    return Stores(
+        targets=TargetTable(settings.table),
+        blobs=blobs,
+        bundles=BundleStore(settings.table, blobs, settings.bundle_shards),
+        upload_keys=UploadKeys(settings.table),
+        replays=ReplayLog(settings.table),
+    )
+
+
+class Services:
+    """One per process: the use cases over one set of stores, and the warm search index."""
+
+    def __init__(
+        self, settings: Settings, *, stores: Stores | None = None, keyring: Keyring | None = None
+    ) -> None:
+        self.settings = settings
+        self.stores = stores or aws_stores(settings)
+        self._keyring = keyring
+        self.engine = SimilarityEngine(self.stores)
+        self.images = ImagePreparer(self.engine)
+        self.objects = TargetObjects(self.stores.blobs)
+        self.targets = Targets(self.stores, self.images, self.objects, BundleSync(self.stores))
+        source = UploadSource(settings.bucket, settings.upload_prefix, settings.default_gallery)
+        self.uploads = UploadProcessor(source, self.stores, self.targets)
+
+    @classmethod
+    def from_env(cls) -> Services:
+        return cls(Settings.from_env())
+
+    @cached_property
+    def keyring(self) -> Keyring:
+        """Loaded on first use: the index function never needs it."""
+        return self._keyring if self._keyring is not None else load_keyring(self.settings)

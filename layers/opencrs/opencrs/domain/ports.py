@@ -1,0 +1,122 @@
+"""What the use cases need from storage, as Protocols. ``adapters`` implements them on
+S3, DynamoDB and Secrets Manager; ``tests/fakes.py`` implements them in memory, so every
+use case is tested without AWS. Errors the ports raise live in ``domain.errors``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from opencrs.domain.target import TargetRecord
+from opencrs.index.bundle import Bundle
+
+
+class TargetRepository(Protocol):
+    """Target records; writes are conditional on ``revision`` (optimistic concurrency)."""
+
+    def create(self, record: TargetRecord) -> None:
+        """Write a new record; TargetExists if the id is taken."""
+        ...
+
+    def replace(self, record: TargetRecord) -> TargetRecord:
+        """Write over the stored record of the same revision; StaleRecord otherwise."""
+        ...
+
+    def delete(self, record: TargetRecord) -> None:
+        """Delete the record as read; StaleRecord if it changed."""
+        ...
+
+    def get(self, gallery: str, target_id: str) -> TargetRecord | None: ...
+
+    def get_many(self, gallery: str, target_ids: Iterable[str]) -> dict[str, TargetRecord]: ...
+
+    def page(self, gallery: str, page_num: int, page_size: int) -> tuple[list[TargetRecord], int]:
+        """Page ``page_num`` (1-based) of visible targets in a stable order, and the total."""
+        ...
+
+
+class BlobStore(Protocol):
+    """Images, feature files and large meta values, by key."""
+
+    def put(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None: ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; BlobMissing if absent."""
+        ...
+
+    def head_metadata(self, key: str) -> dict[str, str]:
+        """User metadata of an object; BlobMissing if absent."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class GalleryVersion(Protocol):
+    """One published version of a gallery's bundle (a manifest)."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def shard_keys(self) -> tuple[str, ...]: ...
+
+    @property
+    def shard_count(self) -> int: ...
+
+
+class GalleryBundles(Protocol):
+    """A gallery's descriptor bundles as one version names them."""
+
+    @property
+    def bundles(self) -> Sequence[Bundle]: ...
+
+    def __len__(self) -> int: ...
+
+
+class BundleStore(Protocol):
+    """The descriptor bundles searched by queries, committed one target at a time."""
+
+    def manifest(self, gallery: str) -> GalleryVersion | None: ...
+
+    def load(self, manifest: GalleryVersion) -> GalleryBundles:
+        """The bundles ``manifest`` names; BlobMissing if one was already replaced."""
+        ...
+
+    def commit(self, gallery: str, target_id: str, change: Callable[[Bundle], Bundle]) -> object:
+        """Apply ``change`` to the shard holding ``target_id`` and publish a new version;
+        ``change`` may run more than once (it is re-run when another writer won)."""
+        ...
+
+
+class UploadKeys(Protocol):
+    """Which target an upload key currently stands for."""
+
+    def current(self, gallery: str, key: str) -> str: ...
+
+    def point(self, gallery: str, key: str, target_id: str, order: str) -> str:
+        """Make ``key`` stand for ``target_id`` as of ``order``; return the previous one.
+        OutOfOrder if a newer event was applied already."""
+        ...
+
+
+class ReplayLog(Protocol):
+    """Signatures already used by writes."""
+
+    def claim(self, gallery: str, signature: str) -> None:
+        """Record ``signature``; SignatureReplayed if it was used before."""
+        ...
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Everything a gallery is kept in, as the use cases see it."""
+
+    targets: TargetRepository
+    blobs: BlobStore
+    bundles: BundleStore
+    upload_keys: UploadKeys
+    # Signatures of writes already served (None: replays not checked).
+    replays: ReplayLog | None = None

@@ -1,0 +1,169 @@
+"""EasyAR's routes as Powertools routers, each a thin call into a use case:
+POST /similar; POST /targets, GET /targets/infos, GET|PUT|DELETE /target/{id},
+POST /grade/{detection,tracking,detail}, GET /ping."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.metrics import Metrics, MetricUnit
+
+from opencrs.domain.credentials import AppCredential, Keyring
+from opencrs.domain.fields import TargetFields, validate_patch
+from opencrs.domain.ports import Stores
+from opencrs.domain.target import TargetRecord
+from opencrs.edge.api import respond
+from opencrs.edge.auth import authenticated_params
+from opencrs.edge.presenters import easyar_target, listing_item, management_view
+from opencrs.edge.request import HttpRequest
+from opencrs.usecases.images import ImagePreparer
+from opencrs.usecases.objects import TargetObjects
+from opencrs.usecases.query import SimilarityEngine
+from opencrs.usecases.targets import Targets
+from opencrs.vision.image import check_and_decode, decode_base64_image
+from opencrs.wire import PARAMETER_ERROR, ROUTE_NOT_FOUND, ApiError, iso_date, now_ms, success
+
+MAX_PAGE_SIZE = 100
+GRADE_KINDS = frozenset({"detection", "tracking", "detail"})
+
+
+class Backend(Protocol):
+    """What the routes need of the wired service (``bootstrap.Services``)."""
+
+    stores: Stores
+    engine: SimilarityEngine
+    images: ImagePreparer
+    objects: TargetObjects
+    targets: Targets
+
+    @property
+    def keyring(self) -> Keyring: ...
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+class _Calls:
+    """The request of the route being served, authenticated against the backend."""
+
+    def __init__(self, router: Router, backend: Backend) -> None:
+        self.router = router
+        self.backend = backend
+
+    def request(self) -> HttpRequest:
+        return HttpRequest.from_apigw(self.router.current_event.raw_event)
+
+    def authenticated(self, *, write: bool = False) -> tuple[dict[str, Any], AppCredential]:
+        backend = self.backend
+        return authenticated_params(
+            self.request(), backend.keyring, backend.stores.replays, write=write
+        )
+
+    def target_json(self, record: TargetRecord) -> dict[str, Any]:
+        objects = self.backend.objects
+        return easyar_target(record, objects.image(record), objects.meta(record))
+
+
+def _bounded_int(value: Any, name: str, low: int, high: int) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ApiError(PARAMETER_ERROR, f"{name} must be an integer") from None
+    if not low <= number <= high:
+        raise ApiError(PARAMETER_ERROR, f"{name} must be between {low} and {high}")
+    return number
+
+
+def similar_router(backend: Backend, metrics: Metrics) -> Router:
+    router = Router()
+    calls = _Calls(router, backend)
+
+    @router.post("/similar")
+    def similar() -> Response:
+        started = time.perf_counter()
+        try:
+            params, credential = calls.authenticated()
+            decoded = check_and_decode(decode_base64_image(params.get("image")))
+            matches = backend.engine.find(credential.gallery, decoded.gray)
+            results = [calls.target_json(m.record) for m in matches]
+        finally:
+            metrics.add_metric("QueryLatency", MetricUnit.Milliseconds, _elapsed_ms(started))
+        metrics.add_metric("QueryResults", MetricUnit.Count, len(results))
+        return respond(success({"date": iso_date(now_ms()), "results": results}))
+
+    return router
+
+
+def targets_router(backend: Backend, metrics: Metrics) -> Router:
+    router = Router()
+    calls = _Calls(router, backend)
+    targets = backend.targets
+
+    @router.post("/targets")
+    def create_target() -> Response:
+        started, outcome = time.perf_counter(), "TargetsFailed"
+        try:
+            params, credential = calls.authenticated(write=True)
+            image = decode_base64_image(params.get("image"))
+            fields = TargetFields.from_params(params)
+            record = targets.create(credential.gallery, image, fields)
+            answer = respond(success(calls.target_json(record)))
+            outcome = "TargetsIndexed"
+            return answer
+        finally:
+            metrics.add_metric("CreateTargetLatency", MetricUnit.Milliseconds, _elapsed_ms(started))
+            metrics.add_metric(outcome, MetricUnit.Count, 1)
+
+    @router.get("/targets/infos")
+    def list_targets() -> Response:
+        params, credential = calls.authenticated()
+        page_num = _bounded_int(params.get("pageNum", 1), "pageNum", 1, 10**9)
+        page_size = _bounded_int(params.get("pageSize", 10), "pageSize", 1, MAX_PAGE_SIZE)
+        records, total = targets.page(credential.gallery, page_num, page_size)
+        listing = [listing_item(record) for record in records]
+        result = {"targets": listing, "pageNum": page_num, "pageSize": page_size, "total": total}
+        return respond(success(result))
+
+    @router.get("/target/<target_id>")
+    def get_target(target_id: str) -> Response:
+        _, credential = calls.authenticated()
+        record = targets.visible(credential.gallery, target_id)
+        return respond(success(calls.target_json(record) | management_view(record)))
+
+    @router.put("/target/<target_id>")
+    def update_target(target_id: str) -> Response:
+        params, credential = calls.authenticated(write=True)
+        image = decode_base64_image(params["image"]) if "image" in params else None
+        patch = validate_patch(params)
+        record = targets.update(credential.gallery, target_id, patch, image)
+        return respond(success(calls.target_json(record) | management_view(record)))
+
+    @router.delete("/target/<target_id>")
+    def delete_target(target_id: str) -> Response:
+        _, credential = calls.authenticated(write=True)
+        record = targets.delete(credential.gallery, target_id)
+        return respond(success({"targetId": record.target_id}))
+
+    @router.post("/grade/<kind>")
+    def grade(kind: str) -> Response:
+        if kind not in GRADE_KINDS:
+            event = router.current_event
+            message = f"no such route: {event.http_method} {event.path}"
+            raise ApiError(ROUTE_NOT_FOUND, message)
+        params, _ = calls.authenticated()
+        grades = backend.images.grades(decode_base64_image(params.get("image")))
+        if kind == "detection":
+            return respond(success({"grade": grades["detectableRate"]}))
+        if kind == "tracking":
+            return respond(success({"grade": grades["trackableRate"]}))
+        return respond(success(dict(grades)))
+
+    @router.get("/ping")
+    def ping() -> Response:
+        return respond(success({"message": "pong", "date": iso_date(now_ms())}))
+
+    return router

@@ -1,0 +1,44 @@
+"""Keeping a gallery's bundle in step with its records, one target at a time."""
+
+from __future__ import annotations
+
+from opencrs.domain.errors import BlobMissing
+from opencrs.domain.ports import Stores
+from opencrs.domain.target import TargetRecord
+from opencrs.index.bundle import Bundle
+from opencrs.usecases.retry import optimistic
+from opencrs.vision.features import Features
+
+
+class BundleSync:
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+
+    def sync(self, gallery: str, target_id: str) -> None:
+        """Make the gallery bundle hold ``target_id``'s descriptors exactly when its record
+        says so. Only the target's shard is rewritten. The record is re-read whenever the
+        commit rebuilds that shard, after reading the manifest, and a sync with nothing to
+        change still confirms the shard (see the bundle store), so whichever sync lands
+        last reflects the newest record: concurrent updates and deletes of one target (all
+        in one shard) converge without locks."""
+
+        def read() -> TargetRecord | None:
+            return self.stores.targets.get(gallery, target_id)
+
+        def change(bundle: Bundle) -> Bundle:
+            def rebuild(record: TargetRecord | None) -> Bundle:
+                if record is None or not record.belongs_in_bundle:
+                    return bundle.without_target(target_id) if target_id in bundle else bundle
+                # BlobMissing: replaced by a concurrent update since we read the record.
+                features = Features.from_bytes(self.stores.blobs.get(record.features_key))
+                return bundle.with_target(target_id, features)
+
+            return optimistic(
+                read(),
+                rebuild,
+                read,
+                gave_up="target kept changing while being indexed",
+                retry_on=(BlobMissing,),
+            )
+
+        self.stores.bundles.commit(gallery, target_id, change)
