@@ -34,9 +34,11 @@ run: $(STAMP)
 test: $(STAMP) lint template-lint layer-check
 	$(PY) -m pytest -q
 
+## Style, and the dependency rule of pyproject.toml's [tool.importlinter] contracts.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 template-lint: $(SAM_STAMP)
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1 --template-file template.yaml
