@@ -37,7 +37,7 @@ from local.serve import build_server
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
 from opencrs.store.records import TargetTable
-from opencrs.wire import now_ms, sign
+from opencrs.wire import signed_params, signed_query
 
 PHOTOS = Path(__file__).resolve().parent.parent / "demo" / "photos"
 # Disjoint sets, so every query has exactly one right answer whatever the writers do.
@@ -59,13 +59,12 @@ class Api:
         self.base = base
 
     def call(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, dict]:
-        params = {**params, "appKey": DEFAULT_APP_KEY, "timestamp": str(now_ms())}
-        params["signature"] = sign(params, DEFAULT_APP_SECRET)
         url, data = self.base + path, None
         if method in {"GET", "DELETE"}:
-            url += "?" + urllib.parse.urlencode(params)
+            query = signed_query(params, DEFAULT_APP_KEY, DEFAULT_APP_SECRET)
+            url += "?" + urllib.parse.urlencode(query)
         else:
-            data = json.dumps(params).encode()
+            data = json.dumps(signed_params(params, DEFAULT_APP_KEY, DEFAULT_APP_SECRET)).encode()
         request = urllib.request.Request(
             url, data=data, method=method, headers={"Content-Type": "application/json"}
         )

@@ -31,7 +31,7 @@ from local.runtime import REPO, FakeLambdaContext, LocalAws, embedded_aws, load_
 from local.template import api_routes
 from opencrs.domain.target import TargetRecord
 from opencrs.store.records import TargetTable
-from opencrs.wire import now_ms, sign
+from opencrs.wire import signed_params
 
 DEMO_PHOTOS = REPO / "demo" / "photos"
 # The demo gallery; the other demo photos stay out of it as unrelated images.
@@ -134,13 +134,8 @@ def index_demo_gallery(aws: LocalAws, poller: QueuePoller) -> list[TargetRecord]
 
 
 def signed_similar_body(image_path: Path, app_key: str, secret: str) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "image": base64.b64encode(image_path.read_bytes()).decode("ascii"),
-        "timestamp": now_ms(),
-        "appKey": app_key,
-    }
-    params["signature"] = sign(params, secret)
-    return params
+    image = base64.b64encode(image_path.read_bytes()).decode("ascii")
+    return signed_params({"image": image}, app_key, secret)
 
 
 def write_angled_photo(source: Path, destination: Path) -> Path:

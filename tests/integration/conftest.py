@@ -26,7 +26,7 @@ from local.runtime import (
     moto_server,
     upload_image,
 )
-from opencrs.wire import now_ms, sign
+from opencrs.wire import signed_params, signed_query
 
 Handler = Callable[[dict, Any], dict]
 
@@ -76,21 +76,14 @@ class Stack:
     def signed_event(self, event_file: str, **params: Any) -> dict:
         """An event from events/ with a fresh timestamp and signature over ``params``."""
         event = copy.deepcopy(load_event(event_file))
-        body = json.loads(event["body"])
-        body.update(params)
-        body["timestamp"] = now_ms()
-        body["appKey"] = self.app_key
-        body.pop("signature", None)
-        body["signature"] = sign(body, self.secret)
-        event["body"] = json.dumps(body)
+        body = {**json.loads(event["body"]), **params}
+        event["body"] = json.dumps(signed_params(body, self.app_key, self.secret))
         return event
 
     def update_event(self, target_id: str, **fields: Any) -> dict:
         """events/target_update.json for ``target_id``, patching exactly ``fields``."""
         event = copy.deepcopy(load_event("target_update.json"))
-        body = {**fields, "timestamp": now_ms(), "appKey": self.app_key}
-        body["signature"] = sign(body, self.secret)
-        event["body"] = json.dumps(body)
+        event["body"] = json.dumps(signed_params(fields, self.app_key, self.secret))
         event["pathParameters"] = {"id": target_id}
         event["path"] = f"/target/{target_id}"
         return event
@@ -103,8 +96,7 @@ class Stack:
         if target_id is not None:
             event["pathParameters"] = {"id": target_id}
             event["path"] = event["resource"].replace("{id}", target_id)
-        params = {**query, "timestamp": str(now_ms()), "appKey": self.app_key}
-        params["signature"] = sign(params, self.secret)
+        params = signed_query(query, self.app_key, self.secret)
         event["queryStringParameters"] = params
         event["multiValueQueryStringParameters"] = {k: [v] for k, v in params.items()}
         return event

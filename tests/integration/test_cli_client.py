@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from local.serve import DEMO_PHOTOS, build_server
-from opencrs import cli
+from opencrs.client import commands as cli
 from opencrs.vision.quality import QUALITY_FIELDS
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,6 @@ layer above — retries, store, indexer, service, handler — runs as it would i
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +26,6 @@ from local.runtime import FakeLambdaContext, load_handler, s3_put_event
 from opencrs.store.aws import TOTAL_ATTEMPTS, client
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore, shard_of
-from opencrs.wire import sign
 from tests.integration.test_concurrency import assert_consistent
 from tests.photos import photo
 
@@ -277,15 +275,8 @@ def test_an_image_update_that_hits_a_fault_converges_on_retry(stack, gallery):
     target = body["result"]["targetId"]
 
     def put_image(name: str) -> tuple[int, dict]:
-        event = stack.signed_event("target_update.json")
-        params = {
-            k: v for k, v in json.loads(event["body"]).items() if k in ("timestamp", "appKey")
-        }
-        params.update(image=base64.b64encode(photo(name)).decode(), allowSimilar="1")
-        params["signature"] = sign(params, stack.secret)
-        event["body"] = json.dumps(params)
-        event["pathParameters"] = {"id": target}
-        event["path"] = f"/target/{target}"
+        image = base64.b64encode(photo(name)).decode()
+        event = stack.update_event(target, image=image, allowSimilar="1")
         return stack.api(stack.targets_handler, event)
 
     with fault("dynamodb", "PutItem", THROTTLED, when=dynamo_item("MANIFEST")):

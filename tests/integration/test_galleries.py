@@ -20,7 +20,7 @@ from opencrs.domain.errors import SignatureReplayed
 from opencrs.edge.api import build_resolver
 from opencrs.edge.routes import similar_router, targets_router
 from opencrs.store.replays import RETENTION_S, ReplayLog
-from opencrs.wire import TIMESTAMP_WINDOW_MS, issue_token, now_ms, sign
+from opencrs.wire import TIMESTAMP_WINDOW_MS, issue_token, now_ms, signed_params, signed_query
 from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
@@ -42,9 +42,8 @@ class Client:
 
     def body_event(self, event_file: str, target_id: str | None = None, **params: Any) -> dict:
         event = copy.deepcopy(load_event(event_file))
-        body = {**params, "timestamp": now_ms(), "appKey": self.credential.app_key}
-        body["signature"] = sign(body, self.credential.secret)
-        event["body"] = json.dumps(body)
+        key, secret = self.credential.app_key, self.credential.secret
+        event["body"] = json.dumps(signed_params(params, key, secret))
         if target_id is not None:
             event["pathParameters"] = {"id": target_id}
             event["path"] = f"/target/{target_id}"
@@ -52,9 +51,8 @@ class Client:
 
     def query_event(self, event_file: str, target_id: str | None = None, **query: str) -> dict:
         event = copy.deepcopy(load_event(event_file))
-        params = {**query, "timestamp": str(now_ms()), "appKey": self.credential.app_key}
-        params["signature"] = sign(params, self.credential.secret)
-        event["queryStringParameters"] = params
+        key, secret = self.credential.app_key, self.credential.secret
+        event["queryStringParameters"] = signed_query(query, key, secret)
         if target_id is not None:
             event["pathParameters"] = {"id": target_id}
             event["path"] = f"/target/{target_id}"

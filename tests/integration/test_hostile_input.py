@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from local.runtime import DEFAULT_APP_SECRET, load_event
-from opencrs.wire import http_status, now_ms, sign
+from opencrs.wire import http_status, now_ms, sign, signed_query
 from tests.integration.conftest import service_log_capture
 from tests.photos import PHOTO_DIR
 
@@ -362,8 +362,7 @@ EVENT_FILES = {
 def build_event(stack, case: Case) -> dict:
     event = copy.deepcopy(load_event(EVENT_FILES[case.route]))
     if case.query is not None:
-        params = {**case.query, "timestamp": str(now_ms()), "appKey": stack.app_key}
-        params["signature"] = sign(params, stack.secret)
+        params = signed_query(case.query, stack.app_key, stack.secret)
         event["queryStringParameters"] = params
         event["multiValueQueryStringParameters"] = {k: [v] for k, v in params.items()}
     elif case.signed:

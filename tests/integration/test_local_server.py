@@ -18,7 +18,7 @@ from local.serve import (
     signed_similar_body,
     write_angled_photo,
 )
-from opencrs import cli
+from opencrs.client import commands as cli
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from schemathesis.checks import (
 from local.runtime import REPO, load_event
 from local.serve import build_server
 from local.template import api_routes
-from opencrs.wire import now_ms, sign
+from opencrs.wire import signed_params, signed_query
 from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
@@ -105,13 +104,7 @@ def answers(stack) -> list[tuple[str, str, int, dict]]:
     listing = stack.signed_query_event("targets_list.json", pageNum="1", pageSize="5")
     call("/targets/infos", "get", targets, listing)
     call("/target/{id}", "get", targets, stack.signed_query_event("target_get.json", target))
-    update = stack.signed_event("target_update.json")
-    params = {k: v for k, v in json.loads(update["body"]).items() if k in ("timestamp", "appKey")}
-    params["name"] = "renamed"
-    params["signature"] = sign(params, stack.secret)
-    update["body"], update["pathParameters"] = json.dumps(params), {"id": target}
-    update["path"] = f"/target/{target}"
-    call("/target/{id}", "put", targets, update)
+    call("/target/{id}", "put", targets, stack.update_event(target, name="renamed"))
     for kind in ("detection", "tracking", "detail"):
         event = stack.signed_event("grade_detection.json", image=coffee)
         event["path"] = event["resource"] = f"/grade/{kind}"
@@ -188,15 +181,10 @@ def sign_case(case: Any, stack: Any) -> None:
     """Sign what schemathesis generated, so its requests get past authentication and
     exercise field validation and image checks too (unsigned ones stop at 400)."""
     if isinstance(case.body, dict):
-        case.body = {**case.body, "appKey": stack.app_key, "timestamp": now_ms()}
-        case.body.pop("signature", None)
-        case.body.pop("date", None)
-        case.body["signature"] = sign(case.body, stack.secret)
+        body = {k: v for k, v in case.body.items() if k != "date"}
+        case.body = signed_params(body, stack.app_key, stack.secret)
     elif case.method.upper() in {"GET", "DELETE"} and case.operation.path != "/ping":
-        query = {k: str(v) for k, v in (case.query or {}).items() if k != "signature"}
-        query.update(appKey=stack.app_key, timestamp=str(now_ms()))
-        query["signature"] = sign(query, stack.secret)
-        case.query = query
+        case.query = signed_query(case.query or {}, stack.app_key, stack.secret)
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

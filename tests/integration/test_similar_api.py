@@ -14,7 +14,7 @@ import pytest
 
 from local.runtime import load_event
 from opencrs.vision.quality import QUALITY_FIELDS
-from opencrs.wire import issue_token, now_ms, sign
+from opencrs.wire import issue_token, now_ms, sign, signed_params
 from tests.photos import PHOTO_DIR, load_bgr, photo, rotate, tilt
 
 pytestmark = pytest.mark.integration
@@ -117,12 +117,13 @@ def test_token_in_authorization_header(stack, gallery):
 
 
 def test_signature_without_image_and_sdk_string_timestamp_are_accepted(stack, gallery):
-    params = {
-        "image": base64.b64encode(photo("rocket")).decode(),
-        "timestamp": str(now_ms()),  # the Java SDK sends it as a string
-        "appKey": stack.app_key,
-    }
-    params["signature"] = sign(params, stack.secret, include_image=False)
+    params = signed_params(
+        {"image": base64.b64encode(photo("rocket")).decode()},
+        stack.app_key,
+        stack.secret,
+        timestamp=str(now_ms()),  # the Java SDK sends it as a string
+        include_image=False,
+    )
     event = copy.deepcopy(load_event("similar.json"))
     event["body"] = json.dumps(params)
     _status, body = stack.api(stack.similar_handler, event)
@@ -177,9 +178,7 @@ def test_bad_images_get_their_documented_code(stack, gallery, case):
     if value is None:
         body = json.loads(event["body"])
         body.pop("image")
-        body.pop("signature")
-        body["signature"] = sign(body, stack.secret)
-        event["body"] = json.dumps(body)
+        event["body"] = json.dumps(signed_params(body, stack.app_key, stack.secret))
     status, reply = stack.api(stack.similar_handler, event)
     assert reply["statusCode"] == code, reply
     assert isinstance(reply["result"], str) and "Traceback" not in reply["result"]
@@ -189,11 +188,7 @@ def test_bad_images_get_their_documented_code(stack, gallery, case):
 def test_bad_image_event_file_gets_414(stack, gallery):
     event = copy.deepcopy(load_event("similar_bad_image.json"))
     body = json.loads(event["body"])
-    body["timestamp"] = now_ms()
-    body["appKey"] = stack.app_key
-    body.pop("signature")
-    body["signature"] = sign(body, stack.secret)
-    event["body"] = json.dumps(body)
+    event["body"] = json.dumps(signed_params(body, stack.app_key, stack.secret))
     status, reply = stack.api(stack.similar_handler, event)
     assert (status, reply["statusCode"]) == (400, 414)
 
@@ -207,8 +202,7 @@ def test_auth_failures(stack, gallery):
     cases.append((no_key, 1))
     cases.append(({**good, "signature": "0" * 64}, 2))
     cases.append(({**good, "name": "tampered"}, 2))  # a parameter added after signing
-    stale = {**good, "timestamp": now_ms() - 6 * 60 * 1000}
-    stale["signature"] = sign(stale, stack.secret)
+    stale = signed_params(good, stack.app_key, stack.secret, timestamp=now_ms() - 6 * 60 * 1000)
     cases.append((stale, 3))
     no_time = {k: v for k, v in good.items() if k != "timestamp"}
     no_time["signature"] = sign(no_time, stack.secret)

@@ -1,4 +1,4 @@
-"""Signature and token checks, against values computed independently of opencrs.api.auth."""
+"""Signature and token checks, against values computed independently of opencrs.edge.auth."""
 
 from __future__ import annotations
 

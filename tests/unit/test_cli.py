@@ -22,20 +22,14 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from local.runtime import DEFAULT_APP_KEY, DEFAULT_APP_SECRET, load_event
-from opencrs.cli import (
-    Client,
-    TransportError,
-    collect_images,
-    format_table,
-    list_targets,
-    load_config,
-    main,
-    resign_event,
-    signed_params,
-    signed_query,
-)
+from opencrs.client.bulk import collect_images
+from opencrs.client.commands import format_table, list_targets, main
+from opencrs.client.config import load_config
+from opencrs.client.events import resign_event
+from opencrs.client.http import Client, TransportError
 from opencrs.domain.credentials import AppCredential, Keyring
 from opencrs.edge.auth import verify_signature, verify_token
+from opencrs.wire import signed_params, signed_query
 
 KEYRING = Keyring([AppCredential(DEFAULT_APP_KEY, DEFAULT_APP_SECRET)])
 PHOTOS = Path(__file__).resolve().parents[2] / "demo" / "photos"

@@ -15,7 +15,7 @@ from opencrs import wire
 from opencrs.domain.credentials import AppCredential, Keyring
 from opencrs.edge import auth
 from opencrs.edge.auth import verify_signature, verify_token
-from opencrs.wire import ApiError, issue_token, sign
+from opencrs.wire import ApiError, issue_token, sign, signed_params
 
 SECRET = "fuzz-secret"
 KEY = "fuzz-key"
@@ -83,8 +83,7 @@ def test_any_signed_params_give_a_credential_or_an_auth_error(
 def test_a_correct_signature_over_any_params_is_accepted(extra: dict[str, Any]) -> None:
     """Whatever the fields hold (control characters, unicode, lone surrogates, nesting),
     the signer and the verifier agree; a one-character change is refused."""
-    params = {**extra, "appKey": KEY, "timestamp": NOW_MS}
-    params["signature"] = sign(params, SECRET)
+    params = signed_params(extra, KEY, SECRET, timestamp=NOW_MS)
     assert verify_signature(params, KEYRING, now_ms=NOW_MS).gallery == "g"
     params["signature"] = params["signature"][:-1] + (
         "0" if params["signature"][-1] != "0" else "1"
@@ -150,8 +149,7 @@ def test_secret_derived_values_are_compared_in_constant_time(monkeypatch) -> Non
         return real(a, b)
 
     monkeypatch.setattr(auth.hmac, "compare_digest", spy)
-    params = {"appKey": KEY, "timestamp": NOW_MS, "image": "abc"}
-    params["signature"] = sign(params, SECRET)
+    params = signed_params({"image": "abc"}, KEY, SECRET, timestamp=NOW_MS)
     verify_signature(params, KEYRING, now_ms=NOW_MS)
     # Both variants (with and without image) are computed and compared, match or not.
     assert len(calls) == 2

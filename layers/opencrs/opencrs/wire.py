@@ -136,13 +136,22 @@ def sign(params: Mapping[str, Any], secret: str, *, include_image: bool = True) 
 
 
 def signed_params(
-    params: Mapping[str, Any], app_key: str, secret: str, *, timestamp: Any = None
+    params: Mapping[str, Any],
+    app_key: str,
+    secret: str,
+    *,
+    timestamp: Any = None,
+    include_image: bool = True,
 ) -> dict[str, Any]:
-    """A JSON body signed as EasyAR's SDKs sign it: timestamp (ms), appKey, signature."""
+    """A JSON body signed as EasyAR's SDKs sign it: timestamp (ms), appKey, signature.
+
+    ``include_image=False`` leaves the image out of the signed string, which the server
+    accepts too.
+    """
     signed = {k: v for k, v in params.items() if k not in {"signature", "timestamp"}}
     signed["timestamp"] = now_ms() if timestamp is None else timestamp
     signed["appKey"] = app_key
-    signed["signature"] = sign(signed, secret)
+    signed["signature"] = sign(signed, secret, include_image=include_image)
     return signed
 
 
