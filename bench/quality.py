@@ -46,12 +46,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench.demo_photos import embed, rotate, scale, tilt
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.vision import params
 from opencrs.vision.features import extract_features
 from opencrs.vision.image import check_and_decode
-from tests.photos import embed, rotate, scale, tilt
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "bench" / "photos"

@@ -51,6 +51,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench.demo_photos import rotate
 from bench.quality import (
     HARD,
     MODERATE,
@@ -71,7 +72,6 @@ from opencrs.vision import params
 from opencrs.vision.features import Features, extract_features, make_features
 from opencrs.vision.image import check_and_decode
 from opencrs.vision.wholeimage import Thumbnail
-from tests.photos import rotate
 
 
 def _extraction_fingerprint() -> str:

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from bench.demo_photos import PHOTO_DIR
 from local.runtime import load_event
 from opencrs.api.auth import TIMESTAMP_WINDOW_MS, AppCredential, Keyring, issue_token, sign
 from opencrs.api.contract import now_ms
 from opencrs.api.service import Service
 from opencrs.config import Settings
 from opencrs.store.replays import RETENTION_S, ReplayLog, SignatureReplayed
-from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
 

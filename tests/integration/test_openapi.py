@@ -27,12 +27,12 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from bench.demo_photos import PHOTO_DIR
 from local.runtime import REPO, load_event
 from local.serve import build_server
 from local.template import api_routes
 from opencrs.api.auth import sign
 from opencrs.api.contract import now_ms
-from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.demo_photos import PHOTO_DIR, load_bgr, photo, rotate, tilt
 from local.runtime import load_event
 from opencrs.api.auth import AppCredential, issue_token, sign
 from opencrs.api.contract import QUALITY_FIELDS, now_ms
-from tests.photos import PHOTO_DIR, load_bgr, photo, rotate, tilt
 
 pytestmark = pytest.mark.integration
 

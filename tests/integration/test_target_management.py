@@ -7,10 +7,10 @@ import base64
 import boto3
 import pytest
 
+from bench.demo_photos import photo
 from opencrs.api.contract import QUALITY_FIELDS
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
-from tests.photos import photo
 
 pytestmark = pytest.mark.integration
 

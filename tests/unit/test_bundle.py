@@ -9,11 +9,11 @@ import zlib
 import numpy as np
 import pytest
 
+from bench.demo_photos import load_gray
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.index.vocabulary import Vocabulary, shipped
 from opencrs.vision.features import Features, extract_features, make_features
-from tests.photos import load_gray
 
 
 @pytest.fixture(scope="module")

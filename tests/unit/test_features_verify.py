@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.demo_photos import crop, load_gray, rotate, scale, tilt
 from opencrs.vision import params
 from opencrs.vision.features import Features, extract_features, make_features, normalise_exposure
 from opencrs.vision.verify import Verification, ratio_matches, verify
-from tests.photos import crop, load_gray, rotate, scale, tilt
 
 
 @pytest.fixture(scope="module")

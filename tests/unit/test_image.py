@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.demo_photos import load_bgr
 from opencrs.vision import image as image_mod
 from opencrs.vision.image import (
     MAX_IMAGE_BYTES,
@@ -18,7 +19,6 @@ from opencrs.vision.image import (
     check_and_decode,
     decode_base64_image,
 )
-from tests.photos import load_bgr
 
 
 def _png(img: np.ndarray) -> bytes:

@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.demo_photos import FAMILIES, GALLERY, NEGATIVES, embed, load_gray, rotate, scale, tilt
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Hit, Searcher
 from opencrs.store.bundles import shard_of
 from opencrs.vision import params
 from opencrs.vision.features import extract_features
-from tests.photos import FAMILIES, GALLERY, NEGATIVES, embed, load_gray, rotate, scale, tilt
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.demo_photos import GALLERY, NEGATIVES, load_gray, rotate, tilt
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.vision import params
 from opencrs.vision.features import extract_features, tilt_views
-from tests.photos import GALLERY, NEGATIVES, load_gray, rotate, tilt
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.demo_photos import GALLERY, NEGATIVES, crop, load_gray, rotate, scale
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.vision import params
@@ -22,7 +23,6 @@ from opencrs.vision.wholeimage import (
     same_picture,
     thumbnail,
 )
-from tests.photos import GALLERY, NEGATIVES, crop, load_gray, rotate, scale
 
 
 def _degrade(gray: np.ndarray, seed: int, *, sigma: float, gain: float, noise: float) -> np.ndarray:
