@@ -14,7 +14,7 @@ from bench.demo_photos import GALLERY, NEGATIVES, crop, load_gray, rotate, scale
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.vision import params
-from opencrs.vision.features import Features, extract_features, make_features
+from opencrs.vision.features import Features, UnsupportedFormat, extract_features, make_features
 from opencrs.vision.wholeimage import (
     THUMB_SIDE,
     Thumbnail,
@@ -150,8 +150,9 @@ def test_features_carry_the_thumbnail_through_their_bytes() -> None:
     assert extract_features(np.full((300, 300), 200, np.uint8), "query").thumbnail is not None
 
 
-def test_features_v1_bytes_still_read() -> None:
-    """Features stored before thumbnails: version 1, no flag (the documented layout)."""
+def test_features_of_an_older_version_or_a_bad_flag_are_refused() -> None:
+    """Version 1 (stored before thumbnails, no flag) is no longer read; a flag other than
+    0 or 1 is corruption."""
     import struct
     import zlib
 
@@ -164,8 +165,8 @@ def test_features_v1_bytes_still_read() -> None:
             f.descriptors.tobytes(),
         )
     )
-    old = Features.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
-    assert old.thumbnail is None and np.array_equal(old.descriptors, f.descriptors)
+    with pytest.raises(UnsupportedFormat, match="version 1 is not read"):
+        Features.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
     flagged = bytearray(f.to_bytes()[:-4])
     flagged[24 + len(f) * 44] = 2
     with pytest.raises(ValueError):

@@ -26,10 +26,15 @@ _HAS_THUMB = struct.Struct("<B")
 _PHASH = struct.Struct("<Q")
 
 
+class UnsupportedFormat(ValueError):
+    """A stored blob (features, bundle) of a format version this code does not read: the
+    only cure is indexing its targets again."""
+
+
 @dataclass(frozen=True)
 class Features:
     """Keypoints of one image in its original pixel frame, with their descriptors, and the
-    image's whole-image thumbnail (``None`` for features stored before it existed)."""
+    image's whole-image thumbnail (``None`` when made without one)."""
 
     xy: np.ndarray
     angle: np.ndarray
@@ -42,9 +47,8 @@ class Features:
         return int(self.xy.shape[0])
 
     def to_bytes(self) -> bytes:
-        """Compact versioned encoding (v2): header, packed little-endian arrays, a u8 flag
-        and, when set, the thumbnail (u64 pHash, 32x32 u8 pixels, rounded), CRC32. v1 had
-        no flag and no thumbnail."""
+        """Compact versioned encoding (version 2): header, packed little-endian arrays, a u8
+        flag and, when set, the thumbnail (u64 pHash, 32x32 u8 pixels, rounded), CRC32."""
         n = len(self)
         dlen = int(self.descriptors.shape[1]) if self.descriptors.ndim == 2 else 32
         thumb = self.thumbnail
@@ -62,25 +66,26 @@ class Features:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Features:
-        """Inverse of :meth:`to_bytes` (v2, or v1 without a thumbnail); ``ValueError`` on
-        any corruption or truncation."""
+        """Inverse of :meth:`to_bytes`; ``UnsupportedFormat`` for another version,
+        ``ValueError`` on any corruption or truncation."""
         data = bytes(data)
         if len(data) < _HEADER.size + _CRC.size:
             raise ValueError("features: data too short")
         magic, version, dlen, width, height, n = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise ValueError("features: bad magic")
-        if version not in (1, 2):
-            raise ValueError(f"features: unsupported version {version}")
+        if version != _VERSION:
+            raise UnsupportedFormat(
+                f"features: format version {version} is not read (only {_VERSION}); "
+                "index the target again"
+            )
         arrays = n * (8 + 4 + dlen)
-        tail = 0
-        if version == 2:
-            if len(data) < _HEADER.size + arrays + _HAS_THUMB.size + _CRC.size:
-                raise ValueError("features: wrong length (truncated or corrupt)")
-            (has_thumb,) = _HAS_THUMB.unpack_from(data, _HEADER.size + arrays)
-            if has_thumb > 1:
-                raise ValueError("features: bad thumbnail flag")
-            tail = _HAS_THUMB.size + (_PHASH.size + THUMB_BYTES) * has_thumb
+        if len(data) < _HEADER.size + arrays + _HAS_THUMB.size + _CRC.size:
+            raise ValueError("features: wrong length (truncated or corrupt)")
+        (has_thumb,) = _HAS_THUMB.unpack_from(data, _HEADER.size + arrays)
+        if has_thumb > 1:
+            raise ValueError("features: bad thumbnail flag")
+        tail = _HAS_THUMB.size + (_PHASH.size + THUMB_BYTES) * has_thumb
         if len(data) != _HEADER.size + arrays + tail + _CRC.size:
             raise ValueError("features: wrong length (truncated or corrupt)")
         body = data[: -_CRC.size]
