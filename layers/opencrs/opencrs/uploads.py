@@ -30,7 +30,8 @@ from opencrs.store import Stores
 from opencrs.store.blobs import BlobMissing
 from opencrs.store.records import OutOfOrder, TargetExists, event_order
 from opencrs.targets import PENDING
-from opencrs.vision.image import MAX_IMAGE_BYTES, ImageError
+from opencrs.vision.image import ImageError
+from opencrs.vision.params import IMAGE_LIMITS
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class UploadProcessor:
         except ApiError as error:
             fields = TargetFields(name=default_name)
             return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
-        if upload.size > MAX_IMAGE_BYTES:
+        if upload.size > IMAGE_LIMITS.max_bytes:
             return self._failed(gallery, target_id, fields, "422: image exceeds 2 MB", key)
         try:
             image = self.stores.blobs.get(key)

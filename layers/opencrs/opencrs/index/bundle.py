@@ -300,9 +300,7 @@ class Bundle:
         """Format 3 (see the module docstring)."""
         n_feat = int(self._offsets[-1])
         chunks = [
-            _HEADER.pack(
-                _MAGIC, _VERSION, _DESC_BYTES, len(self._ids), n_feat, self._fingerprint
-            )
+            _HEADER.pack(_MAGIC, _VERSION, _DESC_BYTES, len(self._ids), n_feat, self._fingerprint)
         ]
         size = _HEADER.size
         for i, tid in enumerate(self._ids):
