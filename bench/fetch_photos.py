@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.photos import GALLERY, NEGATIVES
+from bench.demo_photos import GALLERY, NEGATIVES
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / "photos"
@@ -57,7 +57,7 @@ _GC = "/usr/share/gcompris-qt/rcc"
 
 # -- what is a target ----------------------------------------------------------------------
 # Every gallery entry is a distinct photograph of a distinct scene.
-# The demo photos split as the unit tests split them (one list, in tests/photos.py).
+# The demo photos split as the unit tests split them (one list, in bench/demo_photos.py).
 DEMO_GALLERY = GALLERY
 FILE_GALLERY = (
     *(

@@ -10,8 +10,8 @@ photo) and measures two things against them:
    transforms pHash is meant for, how many have an unrelated distractor within each
    distance (with pHash as a fallback, each of those could answer a wrong target);
 2. opencrs' whole-image check (``opencrs.vision.wholeimage``: pHash within
-   ``params.WHOLE_MAX_PHASH`` bits, then the thumbnails' worst-cell residual within
-   ``params.WHOLE_MAX_RESIDUAL``), with each distractor's thumbnail made as the index
+   ``WholeImage.max_phash`` bits, then the thumbnails' worst-cell residual within
+   ``WholeImage.max_residual``), with each distractor's thumbnail made as the index
    Lambda makes a target's: for every bench.quality query of a gallery photo (all 14
    families), how many accept any distractor, and the smallest residual among the
    hash-near ones (its distance above the threshold is the safety margin). bench.quality's
@@ -30,8 +30,8 @@ import numpy as np
 
 from bench import quality as q
 from bench import speed
-from opencrs.vision import params
 from opencrs.vision.image import check_and_decode
+from opencrs.vision.params import WHOLE_IMAGE
 from opencrs.vision.wholeimage import phash_distances, residual, thumbnail
 
 FAMILIES = ("scale 0.35-1", "JPEG q40", "light ±40 %", "blur+noise", "scale 0.2", "strong blur")
@@ -80,11 +80,11 @@ def main() -> None:
                 d = np.bitwise_count(hashes ^ np.uint64(q.PHash.hash_of(query)))
                 nearest.append(int(d.min()))
             qt = thumbnail(query)
-            near = np.flatnonzero(phash_distances(qt, ours) <= params.WHOLE_MAX_PHASH)
+            near = np.flatnonzero(phash_distances(qt, ours) <= WHOLE_IMAGE.max_phash)
             res = [residual(qt, thumbs[i]) for i in near.tolist()]
             counted[label] = counted.get(label, 0) + 1
             accepted[label] = accepted.get(label, 0) + any(
-                r <= params.WHOLE_MAX_RESIDUAL for r in res
+                r <= WHOLE_IMAGE.max_residual for r in res
             )
             closest[label] = min([closest.get(label, float("inf")), *res])
     near_arr = np.array(nearest)
@@ -97,8 +97,8 @@ def main() -> None:
     for d in DISTANCES:
         print(f"| {d} | {(near_arr <= d).sum()} / {len(near_arr)} = {(near_arr <= d).mean():.3f} |")
     print(
-        f"\nopencrs whole-image check (pHash <= {params.WHOLE_MAX_PHASH}, residual <= "
-        f"{params.WHOLE_MAX_RESIDUAL}) against the {args.n} distractors"
+        f"\nopencrs whole-image check (pHash <= {WHOLE_IMAGE.max_phash}, residual <= "
+        f"{WHOLE_IMAGE.max_residual}) against the {args.n} distractors"
     )
     print("| queries | n | accepting a distractor | smallest residual among hash-near ones |")
     print("|---|---|---|---|")

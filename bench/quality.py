@@ -28,7 +28,8 @@ it accepts; recall@k counts a query whose target is among the first k accepted.
 
     python -m bench.quality                  # full run (~15 min on 2 cores)
     python -m bench.quality --quick          # a quarter of the gallery and negatives
-    python -m bench.quality --set RATIO=0.75 # try a params override (repeatable)
+    python -m bench.quality --set verify.ratio=0.75  # try a tuned-value override
+                                                     # (repeatable; see bench.tuning)
     python -m bench.quality --no-baselines   # engine only, while tuning
 """
 
@@ -46,12 +47,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench.demo_photos import embed, rotate, scale, tilt
+from bench.tuning import overridden
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
-from opencrs.vision import params
 from opencrs.vision.features import extract_features
 from opencrs.vision.image import check_and_decode
-from tests.photos import embed, rotate, scale, tilt
+from opencrs.vision.params import DEFAULT, Tuning
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "bench" / "photos"
@@ -213,14 +215,13 @@ class Method:
 class Engine(Method):
     name = "opencrs"
 
-    def __init__(self, gallery: dict[str, bytes]) -> None:
+    def __init__(self, gallery: dict[str, bytes], tuning: Tuning = DEFAULT) -> None:
         bundle = Bundle.empty()
         for tid, data in gallery.items():
-            bundle = bundle.with_target(
-                tid, extract_features(check_and_decode(data).gray, "target")
-            )
+            gray = check_and_decode(data, tuning.image).gray
+            bundle = bundle.with_target(tid, extract_features(gray, "target", tuning.target))
         self.bundle = bundle
-        self.searcher = Searcher(bundle)
+        self.searcher = Searcher(bundle, tuning=tuning)
         self.last_inliers: list[int] = []
 
     def rank(self, gray: np.ndarray) -> list[str]:
@@ -322,7 +323,11 @@ class Query:
 
 
 def run(
-    gallery_step: int, negative_step: int, baselines: bool, log: Callable[[str], None]
+    gallery_step: int,
+    negative_step: int,
+    baselines: bool,
+    log: Callable[[str], None],
+    tuning: Tuning = DEFAULT,
 ) -> tuple[list[Query], dict]:
     rows = load_manifest()
     gallery_rows = [r for r in rows if r["role"] == "gallery"]
@@ -330,7 +335,7 @@ def run(
     gallery_rows, negative_rows = gallery_rows[::gallery_step], negative_rows[::negative_step]
     gallery_bytes = {Path(r["file"]).stem: (PHOTOS / r["file"]).read_bytes() for r in gallery_rows}
     t0 = time.perf_counter()
-    engine = Engine(gallery_bytes)
+    engine = Engine(gallery_bytes, tuning)
     index_ms = (time.perf_counter() - t0) * 1000 / len(gallery_bytes)
     gallery_gray = {k: check_and_decode(v).gray for k, v in gallery_bytes.items()}
     ssim = SSIM(gallery_gray) if baselines else None
@@ -372,7 +377,7 @@ def run(
         data = encode(img, quality)
         q = Query(fam, kind, photo, truth, SAME_LANDMARK.get(photo) if photo in landmarks else None)
         t = time.perf_counter()
-        gray = check_and_decode(data).gray
+        gray = check_and_decode(data, tuning.image).gray
         decode_ms = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         q.results[engine.name] = engine.rank(gray)
@@ -518,32 +523,17 @@ def details(queries: list[Query], meta: dict) -> list[str]:
     return out
 
 
-def _override(assignments: list[str]) -> None:
-    """``NAME=VALUE`` params overrides; tuples are written as Python literals, e.g.
-    ``ORB_FAST_RETRY=(5,)`` or ``TILT_RETRY_STRETCH=()``."""
-    import ast
-
-    for item in assignments:
-        name, _, value = item.partition("=")
-        old = getattr(params, name)  # AttributeError on typos, on purpose
-        if isinstance(old, bool):
-            new = value == "True"
-        elif isinstance(old, tuple):
-            new = tuple(ast.literal_eval(value))
-        else:
-            new = type(old)(value)
-        setattr(params, name, new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1/4 of gallery and negatives")
     parser.add_argument("--gallery-step", type=int, default=1, help="every n-th gallery photo")
     parser.add_argument("--negative-step", type=int, default=1, help="every n-th negative")
     parser.add_argument("--no-baselines", action="store_true")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="see bench.tuning"
+    )
     args = parser.parse_args()
-    _override(args.set)
+    tuning = overridden(args.set)
 
     def log(msg: str) -> None:
         print(msg, flush=True)
@@ -551,7 +541,7 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.quick:
         args.gallery_step, args.negative_step = 4, 4
-    queries, meta = run(args.gallery_step, args.negative_step, not args.no_baselines, log)
+    queries, meta = run(args.gallery_step, args.negative_step, not args.no_baselines, log, tuning)
     lines = table(queries, meta)
     extra = details(queries, meta)
     print("\n".join(["", *lines, "", *extra]))

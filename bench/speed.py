@@ -8,8 +8,9 @@ Gallery of N: the real photos of ``bench/photos/gallery`` (``python -m bench.fet
 answer): random crops (25-60 % of the area) rotated, rescaled, mirrored and re-exposed,
 2x2 mosaics of crops of four photos, and perspective-warped crops, each JPEG-encoded and
 indexed like an upload. Distractor features are cached by chunks of 500 under
-``bench/out/speed-cache-<CRC of the extraction params>/`` (deterministic per chunk), so a
-second run or a larger size reuses them and a change of extraction parameters does not.
+``bench/out/speed-cache-<CRC>/`` (deterministic per chunk), the CRC of the target
+extraction profile and of the formats the cache holds, so a second run or a larger size
+reuses them and a change of extraction profile or of format makes them again.
 
 Queries: every gallery photo once under a moderate and once under a hard family of
 ``bench.quality`` (rotating through the families, seeded), as JPEG bytes; recall@1 counts
@@ -24,7 +25,7 @@ Columns: build = bundle assembly (vocabulary quantisation of every gallery featu
 once as targets enter and stored in the bundle) + Searcher construction (inverted file
 from the stored words), single process; index/s/core = targets indexed per second per
 core (decode + ORB + bundle/searcher build share, measured single-threaded); index
-B/target = Searcher structures beyond the bundle (bundle v3: 42 B per feature including
+B/target = Searcher structures beyond the bundle (bundle format 3: 42 B per feature including
 its word and 1,032 B of thumbnail per target, ~41 KB/target); cold = fresh interpreter: import +
 ``Bundle.from_bytes`` + ``Searcher`` (median of 3), which reads the stored words and
 quantises nothing; warm query p50/p95 and the median of each stage.
@@ -45,12 +46,14 @@ import subprocess
 import sys
 import time
 import zlib
+from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from bench.demo_photos import rotate
 from bench.quality import (
     HARD,
     MODERATE,
@@ -58,37 +61,29 @@ from bench.quality import (
     OUT,
     PHOTOS,
     Context,
-    _override,
     encode,
     load_manifest,
     read_gray,
 )
+from bench.tuning import overridden
 from opencrs.config import DEFAULT_BUNDLE_SHARDS
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.store.bundles import shard_of
-from opencrs.vision import params
-from opencrs.vision.features import Features, extract_features, make_features
+from opencrs.vision.features import FORMAT_VERSION, Features, extract_features, make_features
 from opencrs.vision.image import check_and_decode
-from opencrs.vision.wholeimage import Thumbnail
-from tests.photos import rotate
+from opencrs.vision.params import DEFAULT, Tuning
+from opencrs.vision.wholeimage import THUMB_SIDE, Thumbnail
+
+# The layout of a cache chunk (the arrays _chunk saves); bump it when they change.
+_CACHE_LAYOUT = 2
 
 
-def _extraction_fingerprint() -> str:
-    """CRC of every parameter that shapes a target's features, so a cache written under
-    other values is never reused."""
-    relevant = sorted(
-        (name, getattr(params, name))
-        for name in dir(params)
-        if name.startswith(("TARGET_", "ORB_", "STRETCH_"))
-    )
-    return f"{zlib.crc32(repr(relevant).encode()):08x}"
-
-
-def cache_dir() -> Path:
-    """Where distractor features are cached for the current extraction parameters (read
-    at call time: ``--set`` may change them)."""
-    return OUT / f"speed-cache-{_extraction_fingerprint()}"
+def cache_dir(tuning: Tuning = DEFAULT) -> Path:
+    """Where distractor features are cached: named by the CRC of everything that shapes
+    them (the target profile) or their stored form, so a stale cache is never reused."""
+    key = repr((tuning.target, FORMAT_VERSION, THUMB_SIDE, _CACHE_LAYOUT))
+    return OUT / f"speed-cache-{zlib.crc32(key.encode()):08x}"
 
 
 CHUNK = 500
@@ -135,25 +130,23 @@ def distractor(index: int) -> np.ndarray:
     return np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
 
 
-def _index_one(index: int) -> tuple[Features, float]:
+def _index_one(index: int, tuning: Tuning = DEFAULT) -> tuple[Features, float]:
     data = encode(distractor(index), 85)
     t = time.perf_counter()
-    f = extract_features(check_and_decode(data).gray, "target")
+    f = extract_features(check_and_decode(data, tuning.image).gray, "target", tuning.target)
     return f, time.perf_counter() - t
 
 
-def _chunk(k: int, sources: list[str], workers: int) -> tuple[list[Features], np.ndarray]:
+def _chunk(
+    k: int, sources: list[str], workers: int, tuning: Tuning
+) -> tuple[list[Features], np.ndarray]:
     """Features of distractors [k*CHUNK, (k+1)*CHUNK) and their per-target index seconds."""
-    path = cache_dir() / f"chunk-{k:04d}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            if "phash" not in z.files:  # written before thumbnails: make it again
-                path.unlink()
+    path = cache_dir(tuning) / f"chunk-{k:04d}.npz"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         ids = range(k * CHUNK, (k + 1) * CHUNK)
         with Pool(workers, _init_sources, (sources,)) as pool:
-            res = pool.map(_index_one, ids, chunksize=16)
+            res = pool.map(partial(_index_one, tuning=tuning), ids, chunksize=16)
         feats = [r[0] for r in res]
         np.savez(
             path,
@@ -200,19 +193,22 @@ def _cold_start(paths: list[Path], runs: int) -> dict[str, float]:
     return {k: float(np.median([o[k] for o in out])) for k in out[0]}
 
 
-def run_size(n: int, args: argparse.Namespace, gallery: dict[str, bytes]) -> dict:
+def run_size(
+    n: int, args: argparse.Namespace, gallery: dict[str, bytes], tuning: Tuning = DEFAULT
+) -> dict:
     sources = sorted(r["file"] for r in load_manifest() if r["role"] == "negatives")
     real: list[tuple[str, Features]] = []
     real_s = []
     for tid, data in gallery.items():
         t = time.perf_counter()
-        real.append((tid, extract_features(check_and_decode(data).gray, "target")))
+        gray = check_and_decode(data, tuning.image).gray
+        real.append((tid, extract_features(gray, "target", tuning.target)))
         real_s.append(time.perf_counter() - t)
     n_dis = max(0, n - len(real))
     parts = list(real)
     seconds = list(real_s)
     for k in range((n_dis + CHUNK - 1) // CHUNK):
-        feats, secs = _chunk(k, sources, args.workers)
+        feats, secs = _chunk(k, sources, args.workers, tuning)
         take = min(CHUNK, n_dis - k * CHUNK)
         parts += [(f"distractor-{k * CHUNK + j:06d}", feats[j]) for j in range(take)]
         seconds += list(secs[:take])
@@ -229,7 +225,7 @@ def run_size(n: int, args: argparse.Namespace, gallery: dict[str, bytes]) -> dic
     del by_shard
     t_bundle = time.perf_counter() - t
     t = time.perf_counter()
-    searcher = Searcher(shards)
+    searcher = Searcher(shards, tuning=tuning)
     t_searcher = time.perf_counter() - t
     n_targets = sum(len(b) for b in shards)
     n_features = sum(int(b.descriptors.shape[0]) for b in shards)
@@ -262,7 +258,7 @@ def run_size(n: int, args: argparse.Namespace, gallery: dict[str, bytes]) -> dic
             img, quality = fams[fam](truth_gray, r, ctx)
             data = encode(img, quality)
             t0 = time.perf_counter()
-            gray = check_and_decode(data).gray
+            gray = check_and_decode(data, tuning.image).gray
             t1 = time.perf_counter()
             tm: dict[str, float] = {}
             hits = searcher.search_image(gray, timings=tm)
@@ -284,7 +280,7 @@ def run_size(n: int, args: argparse.Namespace, gallery: dict[str, bytes]) -> dic
                 data = encode(img, quality)
                 t0 = time.perf_counter()
                 tm = {}
-                hits = searcher.search_image(check_and_decode(data).gray, timings=tm)
+                hits = searcher.search_image(check_and_decode(data, tuning.image).gray, timings=tm)
                 neg_ms.append((time.perf_counter() - t0) * 1000)
                 if hits:
                     h = hits[0]
@@ -351,18 +347,20 @@ def main() -> None:
     parser.add_argument(
         "--shards", type=int, default=DEFAULT_BUNDLE_SHARDS, help="bundle shards per gallery"
     )
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="see bench.tuning"
+    )
     parser.add_argument(
         "--negatives", action="store_true", help="also query upside-down, inverted negatives"
     )
     args = parser.parse_args()
-    _override(args.set)
+    tuning = overridden(args.set)
     rows = [r for r in load_manifest() if r["role"] == "gallery"]
     gallery = {Path(r["file"]).stem: (PHOTOS / r["file"]).read_bytes() for r in rows}
     results = []
     for n in (int(s) for s in args.sizes.split(",")):
         t0 = time.perf_counter()
-        res = run_size(n, args, gallery)
+        res = run_size(n, args, gallery, tuning)
         res["seconds"] = time.perf_counter() - t0
         results.append(res)
         print(f"size {n}: {json.dumps(res)}", flush=True)

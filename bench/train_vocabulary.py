@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.demo_photos import rotate, scale
 from bench.quality import PHOTOS, load_manifest, read_gray
 from opencrs.index.vocabulary import SHIPPED, train
 from opencrs.vision.features import extract_features
-from tests.photos import rotate, scale
 
 
 def _descriptors(rel: str) -> np.ndarray:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 import boto3
 import pytest
 
+from bench.demo_photos import photo
 from local.event_source import QueuePoller
 from local.runtime import load_handler
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore, shard_of
 from opencrs.store.records import TargetTable
-from tests.photos import photo
 
 pytestmark = pytest.mark.integration
 

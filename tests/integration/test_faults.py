@@ -22,12 +22,12 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
+from bench.demo_photos import photo
 from local.runtime import FakeLambdaContext, load_handler, s3_put_event
 from opencrs.store.aws import TOTAL_ATTEMPTS, client
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore, shard_of
 from tests.integration.test_concurrency import assert_consistent
-from tests.photos import photo
 
 pytestmark = pytest.mark.integration
 

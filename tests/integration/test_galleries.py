@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools import Metrics
 
+from bench.demo_photos import PHOTO_DIR
 from local.runtime import FakeLambdaContext, load_event
 from opencrs.bootstrap import Services
 from opencrs.config import Settings
@@ -21,7 +22,6 @@ from opencrs.edge.api import build_resolver
 from opencrs.edge.routes import similar_router, targets_router
 from opencrs.store.replays import RETENTION_S, ReplayLog
 from opencrs.wire import TIMESTAMP_WINDOW_MS, issue_token, now_ms, signed_params, signed_query
-from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
 

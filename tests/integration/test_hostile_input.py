@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.demo_photos import PHOTO_DIR
 from local.runtime import DEFAULT_APP_SECRET, load_event
 from opencrs.wire import http_status, now_ms, sign, signed_query
 from tests.integration.conftest import service_log_capture
-from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from bench.demo_photos import PHOTO_DIR
 from opencrs.wire import issue_token
 from tests.integration.conftest import service_log_capture
-from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
 

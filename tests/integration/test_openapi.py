@@ -26,11 +26,11 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from bench.demo_photos import PHOTO_DIR
 from local.runtime import REPO, load_event
 from local.serve import build_server
 from local.template import api_routes
 from opencrs.wire import signed_params, signed_query
-from tests.photos import PHOTO_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.demo_photos import PHOTO_DIR, load_bgr, photo, rotate, tilt
 from local.runtime import load_event
 from opencrs.vision.quality import QUALITY_FIELDS
 from opencrs.wire import issue_token, now_ms, sign, signed_params
-from tests.photos import PHOTO_DIR, load_bgr, photo, rotate, tilt
 
 pytestmark = pytest.mark.integration
 

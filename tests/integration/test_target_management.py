@@ -7,10 +7,10 @@ import base64
 import boto3
 import pytest
 
+from bench.demo_photos import photo
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
 from opencrs.vision.quality import QUALITY_FIELDS
-from tests.photos import photo
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import json
 import boto3
 import pytest
 
+from bench.demo_photos import photo
 from local.runtime import FakeLambdaContext, load_event, s3_put_event
-from tests.photos import photo
 
 pytestmark = pytest.mark.integration
 

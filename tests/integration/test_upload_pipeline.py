@@ -9,11 +9,11 @@ import json
 import boto3
 import pytest
 
+from bench.demo_photos import photo
 from local.event_source import QueuePoller
 from local.runtime import FakeLambdaContext, load_event, s3_put_event
 from opencrs.store.records import UploadKeys
 from opencrs.usecases.targets import Targets
-from tests.photos import photo
 
 pytestmark = pytest.mark.integration
 

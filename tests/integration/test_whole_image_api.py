@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.photos import load_gray, photo
+from bench.demo_photos import load_gray, photo
 
 pytestmark = pytest.mark.integration
 

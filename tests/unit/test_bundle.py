@@ -1,5 +1,5 @@
 """The gallery bundle: immutability, replacement, removal, stored words and thumbnails,
-and its binary format (v3 written, v2 and v1 still read)."""
+and its binary format (only version 3 written and read)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import zlib
 import numpy as np
 import pytest
 
+from bench.demo_photos import load_gray
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.index.vocabulary import Vocabulary, shipped
-from opencrs.vision.features import Features, extract_features, make_features
-from tests.photos import load_gray
+from opencrs.vision.features import Features, UnsupportedFormat, extract_features, make_features
 
 
 @pytest.fixture(scope="module")
@@ -76,45 +76,6 @@ def _v3_arrays_start(b: Bundle) -> int:
 def _v3_words_start(b: Bundle) -> int:
     """Offset of the words array: after 8 bytes of pHash and 1024 of thumbnail a target."""
     return _v3_arrays_start(b) + len(b) * (8 + 1024)
-
-
-def _v2_bytes(parts: list[tuple[str, Features]]) -> bytes:
-    """A format v2 bundle (no thumbnails), written from the documented layout."""
-    n_feat = sum(len(f) for _, f in parts)
-    fp = shipped().fingerprint()
-    chunks = [struct.pack("<8sHHIII", b"OCRSBNDL", 2, 32, len(parts), n_feat, fp)]
-    for tid, f in parts:
-        raw = tid.encode("utf-8")
-        chunks += [struct.pack("<H", len(raw)), raw, struct.pack("<III", f.width, f.height, len(f))]
-    size = sum(len(c) for c in chunks)
-    current = Bundle.from_targets(parts)
-    stored = [current.features_of(tid) for tid, _ in parts]
-    xy = np.concatenate(
-        [f.xy.astype(np.float64) / [max(f.width, 1), max(f.height, 1)] for f in stored]
-    )
-    chunks += [
-        bytes(-size % 4),
-        current.words.astype("<u4").tobytes(),
-        np.rint(xy * 65535).astype("<u2").tobytes(),
-        np.rint(np.concatenate([f.angle for f in stored]) * 65536 / 360).astype("<u2").tobytes(),
-        current.descriptors.tobytes(),
-    ]
-    return _resealed(b"".join(chunks))
-
-
-def _v1_bytes(parts: list[tuple[str, Features]]) -> bytes:
-    """A format v1 bundle, written from the layout documented in the module docstring."""
-    n_feat = sum(len(f) for _, f in parts)
-    chunks = [struct.pack("<8sHHII", b"OCRSBNDL", 1, 32, len(parts), n_feat)]
-    for tid, f in parts:
-        raw = tid.encode("utf-8")
-        chunks += [struct.pack("<H", len(raw)), raw, struct.pack("<III", f.width, f.height, len(f))]
-    chunks += [
-        np.concatenate([f.xy for _, f in parts]).astype("<f4").tobytes(),
-        np.concatenate([f.angle for _, f in parts]).astype("<f4").tobytes(),
-        np.concatenate([f.descriptors.reshape(-1, 32) for _, f in parts]).tobytes(),
-    ]
-    return _resealed(b"".join(chunks))
 
 
 def _words_of(b: Bundle) -> np.ndarray:
@@ -264,64 +225,6 @@ def test_round_trip_is_bit_identical(feats: dict[str, Features]) -> None:
     assert per_feature < 43  # 4 word + 4 xy + 2 angle + 32 descriptor, plus a tiny header
 
 
-def test_v1_bytes_load_quantised(feats: dict[str, Features]) -> None:
-    parts = [(f"id-{n}", f) for n, f in feats.items()]
-    parts += [
-        ("ünïcode-id/ü", feats["page"]),
-        ("empty", make_features(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 32)), 5, 7)),
-    ]
-    old = Bundle.from_bytes(_v1_bytes(parts))
-    assert old.target_ids() == [t for t, _ in parts]
-    assert np.array_equal(old.words, _words_of(old))
-    assert old.vocabulary_fingerprint == shipped().fingerprint()
-    for tid, f in _unthumbed(parts):
-        assert _close(old.features_of(tid), f)
-    # Loading v1 gives the bundle the same targets make today, less their thumbnails (v1
-    # has none); it is written as v3.
-    assert not old.has_thumbnail.any()
-    assert old.to_bytes() == Bundle.from_targets(_unthumbed(parts)).to_bytes()
-
-
-def _unthumbed(parts: list[tuple[str, Features]]) -> list[tuple[str, Features]]:
-    return [(t, make_features(f.xy, f.angle, f.descriptors, f.width, f.height)) for t, f in parts]
-
-
-def test_v2_bytes_load_without_thumbnails(feats: dict[str, Features]) -> None:
-    parts = [(f"id-{n}", f) for n, f in feats.items()]
-    parts.append(("empty", make_features(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 32)), 5, 7)))
-    old = Bundle.from_bytes(_v2_bytes(parts))
-    assert old.target_ids() == [t for t, _ in parts]
-    assert not old.has_thumbnail.any() and not old.phashes.any()
-    for tid, f in parts:
-        assert old.thumbnail_of(tid) is None
-        stored = old.features_of(tid)
-        assert stored.thumbnail is None and np.array_equal(stored.descriptors, f.descriptors)
-    assert old.to_bytes() == Bundle.from_targets(_unthumbed(parts)).to_bytes()
-    # A v2 target indexed again gets its thumbnail; the others stay without.
-    grown = old.with_target("id-coins", feats["coins"])
-    assert grown.has_thumbnail.tolist() == [False, False, False, True]
-    assert _same(
-        Bundle.from_bytes(grown.to_bytes()).features_of("id-coins"), grown.features_of("id-coins")
-    )
-
-
-def test_v1_corrupt_or_lying_bytes_raise(feats: dict[str, Features]) -> None:
-    data = _v1_bytes([(f"id-{n}", f) for n, f in feats.items()])
-    body = bytearray(data[:-4])
-    lying = bytearray(body)
-    lying[16:20] = struct.pack("<I", 5)
-    huge = bytearray(body)
-    huge[12:20] = struct.pack("<II", 0xFFFFFFFF, 0xFFFFFFFF)
-    short = body[:-44]
-    short[16:20] = struct.pack("<I", struct.unpack_from("<I", body, 16)[0] - 1)  # counts disagree
-    for bad in (data[:-1], data[:100], data + b"\0"):
-        with pytest.raises(ValueError):
-            Bundle.from_bytes(bad)
-    for bad in (lying, huge, short):
-        with pytest.raises(ValueError):
-            Bundle.from_bytes(_resealed(bad))
-
-
 def test_other_vocabulary_fingerprint_is_requantised(feats: dict[str, Features]) -> None:
     b = _gallery(feats)
     data = b.to_bytes()
@@ -379,6 +282,16 @@ def test_future_version_and_lying_counts_raise_even_with_valid_crc(
     for bad in (v4, v0, lying, many_targets, huge, padding, word, flag, short_header):
         with pytest.raises(ValueError):
             Bundle.from_bytes(_resealed(bad))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_format_versions_are_refused_by_name(
+    feats: dict[str, Features], version: int
+) -> None:
+    body = bytearray(_gallery(feats).to_bytes()[:-4])
+    body[8:10] = struct.pack("<H", version)
+    with pytest.raises(UnsupportedFormat, match=f"version {version} is not read"):
+        Bundle.from_bytes(_resealed(body))
 
 
 def test_invalid_ids_rejected(feats: dict[str, Features]) -> None:

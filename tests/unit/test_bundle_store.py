@@ -16,7 +16,7 @@ from local.runtime import provision
 from opencrs.config import Settings
 from opencrs.domain.errors import BlobMissing
 from opencrs.domain.ports import Stores
-from opencrs.index.bundle import Bundle
+from opencrs.index.bundle import Bundle, UnsupportedFormat
 from opencrs.store import bundles as bundles_module
 from opencrs.store.aws import reset_clients
 from opencrs.store.blobs import BlobStore
@@ -158,32 +158,16 @@ def test_the_stored_manifest_is_the_one_commit_returns(aws: None) -> None:
     assert sum(bool(k) for k in second.shard_keys) == len({shard_of(t, SHARDS) for t in "ab"})
 
 
-def test_legacy_single_bundle_manifest_reads_as_one_shard_and_stays_one(aws: None) -> None:
-    s3 = boto3.client("s3")
-    legacy = Bundle.from_targets([(t, features(t)) for t in ("a", "b")])
-    s3.put_object(Bucket=BUCKET, Key="bundles/g/v00000002-x.bin", Body=legacy.to_bytes())
-    s3.put_object(Bucket=BUCKET, Key="bundles/g/v00000001-y.bin", Body=b"older")
+def test_a_manifest_of_the_single_bundle_layout_is_refused(aws: None) -> None:
     put_manifest_item(
         {
             "version": {"N": "2"},
             "bundleKey": {"S": "bundles/g/v00000002-x.bin"},
-            "previousKey": {"S": "bundles/g/v00000001-y.bin"},
             "targets": {"N": "2"},
         }
     )
-    bundles, _ = store(shards=16)
-    manifest = bundles.manifest(GALLERY)
-    assert manifest == Manifest(
-        GALLERY, 2, ("bundles/g/v00000002-x.bin",), (2,), ("bundles/g/v00000001-y.bin",), 2
-    )
-    assert bundles.load(manifest).target_ids() == ["a", "b"]
-
-    after = bundles.commit(GALLERY, "c", add("c"))
-    assert after is not None and after.shard_count == 1  # not re-sharded by a commit
-    assert after.retired == ("bundles/g/v00000002-x.bin",)
-    assert bucket_keys() == {"bundles/g/v00000002-x.bin", after.shard_keys[0]}  # previous gone
-    assert sorted(store()[0].load(bundles.manifest(GALLERY)).target_ids()) == ["a", "b", "c"]
-    assert bundles.manifest(GALLERY).targets == 3
+    with pytest.raises(UnsupportedFormat, match="no shardKeys"):
+        store(shards=16)[0].manifest(GALLERY)
 
 
 def test_the_shard_count_is_fixed_when_the_gallery_is_created(aws: None) -> None:

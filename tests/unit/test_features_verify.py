@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
 
-from opencrs.vision import params
+from bench.demo_photos import crop, load_gray, rotate, scale, tilt
 from opencrs.vision.features import Features, extract_features, make_features, normalise_exposure
+from opencrs.vision.params import MATCHING, QUERY, TARGET
 from opencrs.vision.verify import Verification, ratio_matches, verify
-from tests.photos import crop, load_gray, rotate, scale, tilt
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +22,14 @@ def astronaut_target() -> Features:
 def test_target_features_are_capped_spread_and_in_original_frame() -> None:
     gray = load_gray("hubble")  # 800x697: downscaled to 640 for extraction
     f = extract_features(gray, "target")
-    assert len(f) == params.TARGET_FEATURES
+    assert len(f) == TARGET.features
     assert f.xy.dtype == np.float32 and f.xy.shape == (len(f), 2)
     assert f.angle.dtype == np.float32 and f.angle.shape == (len(f),)
     assert f.descriptors.dtype == np.uint8 and f.descriptors.shape == (len(f), 32)
     assert (f.width, f.height) == (800, 697)
     assert f.xy[:, 0].max() > 700 and f.xy[:, 1].max() > 600  # scaled back past 640
     assert f.xy.min() >= 0 and f.xy[:, 0].max() < 800 and f.xy[:, 1].max() < 697
-    g = params.TARGET_GRID
+    g = TARGET.grid
     cells = (f.xy[:, 1] * g // 697).astype(int) * g + (f.xy[:, 0] * g // 800).astype(int)
     assert len(np.unique(cells)) >= 0.8 * g * g
 
@@ -116,7 +118,7 @@ def test_verify_accepts_transformed_copies(astronaut_target: Features, transform
     q = extract_features(transform(load_gray("astronaut")), "query")
     v = verify(q, astronaut_target)
     assert v is not None
-    assert v.inliers >= 3 * params.MIN_INLIERS
+    assert v.inliers >= 3 * MATCHING.min_inliers
     assert v.score > 0
 
 
@@ -220,7 +222,7 @@ def test_low_light_query_verifies(name: str) -> None:
     dark = load_gray(name).astype(np.float32) * 0.15 * 0.8
     dark = np.clip(dark + rng.normal(0, 3.0, dark.shape), 0, 255).astype(np.uint8)
     v = verify(extract_features(dark, "query"), target)
-    assert v is not None and v.inliers >= 5 * params.MIN_INLIERS
+    assert v is not None and v.inliers >= 5 * MATCHING.min_inliers
 
 
 def test_a_dim_target_is_normalised_like_its_queries() -> None:
@@ -234,30 +236,28 @@ def test_a_dim_target_is_normalised_like_its_queries() -> None:
     assert ok and v is not None and v.inliers >= 400
 
 
-def test_a_soft_focus_target_gets_corners_at_lower_fast_thresholds(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_soft_focus_target_gets_corners_at_lower_fast_thresholds() -> None:
     """A well-exposed but soft photo (retina under a sigma-5.5 blur, like a hazy sky) gives
-    FAST at ORB_FAST_THRESHOLD a dozen corners and no match for its rotated, scaled copy;
-    detecting again at the ORB_FAST_RETRY thresholds finds hundreds and verifies it."""
+    FAST at its threshold a dozen corners and no match for its rotated, scaled copy;
+    detecting again at the fast_retry thresholds finds hundreds and verifies it."""
     soft = cv2.GaussianBlur(load_gray("retina"), (0, 0), 5.5)
     query = rotate(scale(soft, 0.7), 40)
 
-    def match() -> tuple[int, Verification | None]:
-        target = extract_features(soft, "target")
-        return len(target), verify(extract_features(query, "query"), target)
+    def match(fast_retry: tuple[int, ...]) -> tuple[int, Verification | None]:
+        target = extract_features(soft, "target", replace(TARGET, fast_retry=fast_retry))
+        found = verify(
+            extract_features(query, "query", replace(QUERY, fast_retry=fast_retry)), target
+        )
+        return len(target), found
 
-    count, found = match()
+    count, found = match(TARGET.fast_retry)
     assert count >= 200
-    assert found is not None and found.inliers >= 5 * params.MIN_INLIERS
-    monkeypatch.setattr(params, "ORB_FAST_RETRY", ())
-    count, found = match()
+    assert found is not None and found.inliers >= 5 * MATCHING.min_inliers
+    count, found = match(())
     assert count < 50 and found is None
 
 
-def test_darker_images_are_smoothed_more_before_the_stretch(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_darker_images_are_smoothed_more_before_the_stretch() -> None:
     """A soft photo (retina under a sigma-3 blur) at 15 % exposure with sensor noise: the
     stretch multiplies the noise ~25x, which a fixed sigma-0.8 smoothing leaves as corners
     that match nothing (no verification); smoothing by sigma x gain^0.25 finds ~60 inliers."""
@@ -265,10 +265,14 @@ def test_darker_images_are_smoothed_more_before_the_stretch(
     rng = np.random.default_rng(3)
     dark = np.clip(soft * 0.15 * 0.8 + rng.normal(0, 3.0, soft.shape), 0, 255).astype(np.uint8)
 
-    def match() -> Verification | None:
-        return verify(extract_features(dark, "query"), extract_features(soft, "target"))
+    def match(power: float) -> Verification | None:
+        query_profile = replace(QUERY, stretch_sigma_gain_power=power)
+        target_profile = replace(TARGET, stretch_sigma_gain_power=power)
+        return verify(
+            extract_features(dark, "query", query_profile),
+            extract_features(soft, "target", target_profile),
+        )
 
-    found = match()
-    assert found is not None and found.inliers >= 3 * params.MIN_INLIERS
-    monkeypatch.setattr(params, "STRETCH_SIGMA_GAIN_POWER", 0.0)
-    assert match() is None
+    found = match(QUERY.stretch_sigma_gain_power)
+    assert found is not None and found.inliers >= 3 * MATCHING.min_inliers
+    assert match(0.0) is None

@@ -10,15 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.demo_photos import load_bgr
 from opencrs.vision import image as image_mod
 from opencrs.vision.image import (
-    MAX_IMAGE_BYTES,
     DecodedImage,
     ImageError,
     check_and_decode,
     decode_base64_image,
 )
-from tests.photos import load_bgr
+from opencrs.vision.params import IMAGE_LIMITS
 
 
 def _png(img: np.ndarray) -> bytes:
@@ -115,7 +115,7 @@ def test_valid_jpeg_and_png_decode_to_gray() -> None:
 
 def test_over_two_megabytes_is_422(no_decode: None) -> None:
     data = _fake_png(10, 10)
-    data = data + b"\0" * (MAX_IMAGE_BYTES + 1 - len(data))
+    data = data + b"\0" * (IMAGE_LIMITS.max_bytes + 1 - len(data))
     with pytest.raises(ImageError) as err:
         check_and_decode(data)
     assert err.value.code == 422

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.demo_photos import load_gray, rotate, tilt
 from opencrs.index.bundle import Bundle
 from opencrs.index.inverted import InvertedIndex
 from opencrs.index.search import Searcher
 from opencrs.vision.features import extract_features, make_features
-from tests.photos import load_gray, rotate, tilt
 
 
 def _index(per_target: list[list[int]], n_words: int = 10) -> InvertedIndex:

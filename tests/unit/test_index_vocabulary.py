@@ -92,8 +92,8 @@ def test_shipped_vocabulary() -> None:
     assert SHIPPED.stat().st_size < 4_000_000  # small enough for the Lambda layer
     assert v.branching >= 8 and v.words >= 50_000
     # Real ORB descriptors spread over many words (a degenerate tree would not).
+    from bench.demo_photos import load_gray
     from opencrs.vision.features import extract_features
-    from tests.photos import load_gray
 
     d = extract_features(load_gray("astronaut"), "query").descriptors
     words = v.quantise(d)

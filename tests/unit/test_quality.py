@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.demo_photos import load_gray
 from opencrs.vision.features import extract_features
 from opencrs.vision.quality import QUALITY_FIELDS, grade, measure
-from tests.photos import load_gray
 
 
 def _grades(gray: np.ndarray) -> dict[str, int]:

@@ -14,12 +14,12 @@ import zlib
 import numpy as np
 import pytest
 
+from bench.demo_photos import GALLERY, NEGATIVES, load_gray
 from bench.quality import HARD, MODERATE, NEGATIVE, Context, encode
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.vision.features import extract_features
 from opencrs.vision.image import check_and_decode
-from tests.photos import GALLERY, NEGATIVES, load_gray
 
 # Fixed thresholds for this slice (2 photos per family, rotating through the gallery).
 # Measured 2026-12-01: every moderate and every hard query passes (the hard bar was 0.8

@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.demo_photos import FAMILIES, GALLERY, NEGATIVES, embed, load_gray, rotate, scale, tilt
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Hit, Searcher
 from opencrs.store.bundles import shard_of
-from opencrs.vision import params
 from opencrs.vision.features import extract_features
-from tests.photos import FAMILIES, GALLERY, NEGATIVES, embed, load_gray, rotate, scale, tilt
+from opencrs.vision.params import MATCHING
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_transformed_photo_finds_its_target_first(
     hits = _search(searcher, FAMILIES[family](load_gray(name), name))
     assert hits, f"{family}: {name} not found"
     assert hits[0].target_id == name
-    assert hits[0].inliers >= params.MIN_INLIERS
+    assert hits[0].inliers >= MATCHING.min_inliers
     assert [h.target_id for h in hits] == [name]  # nothing else is in the picture
 
 

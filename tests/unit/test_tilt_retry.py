@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.demo_photos import GALLERY, NEGATIVES, load_gray, rotate, tilt
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
-from opencrs.vision import params
 from opencrs.vision.features import extract_features, tilt_views
-from tests.photos import GALLERY, NEGATIVES, load_gray, rotate, tilt
+from opencrs.vision.params import DEFAULT, QUERY, SEARCH
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +34,15 @@ CASES = [("hubble", 60, 0), ("hubble", 65, 1), ("page", 65, 1), ("coffee", 70, 1
 
 @pytest.mark.parametrize(("name", "degrees", "axis"), CASES)
 def test_a_steep_tilt_is_found_only_through_a_stretched_view(
-    searcher: Searcher, monkeypatch: pytest.MonkeyPatch, name: str, degrees: float, axis: int
+    searcher: Searcher, name: str, degrees: float, axis: int
 ) -> None:
     img = _tilted(name, degrees, axis)
     timings: dict[str, float] = {}
     hits = searcher.search_image(img, timings=timings)
     assert [h.target_id for h in hits][:1] == [name]
     assert timings["views"] == 2 + axis  # the query, then its vertical, horizontal stretch
-    monkeypatch.setattr(params, "TILT_RETRY_STRETCH", ())
-    assert searcher.search_image(img) == []
+    no_retry = DEFAULT.replace("search.tilt_retry_stretch", ())
+    assert Searcher(searcher.shards, tuning=no_retry).search_image(img) == []
 
 
 def test_a_query_that_finds_its_target_is_searched_once(searcher: Searcher) -> None:
@@ -56,7 +56,7 @@ def test_a_query_that_finds_its_target_is_searched_once(searcher: Searcher) -> N
 def test_negatives_stay_negative_through_every_view(searcher: Searcher, name: str) -> None:
     timings: dict[str, float] = {}
     assert searcher.search_image(load_gray(name), timings=timings) == []
-    assert timings["views"] == 1 + 2 * len(params.TILT_RETRY_STRETCH)
+    assert timings["views"] == 1 + 2 * len(SEARCH.tilt_retry_stretch)
 
 
 def test_views_are_stretched_and_never_larger_than_the_working_size() -> None:
@@ -64,7 +64,7 @@ def test_views_are_stretched_and_never_larger_than_the_working_size() -> None:
     assert [v.shape for v in tilt_views(small)] == [(600, 400), (300, 800)]
     big = np.zeros((3000, 4000), np.uint8)
     shapes = [v.shape for v in tilt_views(big)]
-    assert all(max(s) <= params.QUERY_MAX_SIDE for s in shapes)
+    assert all(max(s) <= QUERY.max_side for s in shapes)
     (h1, w1), (h2, w2) = shapes
     assert h1 / w1 == pytest.approx(2 * 3000 / 4000, rel=0.01)
     assert w2 / h2 == pytest.approx(2 * 4000 / 3000, rel=0.01)

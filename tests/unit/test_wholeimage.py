@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.demo_photos import GALLERY, NEGATIVES, crop, load_gray, rotate, scale
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
-from opencrs.vision import params
-from opencrs.vision.features import Features, extract_features, make_features
+from opencrs.vision.features import Features, UnsupportedFormat, extract_features, make_features
+from opencrs.vision.params import DEFAULT, MATCHING, WHOLE_IMAGE
 from opencrs.vision.wholeimage import (
     THUMB_SIDE,
     Thumbnail,
@@ -22,7 +23,6 @@ from opencrs.vision.wholeimage import (
     same_picture,
     thumbnail,
 )
-from tests.photos import GALLERY, NEGATIVES, crop, load_gray, rotate, scale
 
 
 def _degrade(gray: np.ndarray, seed: int, *, sigma: float, gain: float, noise: float) -> np.ndarray:
@@ -79,7 +79,7 @@ def test_the_same_picture_under_global_degradations_is_accepted(name: str) -> No
     for label, view in views.items():
         q = thumbnail(view)
         r = residual(q, target)
-        assert r <= params.WHOLE_MAX_RESIDUAL, (label, r)
+        assert r <= WHOLE_IMAGE.max_residual, (label, r)
         assert same_picture(q, target), label
 
 
@@ -89,12 +89,12 @@ def test_unrelated_pictures_disagree_whatever_their_hashes() -> None:
     (measured: brick against gravel, two near-flat textures at 32 px, 0.35 at 5 degrees)."""
     thumbs = {n: thumbnail(load_gray(n)) for n in PHOTOS}
     upright = min(residual(thumbs[a], thumbs[b]) for a, b in itertools.permutations(PHOTOS, 2))
-    assert upright > 4 * params.WHOLE_MAX_RESIDUAL
+    assert upright > 4 * WHOLE_IMAGE.max_residual
     for angle in (5, 30):
         rotated = {n: thumbnail(rotate(load_gray(n), angle)) for n in PHOTOS}
         for a, b in itertools.permutations(PHOTOS, 2):
             assert not same_picture(rotated[a], rotated[b]), (angle, a, b)
-            assert residual(rotated[a], rotated[b]) > 1.2 * params.WHOLE_MAX_RESIDUAL
+            assert residual(rotated[a], rotated[b]) > 1.2 * WHOLE_IMAGE.max_residual
 
 
 def test_flat_pictures_framed_by_the_same_padding_disagree() -> None:
@@ -111,7 +111,7 @@ def test_flat_pictures_framed_by_the_same_padding_disagree() -> None:
         q = thumbnail(_jpeg(rotate(light, angle), 85))
         t = thumbnail(_jpeg(rotate(grey, angle), 85)).rounded()
         assert not same_picture(q, t), angle
-        assert residual(q, t) > 2 * params.WHOLE_MAX_RESIDUAL
+        assert residual(q, t) > 2 * WHOLE_IMAGE.max_residual
 
 
 def test_geometric_changes_are_left_to_local_features() -> None:
@@ -150,8 +150,9 @@ def test_features_carry_the_thumbnail_through_their_bytes() -> None:
     assert extract_features(np.full((300, 300), 200, np.uint8), "query").thumbnail is not None
 
 
-def test_features_v1_bytes_still_read() -> None:
-    """Features stored before thumbnails: version 1, no flag (the documented layout)."""
+def test_features_of_an_older_version_or_a_bad_flag_are_refused() -> None:
+    """Version 1 (stored before thumbnails, no flag) is no longer read; a flag other than
+    0 or 1 is corruption."""
     import struct
     import zlib
 
@@ -164,8 +165,8 @@ def test_features_v1_bytes_still_read() -> None:
             f.descriptors.tobytes(),
         )
     )
-    old = Features.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
-    assert old.thumbnail is None and np.array_equal(old.descriptors, f.descriptors)
+    with pytest.raises(UnsupportedFormat, match="version 1 is not read"):
+        Features.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
     flagged = bytearray(f.to_bytes()[:-4])
     flagged[24 + len(f) * 44] = 2
     with pytest.raises(ValueError):
@@ -185,7 +186,7 @@ def soft_gallery() -> tuple[Bundle, np.ndarray]:
 
 
 def test_a_soft_target_under_blur_and_noise_is_found_whole(
-    soft_gallery: tuple[Bundle, np.ndarray], monkeypatch: pytest.MonkeyPatch
+    soft_gallery: tuple[Bundle, np.ndarray],
 ) -> None:
     bundle, soft = soft_gallery
     query = extract_features(_degrade(soft, 1, sigma=3.0, gain=0.3, noise=4.0), "query")
@@ -193,8 +194,7 @@ def test_a_soft_target_under_blur_and_noise_is_found_whole(
     assert [h.target_id for h in hits] == ["soft"]
     assert hits[0].whole_image and hits[0].inliers == 0
     # Local features alone miss it: with the whole-image check off, nothing is found.
-    monkeypatch.setattr(params, "WHOLE_MAX_RESIDUAL", -1.0)
-    assert Searcher(bundle).search(query) == []
+    assert Searcher(bundle, tuning=DEFAULT.replace("whole.max_residual", -1.0)).search(query) == []
 
 
 def test_a_query_without_corners_still_gets_the_whole_image_check() -> None:
@@ -211,7 +211,7 @@ def test_local_hits_come_first_and_are_not_repeated(
     bundle, _ = soft_gallery
     hits = Searcher(bundle).search(extract_features(load_gray("coffee"), "query"))
     assert [h.target_id for h in hits] == ["coffee"]
-    assert not hits[0].whole_image and hits[0].inliers >= params.MIN_INLIERS
+    assert not hits[0].whole_image and hits[0].inliers >= MATCHING.min_inliers
 
 
 def test_targets_without_thumbnails_are_skipped(soft_gallery: tuple[Bundle, np.ndarray]) -> None:

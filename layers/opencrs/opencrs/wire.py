@@ -58,6 +58,8 @@ _HTTP_STATUS = {
     INTERNAL_ERROR: 500,
 }
 
+# The one target type EasyAR knows.
+TARGET_TYPE = "ImageTarget"
 # How far a request's timestamp may stray from the server's clock.
 TIMESTAMP_WINDOW_MS = 5 * 60 * 1000
 # Parameters that never take part in the signed string.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-TARGET_TYPE = "ImageTarget"
+from opencrs.wire import TARGET_TYPE
 
 # Index states: a target is searchable only once "indexed".
 PENDING = "pending"

@@ -14,13 +14,12 @@ the same values and give the same answers. The loss is far below ORB's own preci
 1/65535 of the image side (0.01 px at 640 px) and 360/65536 degrees.
 
 The on-disk format is explicit (no pickle) so a bundle fetched from S3 can never execute
-code, and a CRC32 catches truncated or corrupted downloads. Format v3 is written; v2 and
-v1 (deployed buckets) are still read: their targets have no whole-image thumbnail (so
-only local features can find them until they are indexed again), and v1's words are
-computed and geometry quantised on load. A bundle whose vocabulary fingerprint is not the
-shipped vocabulary's (the vocabulary was upgraded) is re-quantised on load too.
+code, and a CRC32 catches truncated or corrupted downloads. Only format 3 is read; any
+other version is refused with ``UnsupportedFormat`` (index the targets again). A bundle
+whose vocabulary fingerprint is not the shipped vocabulary's (the vocabulary was
+upgraded) is re-quantised on load.
 
-Format v3 (little-endian), 42 bytes per feature and 1,033 per target::
+Format 3 (little-endian), 42 bytes per feature and 1,033 per target::
 
     magic "OCRSBNDL" | u16 version = 3 | u16 descriptor bytes | u32 targets | u32 features
     u32 vocabulary fingerprint (``Vocabulary.fingerprint()`` of the words' vocabulary)
@@ -32,26 +31,8 @@ Format v3 (little-endian), 42 bytes per feature and 1,033 per target::
     u8 descriptors[features, dbytes]
     u32 CRC32 of everything before it
 
-Format v2: as v3 without the thumbnail flag in the target table, without the pHash and
-thumbnail arrays, and padded to 4 bytes; 42 bytes per feature::
-
-    magic "OCRSBNDL" | u16 version = 2 | u16 descriptor bytes | u32 targets | u32 features
-    u32 vocabulary fingerprint (``Vocabulary.fingerprint()`` of the words' vocabulary)
-    per target: u16 id length | id (UTF-8) | u32 width | u32 height | u32 feature count
-    0-3 zero bytes, so the arrays start 4-byte aligned (read in place, without copies)
-    u32 words[features] | u16 xy[features, 2] | u16 angle[features]
-    u8 descriptors[features, dbytes]
-    u32 CRC32 of everything before it
-
     x_q = clip(round(x / max(width, 1) * 65535), 0, 65535), y_q likewise with height;
     angle_q = round(angle / 360 * 65536) mod 65536; non-finite values are stored as 0.
-
-Format v1 (little-endian), 44 bytes per feature::
-
-    magic "OCRSBNDL" | u16 version = 1 | u16 descriptor bytes | u32 targets | u32 features
-    per target: u16 id length | id (UTF-8) | u32 width | u32 height | u32 feature count
-    f32 xy[features, 2] | f32 angle[features] | u8 descriptors[features, dbytes]
-    u32 CRC32 of everything before it
 """
 
 from __future__ import annotations
@@ -63,24 +44,20 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from opencrs.index.vocabulary import shipped
-from opencrs.vision.features import Features, make_features
+from opencrs.vision.features import Features, UnsupportedFormat, make_features
 from opencrs.vision.wholeimage import THUMB_SIDE, Thumbnail
 
 _MAGIC = b"OCRSBNDL"
 _VERSION = 3
-_PREFIX = struct.Struct("<8sH")  # magic, version: common to every version
-_HEADER_V1 = struct.Struct("<8sHHII")
-_HEADER_V2 = struct.Struct("<8sHHIII")  # v3 too
-_TARGET = struct.Struct("<III")
-_TARGET_V3 = struct.Struct("<IIIB")
+_PREFIX = struct.Struct("<8sH")  # magic, version: read before the rest of the header
+_HEADER = struct.Struct("<8sHHIII")
+_TARGET = struct.Struct("<IIIB")
 _IDLEN = struct.Struct("<H")
 _CRC = struct.Struct("<I")
 _DESC_BYTES = 32
-_FEATURE_BYTES_V1 = 8 + 4 + _DESC_BYTES
-_FEATURE_BYTES_V2 = 4 + 4 + 2 + _DESC_BYTES
+_FEATURE_BYTES = 4 + 4 + 2 + _DESC_BYTES
 _THUMB_BYTES_PER_TARGET = 8 + THUMB_SIDE * THUMB_SIDE  # pHash and pixels
-_ALIGN = 4
-_ALIGN_V3 = 8
+_ALIGN = 8
 _MAX_ID_BYTES = 0xFFFF
 _XY_STEPS = 65535  # x_q = 65535 is the image's right edge
 _ANGLE_STEPS = 65536  # angles wrap: 65536 would be 360 degrees, i.e. 0
@@ -274,8 +251,8 @@ class Bundle:
         return make_features(xy, angle, self._descriptors[a:b], w, h, self.thumbnail_of(target_id))
 
     def thumbnail_of(self, target_id: str) -> Thumbnail | None:
-        """The target's whole-image thumbnail (None: indexed before thumbnails existed, or
-        read from a v1/v2 bundle); ``KeyError`` if absent."""
+        """The target's whole-image thumbnail (None: its features came without one);
+        ``KeyError`` if absent."""
         i = self._pos[target_id]
         if not self._has_thumb[i]:
             return None
@@ -320,23 +297,21 @@ class Bundle:
 
     # -- serialisation ----------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """Format v3 (see the module docstring)."""
+        """Format 3 (see the module docstring)."""
         n_feat = int(self._offsets[-1])
         chunks = [
-            _HEADER_V2.pack(
-                _MAGIC, _VERSION, _DESC_BYTES, len(self._ids), n_feat, self._fingerprint
-            )
+            _HEADER.pack(_MAGIC, _VERSION, _DESC_BYTES, len(self._ids), n_feat, self._fingerprint)
         ]
-        size = _HEADER_V2.size
+        size = _HEADER.size
         for i, tid in enumerate(self._ids):
             raw = tid.encode("utf-8")
             count = int(self._offsets[i + 1] - self._offsets[i])
             w, h = (int(v) for v in self._sizes[i])
             has = bool(self._has_thumb[i])
-            chunks += [_IDLEN.pack(len(raw)), raw, _TARGET_V3.pack(w, h, count, has)]
-            size += _IDLEN.size + len(raw) + _TARGET_V3.size
+            chunks += [_IDLEN.pack(len(raw)), raw, _TARGET.pack(w, h, count, has)]
+            size += _IDLEN.size + len(raw) + _TARGET.size
         chunks += [
-            bytes(-size % _ALIGN_V3),
+            bytes(-size % _ALIGN),
             self._phashes.astype("<u8").tobytes(),
             self._thumbs.tobytes(),
             self._words.astype("<u4").tobytes(),
@@ -349,11 +324,11 @@ class Bundle:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Bundle:
-        """Parse format v3, v2 or v1; ``ValueError`` on corrupt or truncated data. A v3 or
-        v2 bundle of the shipped vocabulary is used in place: no array is copied or
-        quantised."""
+        """Parse format 3, in place: no array is copied or quantised when the words are the
+        shipped vocabulary's. ``UnsupportedFormat`` for another version, ``ValueError`` on
+        corrupt or truncated data."""
         data = bytes(data)  # no copy for bytes; the arrays below are views on it
-        if len(data) < _HEADER_V1.size + _CRC.size:
+        if len(data) < _PREFIX.size + _CRC.size:
             raise ValueError("bundle: data too short")
         body = memoryview(data)[: -_CRC.size]
         (crc,) = _CRC.unpack_from(data, len(body))
@@ -362,72 +337,38 @@ class Bundle:
         magic, version = _PREFIX.unpack_from(body)
         if magic != _MAGIC:
             raise ValueError("bundle: bad magic")
-        if version not in (1, 2, 3):
-            raise ValueError(f"bundle: unsupported version {version}")
-        header = _HEADER_V1 if version == 1 else _HEADER_V2
-        per_feature = _FEATURE_BYTES_V1 if version == 1 else _FEATURE_BYTES_V2
-        target_entry = _TARGET_V3 if version == 3 else _TARGET
-        per_target = _THUMB_BYTES_PER_TARGET if version == 3 else 0
-        if len(body) < header.size:
+        if version != _VERSION:
+            raise UnsupportedFormat(
+                f"bundle: format version {version} is not read (only {_VERSION}); "
+                "index its targets again"
+            )
+        if len(body) < _HEADER.size:
             raise ValueError("bundle: data too short")
-        _, _, dbytes, n_targets, n_feat, *fingerprint = header.unpack_from(body)
+        _, _, dbytes, n_targets, n_feat, fingerprint = _HEADER.unpack_from(body)
         if dbytes != _DESC_BYTES:
             raise ValueError(f"bundle: unsupported descriptor size {dbytes}")
-        pos = header.size
+        pos = _HEADER.size
         # Bound the claimed counts by the bytes present before allocating anything.
-        if n_targets * (_IDLEN.size + target_entry.size + per_target) > len(body) - pos:
+        per_target = _IDLEN.size + _TARGET.size + _THUMB_BYTES_PER_TARGET
+        if n_targets * per_target > len(body) - pos:
             raise ValueError("bundle: target count exceeds data")
-        if n_feat * per_feature > len(body) - pos:
+        if n_feat * _FEATURE_BYTES > len(body) - pos:
             raise ValueError("bundle: feature count exceeds data")
-        ids: list[str] = []
-        sizes = np.zeros((n_targets, 2), dtype=np.int64)
-        counts = np.zeros(n_targets, dtype=np.int64)
-        has_thumb = np.zeros(n_targets, dtype=bool)
-        try:
-            for i in range(n_targets):
-                (ln,) = _IDLEN.unpack_from(body, pos)
-                pos += _IDLEN.size
-                if pos + ln > len(body):
-                    raise ValueError("bundle: truncated target id")
-                ids.append(str(body[pos : pos + ln], "utf-8"))
-                pos += ln
-                w, h, c, *flag = target_entry.unpack_from(body, pos)
-                pos += target_entry.size
-                sizes[i] = (w, h)
-                counts[i] = c
-                if flag and flag[0] > 1:
-                    raise ValueError("bundle: bad thumbnail flag")
-                has_thumb[i] = bool(flag and flag[0])
-        except (struct.error, UnicodeDecodeError) as exc:
-            raise ValueError(f"bundle: corrupt target table ({exc})") from exc
+        ids, sizes, counts, has_thumb, pos = _read_targets(body, pos, n_targets)
         if int(counts.sum()) != n_feat:
             raise ValueError("bundle: feature counts disagree")
         offsets = np.concatenate([[0], np.cumsum(counts)])
-        vocab = shipped()
-        if version == 1:
-            if len(body) - pos != n_feat * per_feature:
-                raise ValueError("bundle: wrong array length")
-            xy = np.frombuffer(body, "<f4", 2 * n_feat, pos).reshape(n_feat, 2)
-            pos += 8 * n_feat
-            angle = np.frombuffer(body, "<f4", n_feat, pos)
-            pos += 4 * n_feat
-            desc = np.frombuffer(body, np.uint8, n_feat * dbytes, pos).reshape(n_feat, dbytes)
-            xy_q, angle_q = _quantise_geometry(xy, angle, np.repeat(sizes, counts, axis=0))
-            words = vocab.quantise_many(desc)
-            return cls(ids, sizes, offsets, xy_q, angle_q, desc, words, vocab.fingerprint())
-        pad = -pos % (_ALIGN_V3 if version == 3 else _ALIGN)
-        if len(body) - pos != pad + n_targets * per_target + n_feat * per_feature:
+        pad = -pos % _ALIGN
+        arrays = n_targets * _THUMB_BYTES_PER_TARGET + n_feat * _FEATURE_BYTES
+        if len(body) - pos != pad + arrays:
             raise ValueError("bundle: wrong array length")
         if any(body[pos : pos + pad]):
             raise ValueError("bundle: bad padding")
         pos += pad
-        thumbs = None
-        if version == 3:
-            phashes = np.frombuffer(body, "<u8", n_targets, pos)
-            pos += 8 * n_targets
-            pixels = np.frombuffer(body, np.uint8, n_targets * THUMB_SIDE**2, pos)
-            pos += n_targets * THUMB_SIDE**2
-            thumbs = (has_thumb, phashes, pixels)
+        phashes = np.frombuffer(body, "<u8", n_targets, pos)
+        pos += 8 * n_targets
+        pixels = np.frombuffer(body, np.uint8, n_targets * THUMB_SIDE**2, pos)
+        pos += n_targets * THUMB_SIDE**2
         words = np.frombuffer(body, "<u4", n_feat, pos)
         pos += 4 * n_feat
         xy_q = np.frombuffer(body, "<u2", 2 * n_feat, pos).reshape(n_feat, 2)
@@ -435,11 +376,40 @@ class Bundle:
         angle_q = np.frombuffer(body, "<u2", n_feat, pos)
         pos += 2 * n_feat
         desc = np.frombuffer(body, np.uint8, n_feat * dbytes, pos).reshape(n_feat, dbytes)
-        if fingerprint[0] != vocab.fingerprint():
+        vocab = shipped()
+        if fingerprint != vocab.fingerprint():
             words = vocab.quantise_many(desc)  # written under another vocabulary
         elif n_feat and int(words.max()) >= vocab.words:
             raise ValueError("bundle: word out of range")
+        thumbs = (has_thumb, phashes, pixels)
         return cls(ids, sizes, offsets, xy_q, angle_q, desc, words, vocab.fingerprint(), thumbs)
+
+
+def _read_targets(
+    body: memoryview, pos: int, n_targets: int
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, int]:
+    """The target table at ``pos``: ids, (w, h) sizes, feature counts, thumbnail flags and
+    the position after it."""
+    ids: list[str] = []
+    sizes = np.zeros((n_targets, 2), dtype=np.int64)
+    counts = np.zeros(n_targets, dtype=np.int64)
+    has_thumb = np.zeros(n_targets, dtype=bool)
+    try:
+        for i in range(n_targets):
+            (ln,) = _IDLEN.unpack_from(body, pos)
+            pos += _IDLEN.size
+            if pos + ln > len(body):
+                raise ValueError("bundle: truncated target id")
+            ids.append(str(body[pos : pos + ln], "utf-8"))
+            pos += ln
+            w, h, c, flag = _TARGET.unpack_from(body, pos)
+            pos += _TARGET.size
+            if flag > 1:
+                raise ValueError("bundle: bad thumbnail flag")
+            sizes[i], counts[i], has_thumb[i] = (w, h), c, bool(flag)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"bundle: corrupt target table ({exc})") from exc
+    return ids, sizes, counts, has_thumb, pos
 
 
 def _no_thumbnails(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -3,9 +3,8 @@ verification of the shortlisted candidates.
 
 Query cost: quantising the query's descriptors (``branching * depth`` Hamming distances
 each), walking the posting lists of its words (a small fraction of the gallery), then
-verifying at most ``params.SHORTLIST`` candidates, each against its own ~1000 features
-only. v1 compared every query descriptor with every gallery descriptor (brute-force
-``cv2.batchDistance``), ~1 s per query at 32 targets; see README "bench/speed".
+verifying at most ``Search.shortlist`` candidates, each against its own ~1000 features
+only, rather than every query descriptor against every gallery descriptor.
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ import numpy as np
 from opencrs.index.bundle import Bundle
 from opencrs.index.inverted import InvertedIndex
 from opencrs.index.vocabulary import Vocabulary, shipped
-from opencrs.vision import params
 from opencrs.vision.features import Features, extract_features, make_features, tilt_views
+from opencrs.vision.params import DEFAULT, Tuning
 from opencrs.vision.verify import verify
 from opencrs.vision.wholeimage import phash_distances, residual
 
@@ -47,11 +46,18 @@ class Searcher:
     offsets and target ids are concatenated in shard order (their words only while the
     inverted file is built), and a target's global index maps back to its shard for
     verification; descriptors and geometry are never copied. Results equal a single
-    bundle's holding the same targets in the same order."""
+    bundle's holding the same targets in the same order.
+
+    ``tuning`` sets every value the search uses (shortlist, verification, whole-image
+    check, query extraction and its tilt views)."""
 
     def __init__(
-        self, bundles: Bundle | Sequence[Bundle], vocabulary: Vocabulary | None = None
+        self,
+        bundles: Bundle | Sequence[Bundle],
+        vocabulary: Vocabulary | None = None,
+        tuning: Tuning = DEFAULT,
     ) -> None:
+        self.tuning = tuning
         shards = (bundles,) if isinstance(bundles, Bundle) else tuple(bundles)
         self._shards = shards or (Bundle.empty(),)
         self._vocab = vocabulary if vocabulary is not None else shipped()
@@ -82,10 +88,10 @@ class Searcher:
             np.concatenate([signature(shard.descriptors) for shard in self._shards]),
         )
         del words
-        # Verification keeps the query features whose word at VERIFY_WORD_LEVEL is shared
+        # Verification keeps the query features whose word at verify_word_level is shared
         # with the candidate: the ancestor of a leaf is leaf // branching^(levels below).
         self._verify_div = self._vocab.branching ** (
-            self._vocab.depth - min(params.VERIFY_WORD_LEVEL, self._vocab.depth)
+            self._vocab.depth - min(tuning.search.verify_word_level, self._vocab.depth)
         )
 
     def _words_of(self, bundle: Bundle) -> np.ndarray:
@@ -128,22 +134,23 @@ class Searcher:
         return self._vocab.quantise(query.descriptors)
 
     def _shortlist(self, qwords: np.ndarray, query: Features) -> list[int]:
-        """SHORTLIST - SHORTLIST_PLAIN best targets by Hamming-embedded tf-idf, then the
-        SHORTLIST_PLAIN best of plain tf-idf not already in (see params)."""
-        if params.SHORTLIST_MAX_HAMMING <= 0:
-            return _best(self._index.scores(qwords), params.SHORTLIST, [])
+        """shortlist - shortlist_plain best targets by Hamming-embedded tf-idf, then the
+        shortlist_plain best of plain tf-idf not already in (see ``Search``)."""
+        cfg = self.tuning.search
+        if cfg.shortlist_max_hamming <= 0:
+            return _best(self._index.scores(qwords), cfg.shortlist, [])
         plain, embedded = self._index.scores_with_hamming(
-            qwords, signature(query.descriptors), params.SHORTLIST_MAX_HAMMING
+            qwords, signature(query.descriptors), cfg.shortlist_max_hamming
         )
-        chosen = _best(embedded, params.SHORTLIST - params.SHORTLIST_PLAIN, [])
-        return chosen + _best(plain, params.SHORTLIST_PLAIN, chosen)
+        chosen = _best(embedded, cfg.shortlist - cfg.shortlist_plain, [])
+        return chosen + _best(plain, cfg.shortlist_plain, chosen)
 
     def shortlist(self, query: Features) -> list[int]:
         """Indices of the best tf-idf-scored targets worth verifying, best first."""
         return self._shortlist(self.query_words(query), query)
 
     def _voters(self, qwords: np.ndarray, target_words: np.ndarray) -> np.ndarray:
-        """Query rows sharing a word (at VERIFY_WORD_LEVEL) with a target's words."""
+        """Query rows sharing a word (at verify_word_level) with a target's words."""
         tw = np.unique(target_words // self._verify_div)
         return np.flatnonzero(np.isin(qwords // self._verify_div, tw, assume_unique=False))
 
@@ -161,10 +168,10 @@ class Searcher:
 
         Each candidate is verified with the query features that share a vocabulary node
         with it, and each of those is compared only with the candidate's features under
-        its VERIFY_PROBES nearest top-level nodes: a few times fewer Hamming distances
-        than all pairs, without losing true matches (see params). The whole-image check
-        compares the query's pHash with every target's (one XOR and popcount each) and
-        the thumbnails of those within WHOLE_MAX_PHASH bits.
+        its verify_probes nearest top-level nodes: a few times fewer Hamming distances
+        than all pairs, without losing true matches (see ``Search``). The whole-image
+        check compares the query's pHash with every target's (one XOR and popcount each)
+        and the thumbnails of those within ``WholeImage.max_phash`` bits.
         ``timings``, if given, receives the seconds spent in "shortlist" and "verify".
         """
         if max_results <= 0 or len(self._ids) == 0:
@@ -175,13 +182,14 @@ class Searcher:
         candidates = self._shortlist(qwords, query) if len(query) else []
         t1 = time.perf_counter()
         hits: list[Hit] = []
-        probes = params.VERIFY_PROBES
+        probes = self.tuning.search.verify_probes
         query_top = self._vocab.nearest_top_nodes(query.descriptors, probes) if probes else None
         top_div = self._vocab.branching ** (self._vocab.depth - 1)
         for i in candidates:
             target_words = self._target_words(i)
             sel = self._voters(qwords, target_words)
-            if len(sel) < params.MIN_VOTES:
+            # Fewer voters than the inliers acceptance needs cannot be verified.
+            if len(sel) < self.tuning.verify.min_inliers:
                 continue
             q = make_features(
                 query.xy[sel], query.angle[sel], query.descriptors[sel], query.width, query.height
@@ -191,6 +199,7 @@ class Searcher:
                 self._features_of(i),
                 query_top[sel] if query_top is not None else None,
                 target_words // top_div if query_top is not None else None,
+                self.tuning.verify,
             )
             if v is not None:
                 hits.append(Hit(target_id=self._ids[i], inliers=v.inliers, score=v.score))
@@ -210,18 +219,17 @@ class Searcher:
         timings: dict[str, float] | None = None,
     ) -> list[Hit]:
         """:meth:`search` for a query image, the production query path: its features,
-        then, if nothing is found, its tilt views (``params.TILT_RETRY_STRETCH``) in turn
+        then, if nothing is found, its tilt views (``Search.tilt_retry_stretch``) in turn
         until one finds a target. A tilt view is searched by local features only: it is
         a geometric guess, not the picture as taken, and a whole-image match of a
-        stretched copy would be a chance one (measured: one such false positive among
-        1,106 negative queries at 10k targets before views skipped the check).
+        stretched copy would be a chance one.
         ``timings``, if given, receives the seconds spent in "features", "shortlist" and
         "verify" over every view searched, and "views"."""
         spent = dict.fromkeys(("features", "shortlist", "verify", "views"), 0.0)
         hits: list[Hit] = []
-        for n, view in enumerate(_views(gray)):
+        for n, view in enumerate(_views(gray, self.tuning)):
             t = time.perf_counter()
-            query = extract_features(view, "query")
+            query = extract_features(view, "query", self.tuning.query)
             spent["features"] += time.perf_counter() - t
             step: dict[str, float] = {}
             hits = self.search(query, max_results=max_results, timings=step, whole_image=n == 0)
@@ -238,31 +246,32 @@ class Searcher:
         """Targets not in ``found`` that the query shows whole (see :mod:`wholeimage`)."""
         if query.thumbnail is None:
             return []
-        near = phash_distances(query.thumbnail, self._phashes) <= params.WHOLE_MAX_PHASH
+        cfg = self.tuning.whole
+        near = phash_distances(query.thumbnail, self._phashes) <= cfg.max_phash
         hits = []
         for i in np.flatnonzero(near & self._has_thumbnail).tolist():
             tid = self._ids[i]
             if tid in found:
                 continue
             thumb = self._shards[int(self._shard_of[i])].thumbnail_of(tid)
-            r = residual(query.thumbnail, thumb) if thumb is not None else float("inf")
-            if r <= params.WHOLE_MAX_RESIDUAL:
+            r = residual(query.thumbnail, thumb, cfg) if thumb is not None else float("inf")
+            if r <= cfg.max_residual:
                 hits.append(Hit(target_id=tid, inliers=0, score=-r, whole_image=True))
         hits.sort(key=lambda h: (-h.score, h.target_id))
         return hits
 
 
-def _views(gray: np.ndarray) -> Iterator[np.ndarray]:
+def _views(gray: np.ndarray, tuning: Tuning) -> Iterator[np.ndarray]:
     """The query itself, then its tilt views (made only once the query itself found
     nothing)."""
     yield gray
-    yield from tilt_views(gray)
+    yield from tilt_views(gray, tuning.search, tuning.query)
 
 
 def signature(descriptors: np.ndarray) -> np.ndarray:
     """The Hamming-embedding signature of each descriptor: its first 64 bits (ORB orders
-    its tests by decreasing discriminative power). Measured: as good as all 256 bits for
-    the shortlist (params.SHORTLIST_MAX_HAMMING)."""
+    its tests by decreasing discriminative power), as good as all 256 bits for the
+    shortlist (``Search.shortlist_max_hamming``)."""
     d = np.ascontiguousarray(descriptors, dtype=np.uint8).reshape(-1, 32)
     return np.ascontiguousarray(d[:, :8]).view(np.uint64).reshape(-1)
 

@@ -19,9 +19,8 @@ was first written for). The manifest item (``pk = G#<gallery>``, ``sk = MANIFEST
     targets      N   total targets over all shards
     updatedMs    N
 
-A manifest written before sharding (``bundleKey``/``previousKey``) reads as a one-shard
-gallery and stays one: its next commit writes the new layout with ``shardCount`` 1.
-Re-sharding a gallery means re-indexing it into a new one.
+A manifest item without ``shardKeys`` is refused (``UnsupportedFormat``). Re-sharding a
+gallery means re-indexing it into a new one.
 
 Commits are optimistic and lock-free: read the manifest, rebuild the target's shard,
 write it under a fresh key, then advance the manifest with a condition on the version
@@ -56,7 +55,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from opencrs.config import DEFAULT_BUNDLE_SHARDS
 from opencrs.domain.errors import BlobMissing
-from opencrs.index.bundle import Bundle
+from opencrs.index.bundle import Bundle, UnsupportedFormat
 from opencrs.store.aws import client, error_code
 from opencrs.store.blobs import BlobStore
 from opencrs.store.records import gallery_key
@@ -130,21 +129,15 @@ class Manifest:
 
     @classmethod
     def from_item(cls, gallery: str, item: dict[str, Any]) -> Manifest:
-        """Either layout: sharded, or the single ``bundleKey`` of earlier releases."""
+        """The sharded layout; ``UnsupportedFormat`` for any other."""
+        if "shardKeys" not in item:
+            raise UnsupportedFormat(
+                f"gallery {gallery!r}: manifest has no shardKeys (not the sharded layout); "
+                "index the gallery again"
+            )
         version = int(item["version"]["N"])
         targets = int(item.get("targets", {}).get("N", "0"))
         updated_ms = int(item.get("updatedMs", {}).get("N", "0"))
-        if "shardKeys" not in item:
-            previous = item.get("previousKey", {}).get("S", "")
-            return cls(
-                gallery,
-                version,
-                (item["bundleKey"]["S"],),
-                (version,),
-                (previous,) if previous else (),
-                targets,
-                updated_ms,
-            )
         keys = tuple(k["S"] for k in item["shardKeys"]["L"])
         stamps = tuple(int(v["N"]) for v in item["shardVersions"]["L"])
         count = int(item["shardCount"]["N"])
@@ -186,6 +179,37 @@ class _Pending:
     key: str | None
     bundle: Bundle
     delta: int  # targets added to the gallery (negative when removed)
+
+
+@dataclass
+class _CommitRun:
+    """What one :meth:`BundleStore.commit` carries from attempt to attempt."""
+
+    gallery: str
+    target_id: str
+    deadline: float
+    attempt: int = 0
+    missing: list[str] = field(default_factory=list)
+    pending: _Pending | None = None
+
+    def note_missing(self, key: str) -> None:
+        """A shard object was gone when fetched: superseded twice while we looked (read
+        the manifest again), unless the same key keeps missing: then the object is gone
+        (deleted, lost), and spinning on DynamoDB and S3 would not bring it back."""
+        self.missing.append(key)
+        if self.missing[-_MAX_MISSING_READS:] == [key] * _MAX_MISSING_READS:
+            raise BundleUnavailable(f"gallery {self.gallery!r}: bundle {key} is missing") from None
+        if time.monotonic() > self.deadline:
+            raise CommitConflict(f"bundle of gallery {self.gallery!r} kept changing") from None
+
+    def back_off(self) -> None:
+        """Wait a jittered, growing while before the next attempt, within the budget."""
+        self.attempt += 1
+        if time.monotonic() > self.deadline:
+            raise CommitConflict(
+                f"bundle of gallery {self.gallery!r} kept changing ({self.attempt} attempts)"
+            )
+        time.sleep(random.uniform(0, min(_BACKOFF_CAP_S, 0.01 * 2**self.attempt)))
 
 
 class BundleStore:
@@ -260,66 +284,70 @@ class BundleStore:
         whenever the shard changed under it) and returns its argument unchanged when there
         is nothing to do: then no object is written, but the manifest still advances (see
         the module docstring)."""
-        deadline = time.monotonic() + _COMMIT_BUDGET_S
-        attempt = 0
-        missing: list[str] = []
-        pending: _Pending | None = None
+        run = _CommitRun(gallery, target_id, time.monotonic() + _COMMIT_BUDGET_S)
         try:
             while True:
                 current = self.manifest(gallery)
                 count = current.shard_count if current else self.shards
                 shard = shard_of(target_id, count)
-                key = current.shard_keys[shard] if current else ""
-                seen = (count, current.shard_versions[shard] if current else 0)
-                if pending is not None and (pending.shard_count, pending.base_version) != seen:
-                    # Another writer changed or confirmed this shard: decide again on it.
-                    if pending.key:
-                        self._discard(pending.key)
-                    pending = None
-                if pending is None:
-                    try:
-                        base = self._shard(gallery, key)
-                    except BlobMissing:
-                        # Superseded twice while we looked: read the manifest again. The
-                        # same key missing again and again means the object is gone
-                        # (deleted, lost): fail instead of spinning on DynamoDB and S3.
-                        missing.append(key)
-                        if missing[-_MAX_MISSING_READS:] == [key] * _MAX_MISSING_READS:
-                            raise BundleUnavailable(
-                                f"gallery {gallery!r}: bundle {key} is missing"
-                            ) from None
-                        if time.monotonic() > deadline:
-                            raise CommitConflict(
-                                f"bundle of gallery {gallery!r} kept changing"
-                            ) from None
-                        continue
-                    pending = self._prepare(gallery, current, shard, count, base, change(base))
-                if pending is not None:
-                    try:
-                        published = self._advance(gallery, current, pending)
-                    except Exception:
-                        # Outcome unknown (the write may have landed): keep the object.
-                        pending = None
-                        raise
-                    if published is not None:
-                        self._published(published, pending)
-                        pending = None
-                        if current:
-                            # Retired one commit ago: no reader of the current manifest
-                            # needs them any more.
-                            for old in current.retired:
-                                self._discard(old)
-                        return published
-                attempt += 1
-                if time.monotonic() > deadline:
-                    raise CommitConflict(
-                        f"bundle of gallery {gallery!r} kept changing ({attempt} attempts)"
-                    )
-                time.sleep(random.uniform(0, min(_BACKOFF_CAP_S, 0.01 * 2**attempt)))
+                self._drop_if_overtaken(run, current, shard, count)
+                if run.pending is None:
+                    base = self._base(run, current, shard)
+                    if base is None:
+                        continue  # superseded while we looked: read the manifest again
+                    run.pending = self._prepare(gallery, current, shard, count, base, change(base))
+                published = self._publish(run, current)
+                if published is not None:
+                    self._retire(current)
+                    return published
+                run.back_off()
         except BaseException:
-            if pending is not None and pending.key:
-                self._discard(pending.key)  # never published: nobody can be reading it
+            if run.pending is not None and run.pending.key:
+                self._discard(run.pending.key)  # never published: nobody can be reading it
             raise
+
+    def _drop_if_overtaken(
+        self, run: _CommitRun, current: Manifest | None, shard: int, count: int
+    ) -> None:
+        """Forget the pending change if another writer changed or confirmed its shard since
+        it was decided: it must be decided again on the shard as it is now."""
+        pending = run.pending
+        seen = (count, current.shard_versions[shard] if current else 0)
+        if pending is not None and (pending.shard_count, pending.base_version) != seen:
+            if pending.key:
+                self._discard(pending.key)
+            run.pending = None
+
+    def _base(self, run: _CommitRun, current: Manifest | None, shard: int) -> Bundle | None:
+        """The shard ``current`` names, to apply the change to; None if it was gone."""
+        key = current.shard_keys[shard] if current else ""
+        try:
+            return self._shard(run.gallery, key)
+        except BlobMissing:
+            run.note_missing(key)
+            return None
+
+    def _publish(self, run: _CommitRun, current: Manifest | None) -> Manifest | None:
+        """Advance the manifest with the pending change; None if there is none or another
+        commit came first (the pending change is kept, to publish again if still valid)."""
+        pending = run.pending
+        if pending is None:
+            return None
+        try:
+            published = self._advance(run.gallery, current, pending)
+        except Exception:
+            run.pending = None  # outcome unknown (the write may have landed): keep the object
+            raise
+        if published is not None:
+            self._published(published, pending)
+            run.pending = None
+        return published
+
+    def _retire(self, current: Manifest | None) -> None:
+        """Delete the objects ``current`` retired one commit ago: no reader of the manifest
+        just published needs them any more."""
+        for old in current.retired if current else ():
+            self._discard(old)
 
     def _prepare(
         self,

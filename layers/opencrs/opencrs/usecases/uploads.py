@@ -35,7 +35,8 @@ from opencrs.domain.fields import TargetFields
 from opencrs.domain.ports import Stores
 from opencrs.domain.target import PENDING
 from opencrs.usecases.targets import Targets
-from opencrs.vision.image import MAX_IMAGE_BYTES, ImageError
+from opencrs.vision.image import ImageError
+from opencrs.vision.params import IMAGE_LIMITS
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class UploadProcessor:
         except DomainError as error:
             fields = TargetFields(name=default_name)
             return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
-        if upload.size > MAX_IMAGE_BYTES:
+        if upload.size > IMAGE_LIMITS.max_bytes:
             return self._failed(gallery, target_id, fields, "422: image exceeds 2 MB", key)
         try:
             image = self.stores.blobs.get(key)

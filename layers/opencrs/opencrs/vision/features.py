@@ -1,9 +1,9 @@
 """Local features: ORB keypoints and 256-bit descriptors.
 
-ORB rather than SIFT, on DESIGN.md's measurements: ~4 ms vs 33-53 ms per 640x480 image,
-binary 32-byte descriptors (SIFT: 512 bytes as float) that make brute-force Hamming
-shortlisting and compact bundles possible, and ~97 % top-1 on real phone photos. ORB
-reaches 100 % on every spec family of ``bench.quality``, so SIFT was not re-benchmarked.
+ORB rather than SIFT: several times faster per image, and binary 32-byte descriptors
+(SIFT: 512 bytes as float) that make Hamming shortlisting and compact bundles possible,
+at the recall the benchmarks need (``docs/tuning-log.md``). Every tuned value is an
+:class:`~opencrs.vision.params.Extraction` profile, one per role.
 """
 
 from __future__ import annotations
@@ -15,21 +15,26 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from opencrs.vision import params
+from opencrs.vision.params import DEFAULT, QUERY, SEARCH, Extraction, Role, Search
 from opencrs.vision.wholeimage import THUMB_BYTES, THUMB_SIDE, Thumbnail, thumbnail
 
 _MAGIC = b"OCRSFEAT"
-_VERSION = 2
+FORMAT_VERSION = 2  # of to_bytes; any other is refused
 _HEADER = struct.Struct("<8sHHIII")  # magic, version, descriptor bytes, width, height, count
 _CRC = struct.Struct("<I")
 _HAS_THUMB = struct.Struct("<B")
 _PHASH = struct.Struct("<Q")
 
 
+class UnsupportedFormat(ValueError):
+    """A stored blob (features, bundle) of a format version this code does not read: the
+    only cure is indexing its targets again."""
+
+
 @dataclass(frozen=True)
 class Features:
     """Keypoints of one image in its original pixel frame, with their descriptors, and the
-    image's whole-image thumbnail (``None`` for features stored before it existed)."""
+    image's whole-image thumbnail (``None`` when made without one)."""
 
     xy: np.ndarray
     angle: np.ndarray
@@ -42,14 +47,13 @@ class Features:
         return int(self.xy.shape[0])
 
     def to_bytes(self) -> bytes:
-        """Compact versioned encoding (v2): header, packed little-endian arrays, a u8 flag
-        and, when set, the thumbnail (u64 pHash, 32x32 u8 pixels, rounded), CRC32. v1 had
-        no flag and no thumbnail."""
+        """Compact versioned encoding (version 2): header, packed little-endian arrays, a u8
+        flag and, when set, the thumbnail (u64 pHash, 32x32 u8 pixels, rounded), CRC32."""
         n = len(self)
         dlen = int(self.descriptors.shape[1]) if self.descriptors.ndim == 2 else 32
         thumb = self.thumbnail
         chunks = [
-            _HEADER.pack(_MAGIC, _VERSION, dlen, self.width, self.height, n),
+            _HEADER.pack(_MAGIC, FORMAT_VERSION, dlen, self.width, self.height, n),
             np.ascontiguousarray(self.xy, dtype="<f4").tobytes(),
             np.ascontiguousarray(self.angle, dtype="<f4").tobytes(),
             np.ascontiguousarray(self.descriptors, dtype=np.uint8).tobytes(),
@@ -62,25 +66,26 @@ class Features:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Features:
-        """Inverse of :meth:`to_bytes` (v2, or v1 without a thumbnail); ``ValueError`` on
-        any corruption or truncation."""
+        """Inverse of :meth:`to_bytes`; ``UnsupportedFormat`` for another version,
+        ``ValueError`` on any corruption or truncation."""
         data = bytes(data)
         if len(data) < _HEADER.size + _CRC.size:
             raise ValueError("features: data too short")
         magic, version, dlen, width, height, n = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise ValueError("features: bad magic")
-        if version not in (1, 2):
-            raise ValueError(f"features: unsupported version {version}")
+        if version != FORMAT_VERSION:
+            raise UnsupportedFormat(
+                f"features: format version {version} is not read (only {FORMAT_VERSION}); "
+                "index the target again"
+            )
         arrays = n * (8 + 4 + dlen)
-        tail = 0
-        if version == 2:
-            if len(data) < _HEADER.size + arrays + _HAS_THUMB.size + _CRC.size:
-                raise ValueError("features: wrong length (truncated or corrupt)")
-            (has_thumb,) = _HAS_THUMB.unpack_from(data, _HEADER.size + arrays)
-            if has_thumb > 1:
-                raise ValueError("features: bad thumbnail flag")
-            tail = _HAS_THUMB.size + (_PHASH.size + THUMB_BYTES) * has_thumb
+        if len(data) < _HEADER.size + arrays + _HAS_THUMB.size + _CRC.size:
+            raise ValueError("features: wrong length (truncated or corrupt)")
+        (has_thumb,) = _HAS_THUMB.unpack_from(data, _HEADER.size + arrays)
+        if has_thumb > 1:
+            raise ValueError("features: bad thumbnail flag")
+        tail = _HAS_THUMB.size + (_PHASH.size + THUMB_BYTES) * has_thumb
         if len(data) != _HEADER.size + arrays + tail + _CRC.size:
             raise ValueError("features: wrong length (truncated or corrupt)")
         body = data[: -_CRC.size]
@@ -126,22 +131,16 @@ def make_features(
     )
 
 
-def working_scale(width: int, height: int, role: str) -> float:
-    """Factor from the original frame to the working frame for ``role``."""
-    if role == "target":
-        lo, hi = params.TARGET_MIN_SIDE, params.TARGET_MAX_SIDE
-    elif role == "query":
-        lo, hi = params.QUERY_MIN_SIDE, params.QUERY_MAX_SIDE
-    else:
-        raise ValueError(f"role must be 'target' or 'query', not {role!r}")
+def working_scale(width: int, height: int, profile: Extraction) -> float:
+    """Factor from the original frame to ``profile``'s working frame."""
     side = max(width, height)
-    return min(max(side, lo), hi) / side
+    return min(max(side, profile.min_side), profile.max_side) / side
 
 
-def to_working(gray: np.ndarray, role: str) -> tuple[np.ndarray, float]:
-    """Resize ``gray`` to the working size of ``role``; returns the image and the factor."""
+def to_working(gray: np.ndarray, profile: Extraction) -> tuple[np.ndarray, float]:
+    """Resize ``gray`` to ``profile``'s working size; returns the image and the factor."""
     h, w = gray.shape[:2]
-    s = working_scale(w, h, role)
+    s = working_scale(w, h, profile)
     if abs(s - 1.0) < 1e-6:
         return gray, 1.0
     size = (max(1, round(w * s)), max(1, round(h * s)))
@@ -149,29 +148,31 @@ def to_working(gray: np.ndarray, role: str) -> tuple[np.ndarray, float]:
     return cv2.resize(gray, size, interpolation=interp), s
 
 
-def normalise_exposure(gray: np.ndarray) -> np.ndarray:
+def normalise_exposure(gray: np.ndarray, profile: Extraction = QUERY) -> np.ndarray:
     """Smooth and stretch a dim or flat image to the full grey range (see
-    ``params.STRETCH_BELOW``); well-exposed images are returned unchanged."""
+    ``Extraction.stretch_below``); well-exposed images are returned unchanged."""
     lo, hi = (float(v) for v in np.percentile(gray[::4, ::4], (1, 99)))
-    if hi - lo >= params.STRETCH_BELOW:
+    if hi - lo >= profile.stretch_below:
         return gray
     gain = 255.0 / max(hi - lo, 1.0)
     # The stretch amplifies sensor noise by ``gain``: the darker, the more smoothing.
-    sigma = params.STRETCH_SIGMA * gain**params.STRETCH_SIGMA_GAIN_POWER
+    sigma = profile.stretch_sigma * gain**profile.stretch_sigma_gain_power
     smooth = cv2.GaussianBlur(gray, (0, 0), sigma)
     return cv2.convertScaleAbs(smooth, alpha=gain, beta=-lo * gain)
 
 
-def tilt_views(gray: np.ndarray) -> list[np.ndarray]:
+def tilt_views(
+    gray: np.ndarray, search: Search = SEARCH, query: Extraction = QUERY
+) -> list[np.ndarray]:
     """The query as if seen face-on after a strong tilt about a horizontal, then a
-    vertical axis: stretched by each ``params.TILT_RETRY_STRETCH`` factor along y, then
+    vertical axis: stretched by each ``search.tilt_retry_stretch`` factor along y, then
     x, no larger than the query working size (shrunk first, so a 12 MP photo is never
     stretched at full size)."""
     h, w = gray.shape[:2]
     views = []
-    for t in params.TILT_RETRY_STRETCH:
+    for t in search.tilt_retry_stretch:
         for sx, sy in ((1.0, t), (t, 1.0)):
-            f = min(1.0, params.QUERY_MAX_SIDE / max(w * sx, h * sy))
+            f = min(1.0, query.max_side / max(w * sx, h * sy))
             small = gray
             if f < 1.0:
                 size = (max(1, round(w * f)), max(1, round(h * f)))
@@ -181,25 +182,23 @@ def tilt_views(gray: np.ndarray) -> list[np.ndarray]:
     return views
 
 
-def _orb(nfeatures: int, fast_threshold: int | None = None) -> cv2.ORB:
-    if fast_threshold is None:
-        fast_threshold = params.ORB_FAST_THRESHOLD
+def _orb(profile: Extraction, nfeatures: int, fast_threshold: int | None = None) -> cv2.ORB:
     return cv2.ORB_create(
         nfeatures=nfeatures,
-        scaleFactor=params.ORB_SCALE_FACTOR,
-        nlevels=params.ORB_LEVELS,
-        edgeThreshold=params.ORB_PATCH,
-        patchSize=params.ORB_PATCH,
-        fastThreshold=fast_threshold,
+        scaleFactor=profile.scale_factor,
+        nlevels=profile.levels,
+        edgeThreshold=profile.patch,
+        patchSize=profile.patch,
+        fastThreshold=profile.fast_threshold if fast_threshold is None else fast_threshold,
     )
 
 
-def _spread(keypoints: list, width: int, height: int, limit: int) -> list:
+def _spread(keypoints: list, width: int, height: int, limit: int, grid: int) -> list:
     """Keep ``limit`` keypoints, taking the strongest of every grid cell in turn, so the
     budget covers the whole image rather than its busiest corner."""
     if len(keypoints) <= limit:
         return keypoints
-    g = params.TARGET_GRID
+    g = grid
     resp = np.array([k.response for k in keypoints], dtype=np.float64)
     pts = np.array([k.pt for k in keypoints], dtype=np.float64)
     cx = np.clip((pts[:, 0] * g / max(width, 1)).astype(int), 0, g - 1)
@@ -214,25 +213,27 @@ def _spread(keypoints: list, width: int, height: int, limit: int) -> list:
     return [keypoints[i] for i in np.sort(chosen)]
 
 
-def _detect(work: np.ndarray, limit: int, over: int) -> list:
+def _detect(work: np.ndarray, profile: Extraction) -> list:
     """Spread ORB keypoints; an image too smooth for FAST's threshold (fewer than
-    ``params.ORB_FEW_FEATURES`` of the budget) is detected again at the lower thresholds of
-    ``params.ORB_FAST_RETRY``, so a soft-focus or hazy photo still gets corners."""
+    ``few_features`` of the budget) is detected again at the lower thresholds of
+    ``fast_retry``, so a soft-focus or hazy photo still gets corners."""
     h, w = work.shape
+    limit = profile.features
     kps: list = []
-    for threshold in (params.ORB_FAST_THRESHOLD, *params.ORB_FAST_RETRY):
-        kps = list(_orb(limit * over, threshold).detect(work, None))
-        if len(kps) >= params.ORB_FEW_FEATURES * limit:
+    for threshold in (profile.fast_threshold, *profile.fast_retry):
+        kps = list(_orb(profile, limit * profile.overdetect, threshold).detect(work, None))
+        if len(kps) >= profile.few_features * limit:
             break
-    return _spread(kps, w, h, limit)
+    return _spread(kps, w, h, limit, profile.grid)
 
 
-def extract_features(gray: np.ndarray, role: str) -> Features:
+def extract_features(gray: np.ndarray, role: Role, profile: Extraction | None = None) -> Features:
     """ORB features of a grey uint8 image, returned in the original image's frame.
 
     ``role="target"`` (indexing) keeps ~1000 strong features spread over a grid at 640 px;
-    ``role="query"`` keeps up to 3000 at <= 1024 px, as measured in DESIGN.md.
+    ``role="query"`` keeps up to 3000 at <= 1024 px. ``profile`` defaults to the role's.
     """
+    profile = DEFAULT.extraction(role) if profile is None else profile
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError("extract_features expects a 2-D uint8 image")
     h, w = gray.shape
@@ -240,21 +241,17 @@ def extract_features(gray: np.ndarray, role: str) -> Features:
     # rounded now, as storage will, so an indexed target and its stored copy agree.
     thumb = thumbnail(gray) if role == "query" else thumbnail(gray).rounded()
     none = (np.zeros((0, 2)), np.zeros(0), np.zeros((0, 32), np.uint8), w, h, thumb)
-    gray = normalise_exposure(gray)
-    work, s = to_working(gray, role)
+    gray = normalise_exposure(gray, profile)
+    work, s = to_working(gray, profile)
     wh, ww = work.shape
-    if min(wh, ww) <= 2 * params.ORB_PATCH:
+    if min(wh, ww) <= 2 * profile.patch:
         # No room for a single ORB patch inside the border (also keeps sliver-shaped images
         # out of ORB's pyramid, which asserts on a 1-px side).
         return make_features(*none)
-    if role == "target":
-        limit, over = params.TARGET_FEATURES, params.TARGET_OVERDETECT
-    else:
-        limit, over = params.QUERY_FEATURES, params.QUERY_OVERDETECT
-    kps = _detect(work, limit, over)
+    kps = _detect(work, profile)
     desc = None
     if kps:
-        kps, desc = _orb(len(kps)).compute(work, kps)
+        kps, desc = _orb(profile, len(kps)).compute(work, kps)
     if not kps or desc is None:
         return make_features(*none)
     xy = np.array([k.pt for k in kps], dtype=np.float32) / np.float32(s)

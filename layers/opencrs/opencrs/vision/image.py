@@ -16,11 +16,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from opencrs.vision import params
-from opencrs.vision.params import MAX_IMAGE_BYTES
+from opencrs.vision.params import IMAGE_LIMITS, ImageLimits
 
 __all__ = [
-    "MAX_IMAGE_BYTES",
     "DecodedImage",
     "ImageError",
     "check_and_decode",
@@ -39,11 +37,6 @@ _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 # Samples per pixel of each PNG colour type (grey, RGB, palette, grey+alpha, RGBA).
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
-# Bytes the PNG decoder may produce: those of the largest 8-bit RGB image MAX_PIXELS
-# allows. Deflate packs ~1000:1, so under the 2 MB upload limit a 36 MP 16-bit RGBA PNG
-# (288 MB decoded, ~15 s and 1.6 GB to decode and composite) fits in 300 KB; the pixel
-# limit alone does not bound that work, this does.
-_MAX_PNG_DECODED_BYTES = 3 * params.MAX_PIXELS
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 
@@ -85,11 +78,11 @@ def decode_base64_image(value: object) -> bytes:
     return data
 
 
-def check_and_decode(data: bytes) -> DecodedImage:
-    """Validate ``data`` as a JPEG or PNG within our limits, then decode it to grey uint8."""
-    if len(data) > MAX_IMAGE_BYTES:
+def check_and_decode(data: bytes, limits: ImageLimits = IMAGE_LIMITS) -> DecodedImage:
+    """Validate ``data`` as a JPEG or PNG within ``limits``, then decode it to grey uint8."""
+    if len(data) > limits.max_bytes:
         raise ImageError(
-            CODE_TOO_LARGE, f"image is {len(data)} bytes; the maximum is {MAX_IMAGE_BYTES} bytes"
+            CODE_TOO_LARGE, f"image is {len(data)} bytes; the maximum is {limits.max_bytes} bytes"
         )
     if data.startswith(_PNG_SIGNATURE):
         fmt = "png"
@@ -101,23 +94,23 @@ def check_and_decode(data: bytes) -> DecodedImage:
         raise ImageError(CODE_NOT_IMAGE, "image must be a JPEG or PNG file")
     if width <= 0 or height <= 0:
         raise ImageError(CODE_NOT_IMAGE, "image has zero width or height")
-    if max(width, height) > params.MAX_SIDE:
+    if max(width, height) > limits.max_side:
         raise ImageError(
             CODE_TOO_LARGE,
-            f"image is {width}x{height}; the longest side may be at most {params.MAX_SIDE} px",
+            f"image is {width}x{height}; the longest side may be at most {limits.max_side} px",
         )
-    if width * height > params.MAX_PIXELS:
+    if width * height > limits.max_pixels:
         raise ImageError(
             CODE_TOO_LARGE,
             f"image is {width}x{height} = {width * height} pixels; "
-            f"the maximum is {params.MAX_PIXELS} pixels",
+            f"the maximum is {limits.max_pixels} pixels",
         )
     decoded_bytes = _png_decoded_bytes(data, width, height) if fmt == "png" else 0
-    if decoded_bytes > _MAX_PNG_DECODED_BYTES:
+    if decoded_bytes > limits.max_png_decoded_bytes:
         raise ImageError(
             CODE_TOO_LARGE,
             f"image is {width}x{height} and decodes to {decoded_bytes} bytes; the maximum is "
-            f"{_MAX_PNG_DECODED_BYTES} bytes ({params.MAX_PIXELS} pixels of 8-bit RGB)",
+            f"{limits.max_png_decoded_bytes} bytes ({limits.max_pixels} pixels of 8-bit RGB)",
         )
     gray = _decode_png(data) if fmt == "png" else _decode_jpeg(data)
     return DecodedImage(format=fmt, width=width, height=height, gray=gray)

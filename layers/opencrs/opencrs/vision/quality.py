@@ -3,27 +3,27 @@
 EasyAR does not publish its formulas, so ours are defined from measurable properties of the
 image and of the ORB features we actually index. Each field is a grade 0-4, LOWER IS BETTER
 (0-1 excellent, 2 good, 3 fair, 4 poor); every field is -1 when the image is unusable
-(near-blank, or fewer than ``QUALITY_MIN_FEATURES`` features). All measurements run on the
+(near-blank, or fewer than ``Quality.min_features`` features). All measurements run on the
 target working image (640 px long side), so grades do not depend on upload resolution.
 
-Raw measurements (:func:`measure`) and their grades (thresholds in ``params.QUALITY_*``,
+Raw measurements (:func:`measure`) and their grades (thresholds in ``Quality.cuts_*``,
 each a 4-tuple of cut points between grades 0|1|2|3|4):
 
 * ``detectableFeatureCount``: number of indexed ORB features (max 1000). More features,
   more chances to be found in a cluttered photo.
-* ``trackableFeatureCount``: FAST corners (threshold ``QUALITY_FAST_THRESHOLD``) on the
+* ``trackableFeatureCount``: FAST corners (threshold ``fast_threshold``) on the
   working image: the corners a frame-to-frame tracker could lock onto.
-* ``trackableFeatureDistribution``: fraction of the ``QUALITY_GRID``² cells holding at least
+* ``trackableFeatureDistribution``: fraction of the ``grid``² cells holding at least
   two indexed features: a target found by one corner is lost as soon as it leaves the view.
 * ``detectableDistinctiveness``: fraction of features whose nearest descriptor elsewhere in
-  the same image (>= ``QUALITY_LOCAL_RADIUS`` of the long side away, so the same corner at
-  another pyramid level does not count) is farther than ``QUALITY_DISTINCT_HAMMING`` bits.
+  the same image (>= ``local_radius`` of the long side away, so the same corner at
+  another pyramid level does not count) is farther than ``distinct_hamming`` bits.
 * ``trackablePatchAmbiguity``: fraction of features with a near-duplicate descriptor
-  elsewhere (<= ``QUALITY_DUPLICATE_HAMMING`` bits): repeated patterns (tiles, text, bricks)
+  elsewhere (<= ``duplicate_hamming`` bits): repeated patterns (tiles, text, bricks)
   make matches ambiguous. Graded so that a higher fraction is worse.
 * ``trackableDistinctiveness``: the same idea on raw 11x11 intensity patches around the
   strongest FAST corners: fraction whose best normalised cross-correlation with a distant
-  patch stays below ``QUALITY_PATCH_NCC``.
+  patch stays below ``patch_ncc``.
 * ``trackablePatchContrast``: median standard deviation of the 32x32 blocks of the working
   image (grey levels): flat, washed-out pictures give trackers nothing to hold.
 * ``detectableRate`` combines detectableFeatureCount, detectableDistinctiveness,
@@ -40,8 +40,8 @@ import math
 import cv2
 import numpy as np
 
-from opencrs.vision import params
 from opencrs.vision.features import Features, to_working
+from opencrs.vision.params import QUALITY, TARGET, Extraction, Quality
 
 QUALITY_FIELDS = (
     "trackableRate",
@@ -72,11 +72,13 @@ def _grade_low(value: float, cuts: tuple[float, float, float, float]) -> int:
     return 4
 
 
-def _nonlocal_nearest(desc: np.ndarray, xy: np.ndarray, radius: float) -> np.ndarray:
+def _nonlocal_nearest(
+    desc: np.ndarray, xy: np.ndarray, radius: float, neighbours: int
+) -> np.ndarray:
     """Hamming distance from each descriptor to its nearest one at least ``radius`` away
     (256 when none of its nearest neighbours qualifies)."""
     n = len(desc)
-    k = min(params.QUALITY_NEIGHBOURS + 1, n)
+    k = min(neighbours + 1, n)
     dist, idx = cv2.batchDistance(desc, desc, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=k)
     idx = np.where(idx < 0, np.arange(n)[:, None], idx)
     far = np.linalg.norm(xy[idx] - xy[:, None, :], axis=2) >= radius
@@ -84,9 +86,11 @@ def _nonlocal_nearest(desc: np.ndarray, xy: np.ndarray, radius: float) -> np.nda
     return d.min(axis=1)
 
 
-def _patch_distinct_fraction(work: np.ndarray, corners: np.ndarray, radius: float) -> float:
+def _patch_distinct_fraction(
+    work: np.ndarray, corners: np.ndarray, radius: float, cfg: Quality
+) -> float:
     """Fraction of corner patches whose best NCC with a distant patch is below the limit."""
-    half = params.QUALITY_PATCH // 2
+    half = cfg.patch // 2
     h, w = work.shape
     inside = (
         (corners[:, 0] >= half)
@@ -112,32 +116,35 @@ def _patch_distinct_fraction(work: np.ndarray, corners: np.ndarray, radius: floa
     ncc = patches @ patches.T
     near = np.linalg.norm(pts[:, None, :] - pts[None, :, :], axis=2) < radius
     ncc[near] = -1.0
-    return float(np.mean(ncc.max(axis=1) < params.QUALITY_PATCH_NCC))
+    return float(np.mean(ncc.max(axis=1) < cfg.patch_ncc))
 
 
-def measure(gray: np.ndarray, features: Features) -> dict[str, float] | None:
-    """Raw measurements behind the grades, or ``None`` for an unusable image."""
-    work, s = to_working(gray, "target")
-    if float(work.std()) < params.QUALITY_MIN_STD or len(features) < params.QUALITY_MIN_FEATURES:
+def measure(
+    gray: np.ndarray, features: Features, cfg: Quality = QUALITY, target: Extraction = TARGET
+) -> dict[str, float] | None:
+    """Raw measurements behind the grades, or ``None`` for an unusable image; ``target`` is
+    the profile the features were extracted with (its working size is measured)."""
+    work, s = to_working(gray, target)
+    if float(work.std()) < cfg.min_std or len(features) < cfg.min_features:
         return None
     wh, ww = work.shape
     long_side = max(ww, wh)
-    radius = params.QUALITY_LOCAL_RADIUS * long_side
+    radius = cfg.local_radius * long_side
 
     xy = features.xy.astype(np.float64) * s  # into the working frame
     desc = np.ascontiguousarray(features.descriptors)
-    nearest = _nonlocal_nearest(desc, xy, radius)
+    nearest = _nonlocal_nearest(desc, xy, radius, cfg.neighbours)
 
-    g = params.QUALITY_GRID
+    g = cfg.grid
     cx = np.clip((xy[:, 0] * g / ww).astype(int), 0, g - 1)
     cy = np.clip((xy[:, 1] * g / wh).astype(int), 0, g - 1)
     per_cell = np.bincount(cy * g + cx, minlength=g * g)
 
-    fast = cv2.FastFeatureDetector_create(threshold=params.QUALITY_FAST_THRESHOLD)
+    fast = cv2.FastFeatureDetector_create(threshold=cfg.fast_threshold)
     kps = sorted(fast.detect(work, None), key=lambda k: (-k.response, k.pt))
-    corners = np.array([k.pt for k in kps[: params.QUALITY_PATCHES]], dtype=np.float64)
+    corners = np.array([k.pt for k in kps[: cfg.patches]], dtype=np.float64)
 
-    b = params.QUALITY_BLOCK
+    b = cfg.block
     hb, wb = wh // b, ww // b
     if hb and wb:
         blocks = work[: hb * b, : wb * b].astype(np.float32).reshape(hb, b, wb, b)
@@ -148,10 +155,10 @@ def measure(gray: np.ndarray, features: Features) -> dict[str, float] | None:
         "detectableFeatureCount": float(len(features)),
         "trackableFeatureCount": float(len(kps)),
         "trackableFeatureDistribution": float(np.mean(per_cell >= 2)),
-        "detectableDistinctiveness": float(np.mean(nearest > params.QUALITY_DISTINCT_HAMMING)),
-        "trackablePatchAmbiguity": float(np.mean(nearest <= params.QUALITY_DUPLICATE_HAMMING)),
+        "detectableDistinctiveness": float(np.mean(nearest > cfg.distinct_hamming)),
+        "trackablePatchAmbiguity": float(np.mean(nearest <= cfg.duplicate_hamming)),
         "trackableDistinctiveness": (
-            _patch_distinct_fraction(work, corners, radius) if len(corners) else 0.0
+            _patch_distinct_fraction(work, corners, radius, cfg) if len(corners) else 0.0
         ),
         "trackablePatchContrast": contrast,
     }
@@ -162,33 +169,25 @@ def _combine(values: list[int]) -> int:
     return max(mean, max(values) - 1)
 
 
-def grade(gray: np.ndarray, features: Features) -> dict[str, int]:
+def grade(
+    gray: np.ndarray, features: Features, cfg: Quality = QUALITY, target: Extraction = TARGET
+) -> dict[str, int]:
     """Grades 0-4 (lower is better) for every field of QUALITY_FIELDS; all -1 if unusable."""
-    m = measure(gray, features)
+    m = measure(gray, features, cfg, target)
     if m is None:
         return dict.fromkeys(QUALITY_FIELDS, -1)
     out = {
-        "detectableFeatureCount": _grade_high(
-            m["detectableFeatureCount"], params.QUALITY_CUTS_FEATURE_COUNT
-        ),
-        "trackableFeatureCount": _grade_high(
-            m["trackableFeatureCount"], params.QUALITY_CUTS_CORNER_COUNT
-        ),
+        "detectableFeatureCount": _grade_high(m["detectableFeatureCount"], cfg.cuts_feature_count),
+        "trackableFeatureCount": _grade_high(m["trackableFeatureCount"], cfg.cuts_corner_count),
         "trackableFeatureDistribution": _grade_high(
-            m["trackableFeatureDistribution"], params.QUALITY_CUTS_DISTRIBUTION
+            m["trackableFeatureDistribution"], cfg.cuts_distribution
         ),
-        "detectableDistinctiveness": _grade_high(
-            m["detectableDistinctiveness"], params.QUALITY_CUTS_DISTINCT
-        ),
-        "trackablePatchAmbiguity": _grade_low(
-            m["trackablePatchAmbiguity"], params.QUALITY_CUTS_AMBIGUITY
-        ),
+        "detectableDistinctiveness": _grade_high(m["detectableDistinctiveness"], cfg.cuts_distinct),
+        "trackablePatchAmbiguity": _grade_low(m["trackablePatchAmbiguity"], cfg.cuts_ambiguity),
         "trackableDistinctiveness": _grade_high(
-            m["trackableDistinctiveness"], params.QUALITY_CUTS_PATCH_DISTINCT
+            m["trackableDistinctiveness"], cfg.cuts_patch_distinct
         ),
-        "trackablePatchContrast": _grade_high(
-            m["trackablePatchContrast"], params.QUALITY_CUTS_CONTRAST
-        ),
+        "trackablePatchContrast": _grade_high(m["trackablePatchContrast"], cfg.cuts_contrast),
     }
     out["detectableRate"] = _combine(
         [

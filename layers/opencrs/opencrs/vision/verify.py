@@ -2,7 +2,8 @@
 
 Descriptor matches alone cannot tell "same picture" from "same kind of texture"; a single
 homography explaining many well-spread matches, whose projected outline is a plausible
-quadrilateral, can (the Pastec rule). Every threshold lives in :mod:`opencrs.vision.params`.
+quadrilateral, can (the Pastec rule). Every threshold is a field of
+:class:`~opencrs.vision.params.Matching`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from opencrs.vision import params
 from opencrs.vision.features import Features
+from opencrs.vision.params import MATCHING, Matching
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ def ratio_matches(
     target: Features,
     query_buckets: np.ndarray | None = None,
     target_buckets: np.ndarray | None = None,
+    cfg: Matching = MATCHING,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Query→target matches passing Lowe's ratio test and an absolute distance bound.
 
@@ -37,7 +39,7 @@ def ratio_matches(
     per target feature), a query feature is compared only with the target features of its
     own buckets, and best and second-best are taken over those: a few times fewer Hamming
     distances than all pairs (the caller picks labels that true matches share, see
-    ``params.VERIFY_PROBES``). Returns index arrays (query_idx, target_idx).
+    ``Search.verify_probes``). Returns index arrays (query_idx, target_idx).
     """
     empty = np.zeros(0, dtype=np.int64)
     if len(query) == 0 or len(target) < 2:
@@ -55,7 +57,7 @@ def ratio_matches(
         best, second, best_idx = _bucketed_two_nearest(
             query.descriptors, target.descriptors, query_buckets, target_buckets
         )
-    keep = (best <= params.MATCH_MAX_DISTANCE) & (best < params.RATIO * second) & (best_idx >= 0)
+    keep = (best <= cfg.match_max_distance) & (best < cfg.ratio * second) & (best_idx >= 0)
     qi = np.nonzero(keep)[0]
     return qi.astype(np.int64), best_idx[qi].astype(np.int64)
 
@@ -97,26 +99,26 @@ def _bucketed_two_nearest(
     return best, second, best_idx
 
 
-def orientation_filter(dangle: np.ndarray) -> np.ndarray:
+def orientation_filter(dangle: np.ndarray, cfg: Matching = MATCHING) -> np.ndarray:
     """Mask of matches whose keypoint rotation agrees with the dominant one (circular mode)."""
     if len(dangle) == 0:
         return np.zeros(0, dtype=bool)
-    nb = params.ORIENT_BINS
+    nb = cfg.orient_bins
     width = 360.0 / nb
     bins = (np.mod(dangle, 360.0) // width).astype(int) % nb
     hist = np.bincount(bins, minlength=nb).astype(np.float64)
     smooth = hist + np.roll(hist, 1) + np.roll(hist, -1)
     mode = (int(np.argmax(smooth)) + 0.5) * width
     diff = np.abs((dangle - mode + 180.0) % 360.0 - 180.0)
-    return diff <= params.ORIENT_TOLERANCE_DEG + width
+    return diff <= cfg.orient_tolerance_deg + width
 
 
-def _normaliser(width: int, height: int) -> np.ndarray:
-    s = params.VERIFY_FRAME / max(width, height, 1)
+def _normaliser(width: int, height: int, cfg: Matching) -> np.ndarray:
+    s = cfg.verify_frame / max(width, height, 1)
     return np.diag([s, s, 1.0])
 
 
-def _quad_ok(quad: np.ndarray, frame_w: float, frame_h: float) -> bool:
+def _quad_ok(quad: np.ndarray, frame_w: float, frame_h: float, cfg: Matching = MATCHING) -> bool:
     """Pastec's sanity check on the target outline projected into the query."""
     if not np.all(np.isfinite(quad)):
         return False
@@ -131,26 +133,24 @@ def _quad_ok(quad: np.ndarray, frame_w: float, frame_h: float) -> bool:
     x, y = quad[:, 0], quad[:, 1]
     area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
     frame_area = frame_w * frame_h
-    if not (
-        params.MIN_QUAD_AREA_FRAC * frame_area <= area <= params.MAX_QUAD_AREA_FRAC * frame_area
-    ):
+    if not (cfg.min_quad_area_frac * frame_area <= area <= cfg.max_quad_area_frac * frame_area):
         return False
     sides = np.hypot(edges[:, 0], edges[:, 1])
     # Opposite sides, not all four: perspective shortens a side relative to its opposite,
     # and a homography collapsing towards a triangle shrinks one to ~0, while a legitimately
     # long, thin target (a banner) has very unequal adjacent sides.
-    if min(sides[0], sides[2]) < params.MIN_QUAD_SIDE_RATIO * max(sides[0], sides[2]):
+    if min(sides[0], sides[2]) < cfg.min_quad_side_ratio * max(sides[0], sides[2]):
         return False
-    if min(sides[1], sides[3]) < params.MIN_QUAD_SIDE_RATIO * max(sides[1], sides[3]):
+    if min(sides[1], sides[3]) < cfg.min_quad_side_ratio * max(sides[1], sides[3]):
         return False
     prev = -np.roll(edges, 1, axis=0)
     cosang = np.sum(prev * edges, axis=1) / (sides * np.roll(sides, 1) + 1e-12)
     angles = np.degrees(np.arccos(np.clip(cosang, -1.0, 1.0)))
-    return bool(angles.min() >= params.MIN_QUAD_ANGLE_DEG)
+    return bool(angles.min() >= cfg.min_quad_angle_deg)
 
 
-def _spread_cells(points: np.ndarray, width: int, height: int) -> int:
-    g = params.SPREAD_GRID
+def _spread_cells(points: np.ndarray, width: int, height: int, grid: int) -> int:
+    g = grid
     cx = np.clip((points[:, 0] * g / max(width, 1)).astype(int), 0, g - 1)
     cy = np.clip((points[:, 1] * g / max(height, 1)).astype(int), 0, g - 1)
     return len(np.unique(cy * g + cx))
@@ -161,6 +161,7 @@ def verify(
     target: Features,
     query_buckets: np.ndarray | None = None,
     target_buckets: np.ndarray | None = None,
+    cfg: Matching = MATCHING,
 ) -> Verification | None:
     """Accept ``target`` as depicted in ``query`` or return ``None``.
 
@@ -169,34 +170,34 @@ def verify(
     frame, then accept on inlier count AND spread over the target AND a convex, plausible
     projected outline.
     """
-    qi, ti = ratio_matches(query, target, query_buckets, target_buckets)
-    if len(qi) < params.MIN_INLIERS:
+    qi, ti = ratio_matches(query, target, query_buckets, target_buckets, cfg)
+    if len(qi) < cfg.min_inliers:
         return None
-    keep = orientation_filter(query.angle[qi] - target.angle[ti])
+    keep = orientation_filter(query.angle[qi] - target.angle[ti], cfg)
     qi, ti = qi[keep], ti[keep]
-    if len(qi) < params.MIN_INLIERS:
+    if len(qi) < cfg.min_inliers:
         return None
-    nt = _normaliser(target.width, target.height)
-    nq = _normaliser(query.width, query.height)
+    nt = _normaliser(target.width, target.height, cfg)
+    nq = _normaliser(query.width, query.height, cfg)
     src = target.xy[ti].astype(np.float64) * nt[0, 0]
     dst = query.xy[qi].astype(np.float64) * nq[0, 0]
     h_norm, mask = cv2.findHomography(
         src.reshape(-1, 1, 2),
         dst.reshape(-1, 1, 2),
-        getattr(cv2, params.RANSAC_METHOD),
-        params.RANSAC_THRESHOLD,
-        maxIters=params.RANSAC_MAX_ITERS,
-        confidence=params.RANSAC_CONFIDENCE,
+        getattr(cv2, cfg.ransac_method),
+        cfg.ransac_threshold,
+        maxIters=cfg.ransac_max_iters,
+        confidence=cfg.ransac_confidence,
     )
     if h_norm is None or mask is None:
         return None
     inl = mask.ravel().astype(bool)
     # One target feature matched by several query features counts once.
     inliers = len(np.unique(ti[inl]))
-    if inliers < params.MIN_INLIERS:
+    if inliers < cfg.min_inliers:
         return None
-    cells = _spread_cells(target.xy[ti[inl]], target.width, target.height)
-    if cells < params.MIN_CELLS:
+    cells = _spread_cells(target.xy[ti[inl]], target.width, target.height, cfg.spread_grid)
+    if cells < cfg.min_cells:
         return None
     corners = np.array(
         [[0, 0], [target.width, 0], [target.width, target.height], [0, target.height]],
@@ -204,10 +205,10 @@ def verify(
     )
     quad = cv2.perspectiveTransform((corners * nt[0, 0]).reshape(-1, 1, 2), h_norm)
     fw, fh = query.width * nq[0, 0], query.height * nq[0, 0]
-    if not _quad_ok(quad.reshape(4, 2), fw, fh):
+    if not _quad_ok(quad.reshape(4, 2), fw, fh, cfg):
         return None
     homography = np.linalg.inv(nq) @ h_norm @ nt
     homography = homography / homography[2, 2]
-    coverage = cells / float(params.SPREAD_GRID**2)
+    coverage = cells / float(cfg.spread_grid**2)
     score = float(inliers * (0.5 + 0.5 * coverage))
     return Verification(inliers=inliers, homography=homography, score=score)

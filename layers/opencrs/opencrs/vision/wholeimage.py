@@ -11,8 +11,8 @@ query's ``THUMB_SIDE``-pixel thumbnail must equal the target's under one gain an
 Unrelated pictures that share a hash, or a black rotated border, disagree somewhere.
 
 This check covers only a picture seen whole and upright: rotations, crops, tilts and
-clutter are local features' work (:mod:`opencrs.vision.verify`). Every tuned value lives
-in :mod:`opencrs.vision.params`.
+clutter are local features' work (:mod:`opencrs.vision.verify`). Every tuned value is a
+field of :class:`~opencrs.vision.params.WholeImage`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from opencrs.vision import params
+from opencrs.vision.params import WHOLE_IMAGE, WholeImage
 
 # Stored in features and bundles: a format constant, not a tunable.
 THUMB_SIDE = 32
@@ -92,16 +92,16 @@ def phash_distances(query: Thumbnail, hashes: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.asarray(hashes, dtype=np.uint64) ^ np.uint64(query.phash))
 
 
-def residual(query: Thumbnail, target: Thumbnail) -> float:
+def residual(query: Thumbnail, target: Thumbnail, cfg: WholeImage = WHOLE_IMAGE) -> float:
     """How far the query's thumbnail is from the target's under the best gain and offset:
-    the RMS residual of the worst cell of a ``params.WHOLE_CELLS`` grid, over the query's
+    the RMS residual of the worst cell of a ``cfg.cells`` grid, over the query's
     standard deviation (0: identical up to exposure) — over the smaller of its whole and
     its central half's, so that a picture whose structure is all at its border (padding,
     a frame) around a flat middle cannot agree on the border alone.
 
     Pixels that round to 0 or 255 in either thumbnail are left out, with a rim around
     them: padding (the black corners of a rotated copy) and clipped highlights say nothing
-    about the picture. ``inf`` when fewer than ``params.WHOLE_MIN_VALID`` of the pixels (or
+    about the picture. ``inf`` when fewer than ``cfg.min_valid`` of the pixels (or
     half of the central ones) are left, when what is left, or its centre, is too flat to
     compare, or when the fit needs a negative gain (a negative is not the same picture).
     """
@@ -113,19 +113,19 @@ def residual(query: Thumbnail, target: Thumbnail) -> float:
     n = int(valid.sum())
     centre = slice(THUMB_SIDE // 4, THUMB_SIDE - THUMB_SIDE // 4)
     inner = valid[centre, centre]
-    if n < params.WHOLE_MIN_VALID * valid.size or inner.sum() < inner.size / 2:
+    if n < cfg.min_valid * valid.size or inner.sum() < inner.size / 2:
         return float("inf")
     qc = np.where(valid, q - q[valid].mean(), 0.0)
     tc = np.where(valid, t - t[valid].mean(), 0.0)
     q_var, t_var = float((qc * qc).sum()) / n, float((tc * tc).sum()) / n
     q_inner_var = float(q[centre, centre][inner].var())
-    if min(q_var, t_var, q_inner_var) < params.WHOLE_MIN_STD**2:
+    if min(q_var, t_var, q_inner_var) < cfg.min_std**2:
         return float("inf")
     gain = float((qc * tc).sum()) / n / t_var
     if gain <= 0:
         return float("inf")
     r = qc - gain * tc  # 0 where not valid
-    c = params.WHOLE_CELLS
+    c = cfg.cells
     s = THUMB_SIDE // c
     sums = (r * r).reshape(c, s, c, s).sum(axis=(1, 3))
     counts = valid.reshape(c, s, c, s).sum(axis=(1, 3))
@@ -135,10 +135,8 @@ def residual(query: Thumbnail, target: Thumbnail) -> float:
     return float(np.sqrt(worst / min(q_var, q_inner_var)))
 
 
-def same_picture(query: Thumbnail, target: Thumbnail) -> bool:
-    """Both tests: hashes within ``params.WHOLE_MAX_PHASH`` bits and a residual within
-    ``params.WHOLE_MAX_RESIDUAL`` (the Searcher applies them to a whole gallery at once)."""
+def same_picture(query: Thumbnail, target: Thumbnail, cfg: WholeImage = WHOLE_IMAGE) -> bool:
+    """Both tests: hashes within ``cfg.max_phash`` bits and a residual within
+    ``cfg.max_residual`` (the Searcher applies them to a whole gallery at once)."""
     distance = int(phash_distances(query, np.array([target.phash], dtype=np.uint64))[0])
-    return (
-        distance <= params.WHOLE_MAX_PHASH and residual(query, target) <= params.WHOLE_MAX_RESIDUAL
-    )
+    return distance <= cfg.max_phash and residual(query, target, cfg) <= cfg.max_residual

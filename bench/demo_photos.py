@@ -1,7 +1,7 @@
 """Real demo photos and the perturbations a phone camera applies to them.
 
-Shared by the unit tests and ``bench.quality``: every perturbation is deterministic
-(seeded RNG) so a failing recall number is reproducible.
+Shared by ``bench.quality`` and the tests (imported from here): every perturbation is
+deterministic (seeded RNG) so a failing recall number is reproducible.
 """
 
 from __future__ import annotations
