@@ -132,7 +132,7 @@ class FakeBlobStore:
         meta = {k.lower(): v for k, v in (metadata or {}).items()}
         self.objects[key] = StoredBlob(bytes(data), "image/jpeg", meta)
 
-    def keys(self, prefix: str = "") -> set[str]:
+    def stored_keys(self, prefix: str = "") -> set[str]:
         return {k for k in self.objects if k.startswith(prefix)}
 
 
