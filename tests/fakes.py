@@ -1,0 +1,304 @@
+"""In-memory fakes of the domain's ports, with the contracts of the AWS adapters in
+``opencrs.store`` (conditions, errors, ordering), so use cases are unit-tested without
+moto. Fault hooks exist only where a test needs them; the moto suite keeps covering the
+adapters themselves, real faults and concurrency."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from opencrs.bootstrap import Services
+from opencrs.config import DEFAULT_BUNDLE_SHARDS, Settings
+from opencrs.domain.credentials import Keyring
+from opencrs.domain.errors import (
+    BlobMissing,
+    OutOfOrder,
+    SignatureReplayed,
+    StaleRecord,
+    TargetExists,
+)
+from opencrs.domain.ports import Stores
+from opencrs.domain.target import DELETING, TargetRecord
+from opencrs.index.bundle import Bundle
+from opencrs.store.bundles import shard_of
+
+FAKE_BUCKET = "fake-bucket"
+FAKE_TABLE = "fake-table"
+
+
+class InjectedFault(Exception):
+    """A fault a test asked a fake to raise (stands for a storage outage)."""
+
+
+class FakeTargetRepository:
+    """``store.records.TargetTable``: conditional create, revision-conditional replace and
+    delete, pages in id order without ``deleting`` records."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], TargetRecord] = {}
+        # Fault hooks: the next N replaces raise StaleRecord as if another writer won;
+        # ``before_replace`` runs first (a test's concurrent writer).
+        self.stale_replaces = 0
+        self.before_replace: Callable[[TargetRecord], None] | None = None
+
+    def create(self, record: TargetRecord) -> None:
+        key = (record.gallery, record.target_id)
+        if key in self.records:
+            raise TargetExists(record.target_id)
+        self.records[key] = record
+
+    def replace(self, record: TargetRecord) -> TargetRecord:
+        if self.before_replace is not None:
+            self.before_replace(record)
+        if self.stale_replaces > 0:
+            self.stale_replaces -= 1
+            raise StaleRecord(record.target_id)
+        key = (record.gallery, record.target_id)
+        stored = self.records.get(key)
+        if stored is None or stored.revision != record.revision:
+            raise StaleRecord(record.target_id)
+        updated = record.evolve(revision=record.revision + 1)
+        self.records[key] = updated
+        return updated
+
+    def delete(self, record: TargetRecord) -> None:
+        key = (record.gallery, record.target_id)
+        stored = self.records.get(key)
+        # DynamoDB's ``revision = :seen`` fails on an absent item too.
+        if stored is None or stored.revision != record.revision:
+            raise StaleRecord(record.target_id)
+        del self.records[key]
+
+    def get(self, gallery: str, target_id: str) -> TargetRecord | None:
+        return self.records.get((gallery, target_id))
+
+    def get_many(self, gallery: str, target_ids: Iterable[str]) -> dict[str, TargetRecord]:
+        found = (self.records.get((gallery, t)) for t in dict.fromkeys(target_ids))
+        return {r.target_id: r for r in found if r is not None}
+
+    def page(self, gallery: str, page_num: int, page_size: int) -> tuple[list[TargetRecord], int]:
+        ids = sorted(
+            t for (g, t), r in self.records.items() if g == gallery and r.state != DELETING
+        )
+        wanted = ids[(page_num - 1) * page_size : page_num * page_size]
+        return [self.records[(gallery, t)] for t in wanted], len(ids)
+
+    # -- test helpers ---------------------------------------------------------------------
+
+    def overwrite(self, record: TargetRecord) -> TargetRecord:
+        """Another writer's successful replace of the stored record (revision + 1)."""
+        stored = self.records[(record.gallery, record.target_id)]
+        return self.replace(record.evolve(revision=stored.revision))
+
+
+@dataclass
+class StoredBlob:
+    data: bytes
+    content_type: str = "application/octet-stream"
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class FakeBlobStore:
+    """``store.blobs.BlobStore``: get and head_metadata raise BlobMissing; delete of an
+    absent key is a no-op, as S3's is."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, StoredBlob] = {}
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.objects[key] = StoredBlob(bytes(data), content_type)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.objects[key].data
+        except KeyError:
+            raise BlobMissing(key) from None
+
+    def head_metadata(self, key: str) -> dict[str, str]:
+        try:
+            return dict(self.objects[key].metadata)
+        except KeyError:
+            raise BlobMissing(key) from None
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    # -- test helpers ---------------------------------------------------------------------
+
+    def upload(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
+        """A client's PUT with ``x-amz-meta-*`` metadata (S3 lower-cases the names)."""
+        meta = {k.lower(): v for k, v in (metadata or {}).items()}
+        self.objects[key] = StoredBlob(bytes(data), "image/jpeg", meta)
+
+    def stored_keys(self, prefix: str = "") -> set[str]:
+        return {k for k in self.objects if k.startswith(prefix)}
+
+
+@dataclass(frozen=True)
+class FakeManifest:
+    """``store.bundles.Manifest`` as the use cases read it."""
+
+    gallery: str
+    version: int
+    shard_keys: tuple[str, ...]
+    # Keys this version's commit replaced; gone after the next commit (as in S3).
+    retired: tuple[str, ...] = ()
+
+    @property
+    def shard_count(self) -> int:
+        return len(self.shard_keys)
+
+
+@dataclass(frozen=True)
+class FakeShards:
+    """``store.bundles.Shards``: the bundles a manifest names; ``len`` counts targets."""
+
+    bundles: tuple[Bundle, ...] = ()
+
+    def target_ids(self) -> list[str]:
+        return [tid for bundle in self.bundles for tid in bundle.target_ids()]
+
+    def __len__(self) -> int:
+        return sum(len(bundle) for bundle in self.bundles)
+
+
+class FakeBundleStore:
+    """``store.bundles.BundleStore``: one Bundle per shard under a fresh key per write, a
+    version bumped by every commit (even one that changed nothing), retired keys deleted
+    by the next commit, so a reader two versions behind gets BlobMissing."""
+
+    def __init__(self, shards: int = DEFAULT_BUNDLE_SHARDS) -> None:
+        self.shards = shards
+        self.manifests: dict[str, FakeManifest] = {}
+        self.objects: dict[str, Bundle] = {}
+        self._fresh = itertools.count(1)
+        # Fault hooks: the next N commits raise InjectedFault before applying anything;
+        # ``after_commit(gallery, target_id)`` runs once a commit was published.
+        self.failing_commits = 0
+        self.after_commit: Callable[[str, str], None] | None = None
+
+    def manifest(self, gallery: str) -> FakeManifest | None:
+        return self.manifests.get(gallery)
+
+    def load(self, manifest: FakeManifest) -> FakeShards:
+        try:
+            return FakeShards(
+                tuple(self.objects[k] if k else Bundle.empty() for k in manifest.shard_keys)
+            )
+        except KeyError as missing:
+            raise BlobMissing(str(missing)) from None
+
+    def commit(
+        self, gallery: str, target_id: str, change: Callable[[Bundle], Bundle]
+    ) -> FakeManifest:
+        if self.failing_commits > 0:
+            self.failing_commits -= 1
+            raise InjectedFault(f"bundle commit of {target_id} failed")
+        current = self.manifests.get(gallery)
+        keys = list(current.shard_keys if current else ("",) * self.shards)
+        version = (current.version if current else 0) + 1
+        shard = shard_of(target_id, len(keys))
+        base = self.objects[keys[shard]] if keys[shard] else Bundle.empty()
+        updated = change(base)
+        retired: tuple[str, ...] = ()
+        if updated is not base:
+            key = f"bundles/{gallery}/s{shard:04d}/v{version:08d}-{next(self._fresh)}.bin"
+            self.objects[key] = updated
+            retired = (keys[shard],) if keys[shard] else ()
+            keys[shard] = key
+        for old in current.retired if current else ():
+            self.objects.pop(old, None)
+        published = FakeManifest(gallery, version, tuple(keys), retired)
+        self.manifests[gallery] = published
+        if self.after_commit is not None:
+            self.after_commit(gallery, target_id)
+        return published
+
+    # -- test helpers ---------------------------------------------------------------------
+
+    def target_ids(self, gallery: str) -> set[str]:
+        """Every target the gallery's current bundles hold."""
+        manifest = self.manifests.get(gallery)
+        return set(self.load(manifest).target_ids()) if manifest else set()
+
+
+class FakeUploadKeys:
+    """``store.records.UploadKeys``: ``point`` refuses an older order (OutOfOrder), allows
+    the same order again (redelivery) and returns the target the key stood for."""
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def current(self, gallery: str, key: str) -> str:
+        return self.keys.get((gallery, key), ("", ""))[0]
+
+    def point(self, gallery: str, key: str, target_id: str, order: str) -> str:
+        previous, seen = self.keys.get((gallery, key), ("", ""))
+        if (gallery, key) in self.keys and seen > order:
+            raise OutOfOrder(key)
+        self.keys[(gallery, key)] = (target_id, order)
+        return previous
+
+
+class FakeReplayLog:
+    """``store.replays.ReplayLog`` without expiry: a signature claimed twice is refused."""
+
+    def __init__(self) -> None:
+        self.claimed: set[tuple[str, str]] = set()
+
+    def claim(self, gallery: str, signature: str) -> None:
+        if (gallery, signature) in self.claimed:
+            raise SignatureReplayed(signature[:8])
+        self.claimed.add((gallery, signature))
+
+
+@dataclass(frozen=True)
+class FakeStores(Stores):
+    """``Stores`` of fakes, typed as fakes so tests reach their helpers and hooks."""
+
+    targets: FakeTargetRepository = field(default_factory=FakeTargetRepository)
+    blobs: FakeBlobStore = field(default_factory=FakeBlobStore)
+    bundles: FakeBundleStore = field(default_factory=FakeBundleStore)
+    upload_keys: FakeUploadKeys = field(default_factory=FakeUploadKeys)
+    replays: FakeReplayLog | None = field(default_factory=FakeReplayLog)
+
+
+def clone(stores: FakeStores) -> FakeStores:
+    """An independent copy of ``stores`` (records and bundles are immutable, so the maps
+    are copied, not their values): a gallery seeded once per module, fresh per test."""
+    targets = FakeTargetRepository()
+    targets.records = dict(stores.targets.records)
+    blobs = FakeBlobStore()
+    blobs.objects = dict(stores.blobs.objects)
+    bundles = FakeBundleStore(stores.bundles.shards)
+    bundles.manifests = dict(stores.bundles.manifests)
+    bundles.objects = dict(stores.bundles.objects)
+    bundles._fresh = itertools.count(10_000 + len(bundles.objects))
+    upload_keys = FakeUploadKeys()
+    upload_keys.keys = dict(stores.upload_keys.keys)
+    replays = FakeReplayLog()
+    replays.claimed = set(stores.replays.claimed) if stores.replays else set()
+    return FakeStores(targets, blobs, bundles, upload_keys, replays)
+
+
+def fake_services(
+    *,
+    keyring: Keyring | None = None,
+    stores: FakeStores | None = None,
+    shards: int = 4,
+    upload_prefix: str = "uploads/",
+) -> Services:
+    """The application as ``bootstrap.Services`` wires it, over fresh fakes (4 shards, so
+    targets of one test spread over several)."""
+    stores = stores or FakeStores(bundles=FakeBundleStore(shards))
+    settings = Settings(bucket=FAKE_BUCKET, table=FAKE_TABLE, upload_prefix=upload_prefix)
+    return Services(settings, stores=stores, keyring=keyring or Keyring([]))
+
+
+def fakes_of(services: Services) -> FakeStores:
+    """The fakes behind ``services``, typed as fakes."""
+    stores = services.stores
+    assert isinstance(stores, FakeStores)
+    return stores
