@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.metrics import Metrics
 
+from bench.demo_photos import photo
 from local.runtime import DEFAULT_APP_KEY, DEFAULT_APP_SECRET, FakeLambdaContext, load_event
 from opencrs.bootstrap import Services
 from opencrs.domain.credentials import AppCredential, Keyring
@@ -19,7 +20,6 @@ from opencrs.edge.routes import similar_router, targets_router
 from opencrs.vision.quality import QUALITY_FIELDS
 from opencrs.wire import signed_params, signed_query
 from tests.fakes import fake_services, fakes_of
-from tests.photos import photo
 
 GALLERY = "edge-gallery"
 KEYRING = Keyring([AppCredential(DEFAULT_APP_KEY, DEFAULT_APP_SECRET, GALLERY)])

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from bench.demo_photos import photo
 from opencrs.bootstrap import Services
 from opencrs.domain.fields import TargetFields
 from tests.fakes import FakeStores, clone, fake_services, fakes_of
-from tests.photos import photo
 
 GALLERY = "g"
 SEEDED = ("coffee", "rocket")

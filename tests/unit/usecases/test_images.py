@@ -7,13 +7,14 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.demo_photos import load_gray, photo
 from opencrs.bootstrap import Services
 from opencrs.domain.errors import SimilarTargetsExist
 from opencrs.usecases.images import PreparedImage
-from opencrs.vision.image import MAX_IMAGE_BYTES, ImageError
+from opencrs.vision.image import ImageError
+from opencrs.vision.params import IMAGE_LIMITS
 from opencrs.vision.quality import QUALITY_FIELDS
 from tests.fakes import FakeStores, clone, fake_services
-from tests.photos import load_gray, photo
 from tests.unit.usecases.conftest import GALLERY
 
 
@@ -68,7 +69,7 @@ def test_another_gallery_holds_nothing_similar(app: Services) -> None:
     ("data", "code"),
     [
         (b"plain text, not a picture", 427),
-        (b"\xff\xd8\xff" + bytes(MAX_IMAGE_BYTES), 422),
+        (b"\xff\xd8\xff" + bytes(IMAGE_LIMITS.max_bytes), 422),
         (b"\x89PNG\r\n\x1a\n" + b"broken", 427),
     ],
     ids=["not-an-image", "too-large", "broken-png"],

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from bench.demo_photos import load_gray
 from opencrs.bootstrap import Services
 from opencrs.domain.errors import BlobMissing
 from opencrs.domain.target import FAILED, PENDING, TargetRecord
 from opencrs.usecases.query import SimilarityEngine
 from tests.fakes import FakeBundleStore, FakeManifest, FakeShards, FakeStores, fakes_of
-from tests.photos import load_gray
 from tests.unit.usecases.conftest import GALLERY
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.demo_photos import load_gray, photo
 from opencrs.bootstrap import Services
 from opencrs.domain.errors import (
     NothingToUpdate,
@@ -17,7 +18,6 @@ from opencrs.domain.target import DELETING, FAILED, INDEXED, PENDING, TargetReco
 from opencrs.usecases.retry import MAX_RECORD_RETRIES
 from opencrs.usecases.targets import MAX_TARGET_ID_CHARS
 from tests.fakes import InjectedFault, fakes_of
-from tests.photos import load_gray, photo
 from tests.unit.usecases.conftest import GALLERY
 
 

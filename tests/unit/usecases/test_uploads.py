@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from bench.demo_photos import load_gray, photo
 from local.runtime import load_event
 from opencrs.bootstrap import Services
 from opencrs.domain.target import FAILED, INDEXED, PENDING
@@ -18,9 +19,8 @@ from opencrs.usecases.uploads import (
     upload_target_id,
     uploaded_objects,
 )
-from opencrs.vision.image import MAX_IMAGE_BYTES
+from opencrs.vision.params import IMAGE_LIMITS
 from tests.fakes import FAKE_BUCKET, InjectedFault, fakes_of
-from tests.photos import load_gray, photo
 
 GALLERY = "default"  # Settings.default_gallery: where uploads go
 KEY = "uploads/cups/coffee.jpg"
@@ -122,7 +122,7 @@ def test_an_invalid_field_leaves_a_failed_record(app: Services) -> None:
 
 def test_an_oversize_upload_leaves_a_failed_record(app: Services) -> None:
     fakes = fakes_of(app)
-    upload = replace(put(app, KEY, "hubble"), size=MAX_IMAGE_BYTES + 1)
+    upload = replace(put(app, KEY, "hubble"), size=IMAGE_LIMITS.max_bytes + 1)
     outcome = app.uploads.process(upload)
     assert (outcome.status, outcome.reason) == ("failed", "422: image exceeds 2 MB")
     assert fakes.targets.get(GALLERY, outcome.target_id).state == FAILED
@@ -148,7 +148,7 @@ def test_a_redelivered_upload_is_a_duplicate(app: Services) -> None:
 
 
 def test_a_redelivered_failure_stays_one_failed_record(app: Services) -> None:
-    upload = replace(put(app, KEY, "hubble"), size=MAX_IMAGE_BYTES + 1)
+    upload = replace(put(app, KEY, "hubble"), size=IMAGE_LIMITS.max_bytes + 1)
     app.uploads.process(upload)
     assert app.uploads.process(upload).status == "duplicate"
 

@@ -82,7 +82,7 @@ class TargetObjects:
         images belong to their uploader and stay."""
         used = {keep.image_key, keep.features_key, keep.meta_key} if keep else set()
         if old.source.startswith("upload:"):
-            used.add(old.image_key)
+            used.add(old.source.removeprefix("upload:"))
         for key in (old.image_key, old.features_key, old.meta_key):
             if key and key not in used:
                 self.blobs.delete(key)

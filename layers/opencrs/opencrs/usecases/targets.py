@@ -144,13 +144,13 @@ class Targets:
         """Undo a create that failed after its record was written (a fault in the bundle
         commit or the final flip), so no half-written ``pending`` target outlives the
         error the client sees. An upload is then simply indexed again on redelivery. If
-        the fault also stops the undo, the record stays ``pending``: invisible to queries,
-        resumed by a redelivered upload, and removable with DELETE."""
+        the fault also stops the undo, the record stays ``pending`` or ``deleting``: invisible
+        to queries, resumed or re-created by a redelivered upload, removable with DELETE."""
         try:
             self.delete(record.gallery, record.target_id)
         except Exception:
             logger.warning(
-                "could not undo a failed create; the target stays pending",
+                "could not undo a failed create; a redelivery or DELETE completes it",
                 extra={"gallery": record.gallery, "targetId": record.target_id},
             )
 

@@ -33,7 +33,7 @@ from opencrs.domain.errors import (
 )
 from opencrs.domain.fields import TargetFields
 from opencrs.domain.ports import Stores
-from opencrs.domain.target import PENDING
+from opencrs.domain.target import DELETING, PENDING
 from opencrs.usecases.targets import Targets
 from opencrs.vision.image import ImageError
 from opencrs.vision.params import IMAGE_LIMITS
@@ -147,6 +147,10 @@ class UploadProcessor:
         if removed:
             return Outcome(key, "deleted" if previous else "skipped", previous)
         existing = self.stores.targets.get(gallery, target_id)
+        if existing is not None and existing.state == DELETING:
+            # A create whose undo failed midway: finish the undo, then index it afresh.
+            self.targets.delete(gallery, target_id)
+            existing = None
         if existing is not None:
             if existing.state == PENDING:
                 self.targets.resume(existing)
