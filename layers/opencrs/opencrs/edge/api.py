@@ -9,8 +9,8 @@ import json
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from opencrs.edge.errors import error_reply
-from opencrs.wire import ROUTE_NOT_FOUND, ApiError, Reply, failure
+from opencrs.edge.errors import error_reply, route_not_found
+from opencrs.wire import Reply, failure
 
 
 def respond(reply: Reply) -> Response:
@@ -34,7 +34,6 @@ def build_resolver(*routers: Router) -> APIGatewayRestResolver:
     @app.not_found
     def not_found(_: Exception) -> Response:
         event = app.current_event
-        message = f"no such route: {event.http_method} {event.path}"
-        return respond(failure(ApiError(ROUTE_NOT_FOUND, message)))
+        return respond(failure(route_not_found(event.http_method, event.path)))
 
     return app

@@ -8,7 +8,14 @@ import logging
 
 from opencrs.domain.errors import DomainError, SignatureReplayed
 from opencrs.vision.image import ImageError
-from opencrs.wire import INTERNAL_ERROR, INVALID_SIGNATURE, ApiError, Reply, failure
+from opencrs.wire import (
+    INTERNAL_ERROR,
+    INVALID_SIGNATURE,
+    ROUTE_NOT_FOUND,
+    ApiError,
+    Reply,
+    failure,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,3 +34,8 @@ def api_error(error: Exception) -> ApiError:
 
 def error_reply(error: Exception) -> Reply:
     return failure(api_error(error))
+
+
+def route_not_found(method: str, path: str) -> ApiError:
+    """EasyAR's 404 envelope for a path no route serves (not API Gateway's bare 403)."""
+    return ApiError(ROUTE_NOT_FOUND, f"no such route: {method} {path}")

@@ -17,6 +17,7 @@ from opencrs.domain.ports import Stores
 from opencrs.domain.target import TargetRecord
 from opencrs.edge.api import respond
 from opencrs.edge.auth import authenticated_params
+from opencrs.edge.errors import route_not_found
 from opencrs.edge.presenters import easyar_target, listing_item, management_view
 from opencrs.edge.request import HttpRequest
 from opencrs.usecases.images import ImagePreparer
@@ -24,7 +25,7 @@ from opencrs.usecases.objects import TargetObjects
 from opencrs.usecases.query import SimilarityEngine
 from opencrs.usecases.targets import Targets
 from opencrs.vision.image import check_and_decode, decode_base64_image
-from opencrs.wire import PARAMETER_ERROR, ROUTE_NOT_FOUND, ApiError, iso_date, now_ms, success
+from opencrs.wire import PARAMETER_ERROR, ApiError, iso_date, now_ms, success
 
 MAX_PAGE_SIZE = 100
 GRADE_KINDS = frozenset({"detection", "tracking", "detail"})
@@ -152,8 +153,7 @@ def targets_router(backend: Backend, metrics: Metrics) -> Router:
     def grade(kind: str) -> Response:
         if kind not in GRADE_KINDS:
             event = router.current_event
-            message = f"no such route: {event.http_method} {event.path}"
-            raise ApiError(ROUTE_NOT_FOUND, message)
+            raise route_not_found(event.http_method, event.path)
         params, _ = calls.authenticated()
         grades = backend.images.grades(decode_base64_image(params.get("image")))
         if kind == "detection":
