@@ -19,7 +19,7 @@ from typing import Any
 
 from opencrs.domain.credentials import AppCredential, Keyring
 from opencrs.domain.ports import ReplayLog
-from opencrs.edge.request import HttpRequest, json_params, query_params
+from opencrs.edge.request import HttpRequest, request_params
 from opencrs.wire import (
     APP_KEY_NOT_EXIST,
     INVALID_APP_KEY,
@@ -122,7 +122,7 @@ def authenticated_params(
     A ``write`` signed with parameters is refused (statusCode 2) if its signature was
     already used: replaying a read is harmless, replaying a write is not. Tokens are
     bearer credentials, reusable until they expire, and not tracked."""
-    params = query_params(request) if request.method in {"GET", "DELETE"} else json_params(request)
+    params = request_params(request)
     credential = authenticate(params, request.authorization, keyring)
     uses_token = bool(request.authorization and request.authorization.strip())
     if write and not uses_token and replays is not None:

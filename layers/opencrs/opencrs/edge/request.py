@@ -103,6 +103,14 @@ def query_params(request: HttpRequest) -> dict[str, Any]:
     return dict(request.query)
 
 
+def request_params(request: HttpRequest) -> dict[str, Any]:
+    """The parameters a request signs: the query string of a GET or DELETE without a
+    body, else the JSON body."""
+    if request.method in {"GET", "DELETE"} and not request.body.strip():
+        return query_params(request)
+    return json_params(request)
+
+
 def path_parameter(request: HttpRequest, name: str) -> str:
     value = request.path_parameters.get(name, "")
     if not value:
