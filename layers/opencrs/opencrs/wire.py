@@ -8,12 +8,13 @@ numpy or OpenCV.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -137,6 +138,49 @@ def sign(params: Mapping[str, Any], secret: str, *, include_image: bool = True) 
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Signer:
+    """Who signs a request, and with which secret: an API key for one library (``appId``,
+    ``apiKey``, ``apiSecret``; EasyAR SDK 4.x and later) or a legacy ``appKey`` pair.
+
+    Both sign alike; only the identifying parameters differ.
+    """
+
+    identity: tuple[tuple[str, str], ...]
+    secret: str = field(repr=False)
+
+    @classmethod
+    def for_api_key(cls, app_id: str, api_key: str, api_secret: str) -> Signer:
+        return cls((("appId", app_id), ("apiKey", api_key)), api_secret)
+
+    @classmethod
+    def for_app_key(cls, app_key: str, app_secret: str) -> Signer:
+        return cls((("appKey", app_key),), app_secret)
+
+    def params(
+        self, params: Mapping[str, Any], *, timestamp: Any = None, include_image: bool = True
+    ) -> dict[str, Any]:
+        """A JSON body signed as EasyAR's SDKs sign it: timestamp (ms), identity, signature.
+
+        ``include_image=False`` leaves the image out of the signed string, which the
+        server accepts too.
+        """
+        signed = {k: v for k, v in params.items() if k not in {"signature", "timestamp"}}
+        signed["timestamp"] = now_ms() if timestamp is None else timestamp
+        signed.update(self.identity)
+        signed["signature"] = sign(signed, self.secret, include_image=include_image)
+        return signed
+
+    def query(self, params: Mapping[str, Any]) -> dict[str, str]:
+        """Query-string parameters of a GET or DELETE, signed like a POST body.
+
+        Values are turned into the strings the server will read back from the query
+        string *before* signing, so both sides hash the same text (``True`` would
+        otherwise be signed as ``true`` but sent as ``True``).
+        """
+        return self.params({k: str(v) for k, v in params.items()}, timestamp=str(now_ms()))
+
+
 def signed_params(
     params: Mapping[str, Any],
     app_key: str,
@@ -145,27 +189,14 @@ def signed_params(
     timestamp: Any = None,
     include_image: bool = True,
 ) -> dict[str, Any]:
-    """A JSON body signed as EasyAR's SDKs sign it: timestamp (ms), appKey, signature.
-
-    ``include_image=False`` leaves the image out of the signed string, which the server
-    accepts too.
-    """
-    signed = {k: v for k, v in params.items() if k not in {"signature", "timestamp"}}
-    signed["timestamp"] = now_ms() if timestamp is None else timestamp
-    signed["appKey"] = app_key
-    signed["signature"] = sign(signed, secret, include_image=include_image)
-    return signed
+    """``params`` signed with a legacy appKey pair (see :class:`Signer`)."""
+    signer = Signer.for_app_key(app_key, secret)
+    return signer.params(params, timestamp=timestamp, include_image=include_image)
 
 
 def signed_query(params: Mapping[str, Any], app_key: str, secret: str) -> dict[str, str]:
-    """Query-string parameters of a GET or DELETE, signed like a POST body.
-
-    Values are turned into the strings the server will read back from the query string
-    *before* signing, so both sides hash the same text (``True`` would otherwise be
-    signed as ``true`` but sent as ``True``).
-    """
-    query = {k: str(v) for k, v in params.items()}
-    return signed_params(query, app_key, secret, timestamp=str(now_ms()))
+    """Query-string parameters signed with a legacy appKey pair (see :meth:`Signer.query`)."""
+    return Signer.for_app_key(app_key, secret).query(params)
 
 
 # -- tokens ----------------------------------------------------------------------------
@@ -225,3 +256,127 @@ def read_token(token: str) -> TokenClaims:
         raise ValueError("token is malformed") from None
     # A non-string key names no app: the caller's lookup refuses it like an unknown one.
     return TokenClaims(payload, mac, app_key if isinstance(app_key, str) else "", expiry)
+
+
+# -- EasyAR-style API-key tokens ---------------------------------------------------------
+#
+# What EasyAR's token service (``POST /token/v2``) hands out for an API key: an opaque
+# base64 string sent raw in ``Authorization`` with ``appId``. opencrs' token is the
+# standard base64 of a JSON document naming the API key, the expiry and the access rules
+# of the acl it was asked for, with an HMAC-SHA256 under the API secret, so any function
+# verifies it without storing tokens, and rotating the secret revokes every token.
+
+CRS_SERVICE = "ecs:crs"
+READ = "READ"
+WRITE = "WRITE"
+PERMISSIONS = frozenset({READ, WRITE})
+MAX_TOKEN_TTL_S = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """One entry of a token's acl: Allow or Deny ``permissions`` on libraries ``app_ids``."""
+
+    app_ids: frozenset[str]
+    permissions: frozenset[str]
+    allow: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "service": CRS_SERVICE,
+            "effect": "Allow" if self.allow else "Deny",
+            "resource": sorted(self.app_ids),
+            "permission": sorted(self.permissions),
+        }
+
+
+def permits(rules: tuple[AccessRule, ...], app_id: str, permission: str) -> bool:
+    """Whether ``rules`` grant ``permission`` on ``app_id``: some rule allows it and none
+    denies it (a Deny wins, as in AWS-style policies)."""
+    applies = [r for r in rules if app_id in r.app_ids and permission in r.permissions]
+    return any(r.allow for r in applies) and not any(not r.allow for r in applies)
+
+
+def acl_string(app_ids: list[str], permissions: tuple[str, ...] = (READ, WRITE)) -> str:
+    """The ``acl`` parameter of a token request: a JSON array *as a string*, as EasyAR's
+    token service takes it (the string, not the array, is signed)."""
+    rule = AccessRule(frozenset(app_ids), frozenset(permissions))
+    return json.dumps([rule.as_json()], separators=(",", ":"))
+
+
+def token_request(
+    api_key: str,
+    api_secret: str,
+    *,
+    expires_s: int,
+    acl: str | None = None,
+    timestamp: int | None = None,
+) -> dict[str, Any]:
+    """The signed JSON body of ``POST /token/v2``, as EasyAR's token clients send it."""
+    body: dict[str, Any] = {"apiKey": api_key, "expires": expires_s}
+    if acl is not None:
+        body["acl"] = acl
+    body["timestamp"] = now_ms() if timestamp is None else timestamp
+    body["signature"] = sign(body, api_secret)
+    return body
+
+
+def _token_document(api_key: str, expiry_s: int, rules: tuple[AccessRule, ...]) -> dict:
+    return {
+        "v": 1,
+        "apiKey": api_key,
+        "exp": expiry_s,
+        "acl": [
+            {"r": sorted(r.app_ids), "p": sorted(r.permissions), "allow": r.allow} for r in rules
+        ],
+    }
+
+
+def _canonical(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def api_token_mac(api_secret: str, document: Mapping[str, Any]) -> str:
+    return hmac.new(api_secret.encode(), _canonical(document), hashlib.sha256).hexdigest()
+
+
+def mint_api_token(
+    api_key: str, api_secret: str, rules: tuple[AccessRule, ...], expiry_s: int
+) -> str:
+    """A token for ``Authorization`` carrying ``rules`` until ``expiry_s`` (epoch s)."""
+    document = _token_document(api_key, expiry_s, rules)
+    signed = document | {"mac": api_token_mac(api_secret, document)}
+    return base64.b64encode(_canonical(signed)).decode("ascii")
+
+
+@dataclass(frozen=True)
+class ApiTokenClaims:
+    """An API-key token's parts as sent; nothing is trusted until the MAC is checked."""
+
+    api_key: str
+    expiry_s: int
+    rules: tuple[AccessRule, ...]
+    mac: str
+
+    def document(self) -> dict[str, Any]:
+        return _token_document(self.api_key, self.expiry_s, self.rules)
+
+
+def read_api_token(token: str) -> ApiTokenClaims:
+    """Decode an API-key token; ValueError if it is not base64 of one of ours."""
+    try:
+        signed = json.loads(base64.b64decode(token.strip(), validate=True))
+        rules = tuple(
+            AccessRule(
+                frozenset(str(i) for i in rule["r"]),
+                frozenset(str(p) for p in rule["p"]),
+                bool(rule["allow"]),
+            )
+            for rule in signed["acl"]
+        )
+        api_key, expiry, mac = signed["apiKey"], int(signed["exp"]), signed["mac"]
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error):
+        raise ValueError("token is malformed") from None
+    if signed.get("v") != 1 or not isinstance(api_key, str) or not isinstance(mac, str):
+        raise ValueError("token is malformed")
+    return ApiTokenClaims(api_key, expiry, rules, mac)
