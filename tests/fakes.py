@@ -243,15 +243,15 @@ class FakeUploadKeys:
 
 
 class FakeReplayLog:
-    """``store.replays.ReplayLog`` without expiry: a signature claimed twice is refused."""
+    """``store.replays.ReplayLog`` without expiry: a key claimed twice is refused."""
 
     def __init__(self) -> None:
         self.claimed: set[tuple[str, str]] = set()
 
-    def claim(self, gallery: str, signature: str) -> None:
-        if (gallery, signature) in self.claimed:
-            raise SignatureReplayed(signature[:8])
-        self.claimed.add((gallery, signature))
+    def claim(self, gallery: str, key: str) -> None:
+        if (gallery, key) in self.claimed:
+            raise SignatureReplayed(key[:8])
+        self.claimed.add((gallery, key))
 
 
 @dataclass(frozen=True)

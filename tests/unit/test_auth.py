@@ -10,6 +10,7 @@ import pytest
 from opencrs.domain.credentials import AppCredential, Keyring
 from opencrs.edge import auth
 from opencrs.edge.auth import verify_signature
+from opencrs.edge.request import HttpRequest
 from opencrs.wire import ApiError, issue_token, sign
 
 SECRET = "test_app_secret"
@@ -42,7 +43,7 @@ def test_sdk_signed_request_passes_with_and_without_image():
     assert verify_signature(signed(image="abc"), KEYRING, now_ms=NOW).gallery == "g1"
     without_image = {"timestamp": NOW, "appKey": "test_app_key"}
     params = {**without_image, "image": "abc", "signature": sdk_signature(without_image, SECRET)}
-    assert verify_signature(params, KEYRING, now_ms=NOW).app_key == "test_app_key"
+    assert verify_signature(params, KEYRING, now_ms=NOW).principal == "test_app_key"
 
 
 def test_signature_is_case_insensitive_hex():
@@ -103,7 +104,7 @@ def test_signature_comparison_is_constant_time(monkeypatch):
 def test_token_round_trip_expiry_and_forgery():
     credential = AppCredential("test_app_key", SECRET, gallery="g1")
     token = issue_token(credential.app_key, credential.secret, ttl_s=60, now_s=1000)
-    assert auth.verify_token(token, KEYRING, now_s=1059).gallery == "g1"
+    assert auth.verify_token(token, {}, KEYRING, now_s=1059).gallery == "g1"
     for bad, now in [
         (token, 1060),  # expired
         (token[:-2] + ("AA" if not token.endswith("AA") else "BB"), 1000),  # forged mac
@@ -113,15 +114,22 @@ def test_token_round_trip_expiry_and_forgery():
         ("garbage", 1000),
     ]:
         with pytest.raises(ApiError) as caught:
-            auth.verify_token(bad, KEYRING, now_s=now)
+            auth.verify_token(bad, {}, KEYRING, now_s=now)
         assert caught.value.code == 6
 
 
-def test_authenticate_prefers_the_authorization_header():
+def _get(query: dict, authorization: str | None = None) -> HttpRequest:
+    headers = {"authorization": authorization} if authorization else {}
+    return HttpRequest("GET", "/targets/count", headers=headers, query=query)
+
+
+def test_the_authorization_header_takes_precedence_over_signed_parameters():
     token = issue_token("test_app_key", SECRET)
-    assert auth.authenticate({}, token, KEYRING).app_key == "test_app_key"
+    _, caller = auth.authenticated_params(_get({}, token), KEYRING, None)
+    assert caller.principal == "test_app_key"
     with pytest.raises(ApiError) as caught:
-        auth.authenticate(signed(), "bogus", KEYRING)
+        query = {k: str(v) for k, v in signed().items()}
+        auth.authenticated_params(_get(query, "bogus"), KEYRING, None)
     assert caught.value.code == 6
 
 

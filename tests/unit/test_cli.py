@@ -134,14 +134,14 @@ def no_tqdm(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_signed_params_pass_verification():
     params = signed_params({"image": "abcd"}, DEFAULT_APP_KEY, DEFAULT_APP_SECRET)
-    assert verify_signature(params, KEYRING).app_key == DEFAULT_APP_KEY
+    assert verify_signature(params, KEYRING).principal == DEFAULT_APP_KEY
 
 
 def test_signed_query_is_signed_over_the_strings_sent():
     query = signed_query({"pageNum": 2, "flag": True}, DEFAULT_APP_KEY, DEFAULT_APP_SECRET)
     assert all(isinstance(v, str) for v in query.values())
     assert query["flag"] == "True" and query["pageNum"] == "2"
-    assert verify_signature(query, KEYRING).app_key == DEFAULT_APP_KEY
+    assert verify_signature(query, KEYRING).principal == DEFAULT_APP_KEY
     tampered = {**query, "pageNum": "3"}
     with pytest.raises(Exception, match="signature"):
         verify_signature(tampered, KEYRING)
@@ -156,7 +156,7 @@ def test_resigned_events_pass_verification():
         verify_signature(event["queryStringParameters"], KEYRING)
         assert event["queryStringParameters"]["pageSize" if "infos" in name else "appKey"]
     event = resign_event(load_event("similar_token.json"), DEFAULT_APP_KEY, DEFAULT_APP_SECRET)
-    verify_token(event["headers"]["Authorization"], KEYRING)
+    verify_token(event["headers"]["Authorization"], {}, KEYRING)
     assert event["multiValueHeaders"]["Authorization"] == [event["headers"]["Authorization"]]
 
 
@@ -174,7 +174,7 @@ def test_an_explicit_config_file_is_the_only_one_read(tmp_path, monkeypatch):
 
 def test_token_command(env, capsys):
     assert main(["token", "--ttl", "60"]) == 0
-    verify_token(capsys.readouterr().out.strip(), KEYRING)
+    verify_token(capsys.readouterr().out.strip(), {}, KEYRING)
 
 
 # -- the HTTP client ------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_get_and_delete_are_signed_in_the_query_string(stub):
     assert api.call("DELETE", "/target/abc").ok
     for seen in stub.seen:
         assert seen.body is None
-        assert verify_signature(seen.query, KEYRING).app_key == DEFAULT_APP_KEY
+        assert verify_signature(seen.query, KEYRING).principal == DEFAULT_APP_KEY
     assert stub.seen[0].query["pageSize"] == "10"
     assert stub.seen[1].path == "/target/abc"
 

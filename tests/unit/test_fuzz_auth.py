@@ -74,7 +74,7 @@ def test_any_signed_params_give_a_credential_or_an_auth_error(
     except ApiError as error:
         assert error.code in AUTH_CODES
     else:  # only a real signature gets through
-        assert credential.app_key == KEY
+        assert credential.principal == KEY
         assert isinstance(signature, str)
 
 
@@ -100,7 +100,7 @@ def test_a_correct_signature_over_any_params_is_accepted(extra: dict[str, Any]) 
 @given(token=st.text(st.characters(exclude_categories=()), max_size=200))
 def test_any_token_text_is_refused_with_code_6(token: str) -> None:
     try:
-        verify_token(token, KEYRING, now_s=NOW_MS // 1000)
+        verify_token(token, {}, KEYRING, now_s=NOW_MS // 1000)
     except ApiError as error:
         assert error.code == 6
     else:
@@ -121,7 +121,7 @@ def test_a_token_with_any_payload_but_no_secret_is_refused(payload: Any) -> None
     for secret in ("wrong", SECRET):
         token = f"{wire.TOKEN_PREFIX}.{body}.{wire.token_mac(secret, body)}"
         try:
-            verify_token(token, KEYRING, now_s=NOW_MS // 1000)
+            verify_token(token, {}, KEYRING, now_s=NOW_MS // 1000)
         except ApiError as error:
             assert error.code == 6
 
@@ -129,10 +129,10 @@ def test_a_token_with_any_payload_but_no_secret_is_refused(payload: Any) -> None
 def test_token_expires_at_its_exp() -> None:
     credential = AppCredential(KEY, SECRET, "g")
     token = issue_token(credential.app_key, credential.secret, ttl_s=60, now_s=1000)
-    assert verify_token(token, KEYRING, now_s=1059).app_key == KEY
+    assert verify_token(token, {}, KEYRING, now_s=1059).principal == KEY
     for later in (1060, 10**9):
         try:
-            verify_token(token, KEYRING, now_s=later)
+            verify_token(token, {}, KEYRING, now_s=later)
         except ApiError as error:
             assert error.code == 6 and "expired" in error.message
         else:
@@ -151,11 +151,12 @@ def test_secret_derived_values_are_compared_in_constant_time(monkeypatch) -> Non
     monkeypatch.setattr(auth.hmac, "compare_digest", spy)
     params = signed_params({"image": "abc"}, KEY, SECRET, timestamp=NOW_MS)
     verify_signature(params, KEYRING, now_ms=NOW_MS)
-    # Both variants (with and without image) are computed and compared, match or not.
-    assert len(calls) == 2
+    # Every variant (with and without image; all values or, as the 2017 PHP SDK signs,
+    # string values only) is computed and compared, match or not.
+    assert len(calls) == 4
     token = issue_token(KEY, SECRET, now_s=1000)
-    verify_token(token, KEYRING, now_s=1001)
-    assert len(calls) == 3
+    verify_token(token, {}, KEYRING, now_s=1001)
+    assert len(calls) == 5
 
 
 @seed(7)

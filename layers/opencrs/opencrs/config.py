@@ -17,11 +17,17 @@ class Settings:
     bucket: str
     table: str
     upload_prefix: str = "uploads/"
-    # Secrets Manager secret holding {"appKey": ..., "appSecret": ...} (deployed stacks).
+    # Secrets Manager secrets (ARNs, comma-separated) holding the app keys and API keys
+    # of a deployed stack; store.secrets gives their format.
     credentials_secret_arn: str = ""
     # Plain credentials for local runs and tests; never set them in a deployed stack.
     app_key: str = ""
     app_secret: str = ""
+    # An API key for local runs and tests, granted the library ``app_id`` (by default
+    # the default gallery) with read and write.
+    api_key: str = ""
+    api_secret: str = ""
+    app_id: str = ""
     default_gallery: str = "default"
     # Shards of a gallery created from now on (see store.bundles); an existing gallery
     # keeps the count its manifest records.
@@ -38,6 +44,9 @@ class Settings:
             credentials_secret_arn=env.get("OPENCRS_CREDENTIALS_SECRET_ARN", ""),
             app_key=env.get("OPENCRS_APP_KEY", ""),
             app_secret=env.get("OPENCRS_APP_SECRET", ""),
+            api_key=env.get("OPENCRS_API_KEY", ""),
+            api_secret=env.get("OPENCRS_API_SECRET", ""),
+            app_id=env.get("OPENCRS_APP_ID", ""),
             default_gallery=env.get("OPENCRS_GALLERY", "default"),
             bundle_shards=int(env.get("OPENCRS_BUNDLE_SHARDS") or DEFAULT_BUNDLE_SHARDS),
         )

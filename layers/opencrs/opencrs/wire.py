@@ -124,18 +124,37 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def signing_string(params: Mapping[str, Any], *, include_image: bool = True) -> str:
-    """The sorted ``key+value`` concatenation that precedes the secret."""
-    keys = sorted(k for k in params if k not in _UNSIGNED and (include_image or k != "image"))
+def signing_string(
+    params: Mapping[str, Any], *, include_image: bool = True, strings_only: bool = False
+) -> str:
+    """The sorted ``key+value`` concatenation that precedes the secret.
+
+    ``strings_only`` leaves out every non-string value, as EasyAR's 2017 PHP SDK does.
+    """
+    keys = sorted(
+        k
+        for k in params
+        if k not in _UNSIGNED
+        and (include_image or k != "image")
+        and (not strings_only or isinstance(params[k], str))
+    )
     return "".join(k + _value_text(params[k]) for k in keys)
 
 
-def sign(params: Mapping[str, Any], secret: str, *, include_image: bool = True) -> str:
-    """Lowercase hex SHA-256 signature of ``params`` with ``secret`` (EasyAR SDK algorithm)."""
-    text = signing_string(params, include_image=include_image) + secret
+def sign(
+    params: Mapping[str, Any],
+    secret: str,
+    *,
+    include_image: bool = True,
+    strings_only: bool = False,
+    digest: str = "sha256",
+) -> str:
+    """Lowercase hex signature of ``params`` with ``secret`` (EasyAR SDK algorithm):
+    SHA-256, or SHA-1 (``digest="sha1"``) as the pre-2018 SDKs sign."""
+    text = signing_string(params, include_image=include_image, strings_only=strings_only)
     # "surrogatepass": a lone surrogate (JSON allows the escape "\ud800") must give a
     # signature that does not match, not an exception the caller turns into a 500.
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.new(digest, (text + secret).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -103,10 +103,10 @@ class UploadKeys(Protocol):
 
 
 class ReplayLog(Protocol):
-    """Signatures already used by writes."""
+    """Writes already served, each known by its route-scoped signature key."""
 
-    def claim(self, gallery: str, signature: str) -> None:
-        """Record ``signature``; SignatureReplayed if it was used before."""
+    def claim(self, gallery: str, key: str) -> None:
+        """Record ``key`` (edge.auth.replay_key); SignatureReplayed if it was used before."""
         ...
 
 

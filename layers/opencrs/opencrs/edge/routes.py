@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
 
-from opencrs.domain.credentials import AppCredential, Keyring
+from opencrs.domain.credentials import Caller, Keyring
 from opencrs.domain.fields import TargetFields, validate_patch
 from opencrs.domain.ports import Stores
 from opencrs.domain.target import TargetRecord
@@ -58,7 +58,7 @@ class _Calls:
     def request(self) -> HttpRequest:
         return HttpRequest.from_apigw(self.router.current_event.raw_event)
 
-    def authenticated(self, *, write: bool = False) -> tuple[dict[str, Any], AppCredential]:
+    def authenticated(self, *, write: bool = False) -> tuple[dict[str, Any], Caller]:
         backend = self.backend
         return authenticated_params(
             self.request(), backend.keyring, backend.stores.replays, write=write

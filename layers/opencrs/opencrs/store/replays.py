@@ -2,10 +2,13 @@
 
 A signed request is valid for ±5 minutes (wire.TIMESTAMP_WINDOW_MS). Reads are
 harmless to replay, but a replayed ``POST /targets`` would create a second target and a
-replayed ``PUT`` could undo a newer change, so each write's signature is recorded with a
-conditional put (``sk = R#<signature>``, in the gallery's partition) and a second use
-inside the window is refused. Items carry ``expiresAt`` (epoch seconds) for DynamoDB TTL;
-an expired item is overwritten even where TTL has not removed it yet.
+replayed ``PUT`` could undo a newer change, so each write is recorded with a conditional
+put (``sk = R#<key>``, in the gallery's partition) and a second use inside the window is
+refused. The key covers method, path and signature (edge.auth.replay_key): the signature
+does not cover the path, so two deletes of different ids signed in the same second
+(clients with whole-second timestamps) are distinct writes, not a replay. Items carry
+``expiresAt`` (epoch seconds) for DynamoDB TTL; an expired item is overwritten even where
+TTL has not removed it yet.
 """
 
 from __future__ import annotations
@@ -27,15 +30,15 @@ class ReplayLog:
     def __init__(self, table: str) -> None:
         self.table = table
 
-    def claim(self, gallery: str, signature: str, *, now_s: int | None = None) -> None:
-        """Record ``signature`` as used; raise SignatureReplayed if it already was."""
+    def claim(self, gallery: str, key: str, *, now_s: int | None = None) -> None:
+        """Record ``key`` as used; raise SignatureReplayed if it already was."""
         now = int(time.time()) if now_s is None else now_s
         try:
             client("dynamodb").put_item(
                 TableName=self.table,
                 Item={
                     "pk": {"S": gallery_key(gallery)},
-                    "sk": {"S": f"R#{signature}"},
+                    "sk": {"S": f"R#{key}"},
                     "expiresAt": {"N": str(now + RETENTION_S)},
                 },
                 ConditionExpression="attribute_not_exists(sk) OR expiresAt < :now",
@@ -43,5 +46,5 @@ class ReplayLog:
             )
         except ClientError as error:
             if error_code(error) == "ConditionalCheckFailedException":
-                raise SignatureReplayed(signature[:8]) from error
+                raise SignatureReplayed(key[:8]) from error
             raise
