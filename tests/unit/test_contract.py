@@ -25,12 +25,14 @@ def test_envelope_shapes():
     assert reply.body["statusCode"] == 0
     error = failure(ApiError(2, "signature does not match"))
     assert (error.http_status, error.body["statusCode"], error.body["result"]) == (
-        400,
+        200,
         2,
         "signature does not match",
     )
     assert envelope(427, "bad").http_status == 200
-    assert http_status(415) == 415 and http_status(500) == 500
+    assert http_status(415) == 415 and http_status(500) == 500 and http_status(17) == 404
+    route = failure(ApiError(404, "no such route", http_status=404))
+    assert (route.http_status, route.body["statusCode"]) == (404, 404)
 
 
 def _request(body: bytes | str, content_type: str = "application/json", b64: bool = False):

@@ -38,24 +38,18 @@ TOO_LARGE = 422
 IMAGE_NOT_CORRECT = 427
 INTERNAL_ERROR = 500
 
-# HTTP status per business code. Auth and parameter errors are client errors (400);
-# image-content verdicts are business answers (200), as EasyAR returns them.
+# Client-end recognition found nothing (EasyAR's search return codes).
+NO_RESULT = 17
+NO_RESULT_MESSAGE = "No result: there is no matching."
+
+# HTTP status per code. EasyAR answers business errors, auth and parameter errors
+# included, with HTTP 200 (its status-code page), so clients that give up on a non-2xx
+# answer (superagent in the Node SDK) still read the envelope. Only what is not a business
+# answer keeps its own status: an unknown path (ApiError's http_status 404), an
+# unsupported Content-Type, a client-end search without a match (EasyAR's 404), a fault.
 _HTTP_STATUS = {
-    OK: 200,
-    INVALID_APP_KEY: 400,
-    INVALID_SIGNATURE: 400,
-    INVALID_DATE: 400,
-    APP_KEY_NOT_EXIST: 400,
-    INVALID_TOKEN: 400,
-    TARGET_ALREADY_EXISTS: 200,
-    TARGET_NOT_FOUND: 404,
-    PARAMETER_ERROR: 400,
+    NO_RESULT: 404,
     UNSUPPORTED_MEDIA_TYPE: 415,
-    FAIL_TO_ADD_IMAGE: 200,
-    SIMILAR_TARGET_EXISTS: 200,
-    DELETE_FAILED: 200,
-    TOO_LARGE: 200,
-    IMAGE_NOT_CORRECT: 200,
     INTERNAL_ERROR: 500,
 }
 
@@ -70,14 +64,15 @@ _UNSIGNED = frozenset({"signature"})
 class ApiError(Exception):
     """A request answered with an EasyAR business error; str() is safe to show users."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, *, http_status: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.http_status = http_status
 
 
 def http_status(code: int) -> int:
-    return _HTTP_STATUS.get(code, 400)
+    return _HTTP_STATUS.get(code, 200)
 
 
 def now_ms() -> int:
@@ -107,7 +102,10 @@ def success(result: Any) -> Reply:
 
 
 def failure(error: ApiError) -> Reply:
-    return envelope(error.code, error.message)
+    reply = envelope(error.code, error.message)
+    if error.http_status is None:
+        return reply
+    return Reply(error.http_status, reply.body)
 
 
 # -- signing ---------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def test_an_unknown_route_answers_the_404_envelope(api: Api) -> None:
 def test_a_domain_error_answers_its_status_code(api: Api) -> None:
     event = api.with_query("target_get.json", "/target/nobody", {}, "nobody")
     status, body = api.send(event)
-    assert (status, body["statusCode"]) == (404, 404)
+    assert (status, body["statusCode"]) == (200, 404)
     assert "nobody" in body["result"]
 
 
@@ -171,7 +171,7 @@ def test_unsigned_requests_are_refused(api: Api) -> None:
     tampered = json.loads(event["body"]) | {"signature": "0" * 64}
     event["body"] = json.dumps(tampered)
     status, body = api.send(event)
-    assert (status, body["statusCode"]) == (400, 2)
+    assert (status, body["statusCode"]) == (200, 2)
 
 
 def test_update_then_delete(api: Api) -> None:
@@ -196,7 +196,7 @@ def test_update_with_nothing_answers_414(api: Api) -> None:
     target_id = created["result"]["targetId"]
     event = api.post("target_update.json", f"/target/{target_id}", {})
     status, body = api.send(event)
-    assert (status, body["statusCode"]) == (400, 414)
+    assert (status, body["statusCode"]) == (200, 414)
 
 
 def test_a_replayed_write_answers_2(api: Api) -> None:
@@ -207,7 +207,7 @@ def test_a_replayed_write_answers_2(api: Api) -> None:
     assert api.send(event)[1]["statusCode"] == 0
     fakes.targets.overwrite(fakes.targets.get(GALLERY, target_id).evolve(size="4"))
     status, body = api.send(event)
-    assert (status, body["statusCode"]) == (400, 2)
+    assert (status, body["statusCode"]) == (200, 2)
     assert fakes.targets.get(GALLERY, target_id).size == "4"
 
 

@@ -38,4 +38,4 @@ def error_reply(error: Exception) -> Reply:
 
 def route_not_found(method: str, path: str) -> ApiError:
     """EasyAR's 404 envelope for a path no route serves (not API Gateway's bare 403)."""
-    return ApiError(ROUTE_NOT_FOUND, f"no such route: {method} {path}")
+    return ApiError(ROUTE_NOT_FOUND, f"no such route: {method} {path}", http_status=404)
