@@ -85,6 +85,16 @@ class FakeTargetRepository:
         wanted = ids[(page_num - 1) * page_size : page_num * page_size]
         return [self.records[(gallery, t)] for t in wanted], len(ids)
 
+    def _visible(self, gallery: str) -> list[TargetRecord]:
+        return [r for (g, _), r in self.records.items() if g == gallery and r.state != DELETING]
+
+    def count(self, gallery: str) -> int:
+        return len(self._visible(gallery))
+
+    def recent(self, gallery: str, before_ms: int, limit: int) -> list[TargetRecord]:
+        older = [r for r in self._visible(gallery) if r.modified_ms < before_ms]
+        return sorted(older, key=lambda r: (-r.modified_ms, r.target_id))[:limit]
+
     # -- test helpers ---------------------------------------------------------------------
 
     def overwrite(self, record: TargetRecord) -> TargetRecord:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,16 @@ def answers(stack) -> list[tuple[str, str, int, dict]]:
     call("/targets/infos", "get", targets, listing)
     call("/target/{id}", "get", targets, stack.signed_query_event("target_get.json", target))
     call("/target/{id}", "put", targets, stack.update_event(target, name="renamed"))
+    call("/targets/count", "get", targets, stack.signed_query_event("targets_count.json"))
+    legacy = stack.signed_query_event("targets_legacy_list.json", limit="5")
+    call("/targets", "get", targets, legacy)
+    for image in (coffee, camera):
+        search = stack.signed_event("search.json")
+        search["body"] = json.dumps(signed_params({"image": image}, stack.app_key, stack.secret))
+        call("/search", "post", similar, search)
+    bulk = copy.deepcopy(load_event("targets_bulk_delete.json"))
+    bulk["body"] = json.dumps(signed_params({"targetId": "nope"}, stack.app_key, stack.secret))
+    call("/targets", "delete", targets, bulk)
     for kind in ("detection", "tracking", "detail"):
         event = stack.signed_event("grade_detection.json", image=coffee)
         event["path"] = event["resource"] = f"/grade/{kind}"
@@ -123,6 +134,7 @@ def test_real_answers_validate_against_the_schemas(answers):
     # The sample covers successes and each kind of refusal.
     assert {("/targets", 0), ("/targets", 419), ("/similar", 0), ("/similar", 427)} <= codes
     assert {("/similar", 414), ("/similar", 415), ("/target/{id}", 404)} <= codes
+    assert {("/search", 0), ("/search", 17), ("/targets/count", 0)} <= codes
 
 
 def test_the_schemas_can_fail():

@@ -28,6 +28,7 @@ TARGET_FIELDS = {
     "meta": str,
     "type": str,
     "date": str,
+    "modified": int,
     "active": str,
     **dict.fromkeys(QUALITY_FIELDS, int),
 }

@@ -33,6 +33,12 @@ LAYERS = {"DepsLayer": "layers/deps/", "OpenCRSLayer": "layers/opencrs/"}
 # EasyAR's target API is wired to TargetsFunction as well.
 ROUTES = {
     ("POST", "/similar"): "SimilarFunction",
+    ("POST", "/search"): "SimilarFunction",
+    ("POST", "/v2/search"): "SimilarFunction",
+    ("GET", "/targets/count"): "TargetsFunction",
+    ("GET", "/targets"): "TargetsFunction",
+    ("DELETE", "/targets"): "TargetsFunction",
+    ("POST", "/token/v2"): "TargetsFunction",
     ("POST", "/targets"): "TargetsFunction",
     ("GET", "/targets/infos"): "TargetsFunction",
     ("GET", "/target/{id}"): "TargetsFunction",
@@ -395,7 +401,19 @@ def test_parameters_and_outputs(doc):
     assert doc["Outputs"]["ApiUrl"]["Value"] == {
         "Fn::Sub": "https://${Api}.execute-api.${AWS::Region}.amazonaws.com/${Stage}"
     }
-    assert "BinaryMediaTypes" not in doc["Resources"]["Api"]["Properties"]
+    # Only multipart bodies (/v2/search) arrive base64-encoded; JSON stays text.
+    assert doc["Resources"]["Api"]["Properties"]["BinaryMediaTypes"] == ["multipart~1form-data"]
+
+
+def test_deployed_api_passes_multipart_bodies_as_binary(doc):
+    transformed = sam_transform(doc)
+    (rest_api,) = [
+        r for r in transformed["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"
+    ]
+    # SAM keeps its "~1" escape in the property and writes the real type into the
+    # OpenAPI body API Gateway imports.
+    body = rest_api["Properties"]["Body"]
+    assert body["x-amazon-apigateway-binary-media-types"] == ["multipart/form-data"]
 
 
 def test_transformed_template_has_no_cycle(doc):

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opencrs.domain.errors import FieldTooLarge, InvalidField
@@ -13,6 +15,24 @@ from opencrs.domain.target import TARGET_TYPE
 MAX_META_BYTES = 2 * 1024 * 1024
 MAX_NAME_CHARS = 64
 MAX_SIZE_CHARS = 64
+# Custom fields ride in the target's DynamoDB item (400 KB): bounded well below it.
+MAX_CUSTOM_FIELDS = 32
+MAX_CUSTOM_BYTES = 16 * 1024
+_CUSTOM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+# Request parameters that are not target fields: authentication and the image.
+PROTOCOL_PARAMS = frozenset(
+    {"appKey", "appId", "apiKey", "timestamp", "date", "signature", "image"}
+)
+# Names a target answer already uses: a custom field may not shadow them.
+RESERVED_NAMES = frozenset(
+    {
+        "targetId", "trackingImage", "modified", "state", "failureReason", "source",
+        "metaInListing", "grade", "trackableRate", "detectableRate",
+        "detectableDistinctiveness", "detectableFeatureCount", "trackableDistinctiveness",
+        "trackableFeatureCount", "trackableFeatureDistribution", "trackablePatchContrast",
+        "trackablePatchAmbiguity",
+    }
+)  # fmt: skip
 
 
 def _name(value: Any) -> str:
@@ -74,6 +94,24 @@ def validate_patch(params: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def custom_fields(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``params`` EasyAR does not define, kept to be "returned unmodified in
+    responses" as EasyAR's create page promises (the Node SDK's README sends ``egg``)."""
+    custom = {
+        name: value
+        for name, value in params.items()
+        if name not in _FIELDS and name not in PROTOCOL_PARAMS
+    }
+    for name in custom:
+        if name in RESERVED_NAMES or not _CUSTOM_NAME.fullmatch(name):
+            raise InvalidField(f"{name[:64]!r} cannot be a custom field name")
+    if len(custom) > MAX_CUSTOM_FIELDS:
+        raise InvalidField(f"at most {MAX_CUSTOM_FIELDS} custom fields")
+    if len(json.dumps(custom, ensure_ascii=False).encode("utf-8")) > MAX_CUSTOM_BYTES:
+        raise FieldTooLarge(f"custom fields exceed {MAX_CUSTOM_BYTES // 1024} KB")
+    return custom
+
+
 @dataclass(frozen=True)
 class TargetFields:
     """EasyAR's create-target fields, validated."""
@@ -84,8 +122,13 @@ class TargetFields:
     type: str = TARGET_TYPE
     active: str = "1"
     allow_similar: str = "0"
+    custom: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], *, default_name: str = "") -> TargetFields:
+    def from_params(
+        cls, params: Mapping[str, Any], *, default_name: str = "", keep_custom: bool = False
+    ) -> TargetFields:
+        """``keep_custom``: the API keeps unknown fields; an upload's metadata does not."""
         given = {"name": default_name, **params}
-        return cls(**validate_patch(given))
+        custom = custom_fields(params) if keep_custom else {}
+        return cls(**validate_patch(given), custom=custom)

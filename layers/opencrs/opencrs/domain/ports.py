@@ -35,6 +35,14 @@ class TargetRepository(Protocol):
         """Page ``page_num`` (1-based) of visible targets in a stable order, and the total."""
         ...
 
+    def count(self, gallery: str) -> int:
+        """How many visible targets the gallery holds."""
+        ...
+
+    def recent(self, gallery: str, before_ms: int, limit: int) -> list[TargetRecord]:
+        """Up to ``limit`` visible targets modified before ``before_ms``, newest first."""
+        ...
+
 
 class BlobStore(Protocol):
     """Images, feature files and large meta values, by key."""

@@ -37,6 +37,8 @@ class TargetRecord:
     source: str = "api"
     width: int = 0
     height: int = 0
+    # Fields the client sent beyond EasyAR's, returned as sent (domain.fields.custom_fields).
+    custom: dict[str, Any] = field(default_factory=dict)
     # Bumped by every write; writes are conditional on it (optimistic concurrency).
     revision: int = 0
 

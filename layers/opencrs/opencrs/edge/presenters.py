@@ -12,8 +12,8 @@ from opencrs.wire import iso_date
 
 
 def easyar_target(record: TargetRecord, tracking_image: bytes | None, meta: str) -> dict[str, Any]:
-    """The target as EasyAR returns it. ``tracking_image`` None leaves the field out
-    (listings, where it would not fit)."""
+    """The target as EasyAR returns it, with the custom fields it was created with.
+    ``tracking_image`` None leaves the field out (listings, where it would not fit)."""
     shaped: dict[str, Any] = {"targetId": record.target_id}
     if tracking_image is not None:
         shaped["trackingImage"] = base64.b64encode(tracking_image).decode("ascii")
@@ -23,11 +23,12 @@ def easyar_target(record: TargetRecord, tracking_image: bytes | None, meta: str)
         "meta": meta,
         "type": record.type,
         "date": iso_date(record.modified_ms or record.created_ms),
+        "modified": record.modified_ms or record.created_ms,
         "active": record.active,
     }
     for name in QUALITY_FIELDS:
         shaped[name] = int(record.grades.get(name, -1))
-    return shaped
+    return record.custom | shaped
 
 
 def management_view(record: TargetRecord) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""HTTP request parsing shared by every route: content type, JSON body, headers."""
+"""HTTP request parsing shared by every route: content type, JSON or multipart body,
+headers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesParser
 from typing import Any
 
 from opencrs.wire import PARAMETER_ERROR, UNSUPPORTED_MEDIA_TYPE, ApiError
@@ -103,11 +106,59 @@ def query_params(request: HttpRequest) -> dict[str, Any]:
     return dict(request.query)
 
 
+@dataclass(frozen=True)
+class Form:
+    """A multipart/form-data body: its text fields and its file parts."""
+
+    fields: dict[str, str]
+    files: dict[str, bytes]
+
+
+def _is_multipart(request: HttpRequest) -> bool:
+    content_type = request.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower() == "multipart/form-data"
+
+
+def form(request: HttpRequest) -> Form:
+    """Parse a multipart/form-data body (EasyAR's ``/v2/search``) with the standard
+    library's MIME parser. A part with a filename is a file, and so is ``image`` even
+    without one (clients attaching a bare buffer); any other part is a text field."""
+    if len(request.body) > MAX_BODY_BYTES:
+        raise ApiError(PARAMETER_ERROR, "request body is too large")
+    content_type = request.headers.get("content-type", "")
+    if "boundary=" not in content_type:
+        raise ApiError(PARAMETER_ERROR, "multipart/form-data without a boundary")
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    try:
+        message = BytesParser(policy=policy.HTTP).parsebytes(head + request.body)
+    except (ValueError, UnicodeError):
+        raise ApiError(PARAMETER_ERROR, "multipart body cannot be parsed") from None
+    if not message.is_multipart():
+        raise ApiError(PARAMETER_ERROR, "multipart body has no parts")
+    fields: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        data = part.get_payload(decode=True) or b""
+        if part.get_filename() is not None or name == "image":
+            files[name] = data
+        else:
+            try:
+                fields[name] = data.decode(part.get_content_charset() or "utf-8")
+            except (LookupError, UnicodeDecodeError):
+                raise ApiError(PARAMETER_ERROR, f"form field {name[:64]!r} is not text") from None
+    return Form(fields, files)
+
+
 def request_params(request: HttpRequest) -> dict[str, Any]:
     """The parameters a request signs: the query string of a GET or DELETE without a
-    body, else the JSON body."""
+    body, the text fields of a multipart form (never its files), else the JSON body."""
     if request.method in {"GET", "DELETE"} and not request.body.strip():
         return query_params(request)
+    if _is_multipart(request):
+        return dict(form(request).fields)
     return json_params(request)
 
 

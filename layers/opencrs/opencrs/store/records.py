@@ -8,6 +8,7 @@ bundle manifest is ``sk = MANIFEST``. Large ``meta`` values (DynamoDB items stop
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -56,6 +57,7 @@ def _to_item(record: TargetRecord) -> dict[str, Any]:
         "width": {"N": str(record.width)},
         "height": {"N": str(record.height)},
         "revision": {"N": str(record.revision)},
+        "custom": {"S": json.dumps(record.custom, ensure_ascii=False, separators=(",", ":"))},
     }
 
 
@@ -88,6 +90,7 @@ def _from_item(item: dict[str, Any], gallery: str) -> TargetRecord:
         width=number("width"),
         height=number("height"),
         revision=number("revision"),
+        custom=json.loads(text("custom") or "{}"),
     )
 
 
@@ -141,12 +144,10 @@ class TargetTable:
                 raise StaleRecord(record.target_id) from error
             raise
 
-    def page(self, gallery: str, page_num: int, page_size: int) -> tuple[list[TargetRecord], int]:
-        """Page ``page_num`` (1-based) of the gallery's targets in a stable order (by id),
-        and the total count. Pages are cut client-side after a key-only scan of the
-        gallery's partition, so numbering is exact even with deleted targets around."""
-        keys: list[str] = []
-        request: dict[str, Any] = {
+    def _visible(self, gallery: str, **request: Any) -> list[dict[str, Any]]:
+        """Every item of the gallery's visible targets (all pages of the Query), with
+        ``request``'s projection or count."""
+        request |= {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :t)",
             "ExpressionAttributeValues": {
@@ -155,19 +156,47 @@ class TargetTable:
                 ":deleting": {"S": "deleting"},
             },
             "FilterExpression": "#state <> :deleting",
-            "ExpressionAttributeNames": {"#state": "state"},
-            "ProjectionExpression": "targetId",
+            "ExpressionAttributeNames": {"#state": "state", **request.get("names", {})},
             "ConsistentRead": True,
         }
+        request.pop("names", None)
+        pages: list[dict[str, Any]] = []
         while True:
             response = client("dynamodb").query(**request)
-            keys += [item["targetId"]["S"] for item in response.get("Items", [])]
+            pages.append(response)
             if "LastEvaluatedKey" not in response:
-                break
+                return pages
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def page(self, gallery: str, page_num: int, page_size: int) -> tuple[list[TargetRecord], int]:
+        """Page ``page_num`` (1-based) of the gallery's targets in a stable order (by id),
+        and the total count. Pages are cut client-side after a key-only scan of the
+        gallery's partition, so numbering is exact even with deleted targets around."""
+        pages = self._visible(gallery, ProjectionExpression="targetId")
+        keys = [item["targetId"]["S"] for page in pages for item in page.get("Items", [])]
         wanted = keys[(page_num - 1) * page_size : page_num * page_size]
         found = self.get_many(gallery, wanted)
         return [found[t] for t in wanted if t in found], len(keys)
+
+    def count(self, gallery: str) -> int:
+        """How many visible targets the gallery holds (a counting Query, no items read)."""
+        return sum(page.get("Count", 0) for page in self._visible(gallery, Select="COUNT"))
+
+    def recent(self, gallery: str, before_ms: int, limit: int) -> list[TargetRecord]:
+        """Up to ``limit`` visible targets modified before ``before_ms``, newest first
+        (EasyAR's legacy ``GET /targets?last=&limit=`` cursor)."""
+        pages = self._visible(
+            gallery, ProjectionExpression="targetId, #modified", names={"#modified": "modifiedMs"}
+        )
+        stamped = [
+            (int(Decimal(item.get("modifiedMs", {}).get("N", "0"))), item["targetId"]["S"])
+            for page in pages
+            for item in page.get("Items", [])
+        ]
+        newest = sorted(((-ms, t) for ms, t in stamped if ms < before_ms))[:limit]
+        wanted = [t for _, t in newest]
+        found = self.get_many(gallery, wanted)
+        return [found[t] for t in wanted if t in found]
 
     def get(self, gallery: str, target_id: str) -> TargetRecord | None:
         response = client("dynamodb").get_item(

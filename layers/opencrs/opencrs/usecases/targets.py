@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 from opencrs.domain.errors import (
+    DomainError,
     NothingToUpdate,
     StaleRecord,
     TargetExists,
@@ -33,12 +35,22 @@ from opencrs.usecases.bundle_sync import BundleSync
 from opencrs.usecases.images import ImagePreparer
 from opencrs.usecases.objects import INLINE_META_BYTES, TargetObjects
 from opencrs.usecases.retry import optimistic
+from opencrs.wire import OK
 
 logger = logging.getLogger(__name__)
 
 # Target ids are UUIDs (36 characters). A longer id cannot name a target, and past 1 KB
 # DynamoDB would refuse the key with a ValidationException (a 500), so it is not found.
 MAX_TARGET_ID_CHARS = 128
+
+
+@dataclass(frozen=True)
+class DeleteOutcome:
+    """One id of a bulk delete: EasyAR's statusCode for it and a message."""
+
+    target_id: str
+    code: int
+    message: str
 
 
 def _now_ms() -> int:
@@ -75,6 +87,12 @@ class Targets:
     def page(self, gallery: str, page_num: int, page_size: int) -> tuple[list[TargetRecord], int]:
         return self.stores.targets.page(gallery, page_num, page_size)
 
+    def count(self, gallery: str) -> int:
+        return self.stores.targets.count(gallery)
+
+    def recent(self, gallery: str, before_ms: int, limit: int) -> list[TargetRecord]:
+        return self.stores.targets.recent(gallery, before_ms, limit)
+
     # -- create --------------------------------------------------------------------
 
     def create(
@@ -105,6 +123,7 @@ class Targets:
             type=fields.type,
             active=fields.active,
             allow_similar=fields.allow_similar,
+            custom=dict(fields.custom),
             created_ms=now,
             modified_ms=now,
             state=PENDING,
@@ -180,12 +199,18 @@ class Targets:
     # -- update --------------------------------------------------------------------
 
     def update(
-        self, gallery: str, target_id: str, patch: Mapping[str, str], image: bytes | None
+        self,
+        gallery: str,
+        target_id: str,
+        patch: Mapping[str, str],
+        image: bytes | None,
+        custom: Mapping[str, Any] | None = None,
     ) -> TargetRecord:
         """PUT semantics of EasyAR: only the given fields change; a new image is checked,
         graded and re-indexed (SimilarTargetsExist if similar to *another* target, unless
-        allowed). ``patch`` holds validated fields keyed by record attribute."""
-        if image is None and not patch:
+        allowed). ``patch`` holds validated fields keyed by record attribute; ``custom``
+        fields are merged into the stored ones."""
+        if image is None and not patch and not custom:
             raise NothingToUpdate("nothing to update: send image or target fields")
         first = self.visible(gallery, target_id)
         stored: dict[str, Any] = {}
@@ -201,7 +226,8 @@ class Targets:
         changes = {k: v for k, v in patch.items() if k != "meta"} | stored
 
         def write(current: TargetRecord) -> tuple[TargetRecord, TargetRecord]:
-            changed = current.evolve(**changes, modified_ms=_now_ms())
+            merged = current.custom | dict(custom or {})
+            changed = current.evolve(**changes, custom=merged, modified_ms=_now_ms())
             return current, self.stores.targets.replace(changed)
 
         current, updated = optimistic(
@@ -218,6 +244,18 @@ class Targets:
         return updated
 
     # -- delete --------------------------------------------------------------------
+
+    def delete_many(self, gallery: str, target_ids: Sequence[str]) -> list[DeleteOutcome]:
+        """Delete each id in turn (Java SDK's bulk delete); a refusal of one (unknown id)
+        is its outcome and does not stop the others."""
+        outcomes: list[DeleteOutcome] = []
+        for target_id in target_ids:
+            try:
+                self.delete(gallery, target_id)
+                outcomes.append(DeleteOutcome(target_id, OK, "deleted"))
+            except DomainError as error:
+                outcomes.append(DeleteOutcome(target_id, error.code, str(error)))
+        return outcomes
 
     def delete(self, gallery: str, target_id: str) -> TargetRecord:
         """Hide the target at once (state "deleting"), take its descriptors out of the
