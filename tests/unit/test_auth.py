@@ -46,6 +46,17 @@ def test_sdk_signed_request_passes_with_and_without_image():
     assert verify_signature(params, KEYRING, now_ms=NOW).principal == "test_app_key"
 
 
+def test_php_sdk_booleans_sign_as_php_prints_them():
+    """PHP's ``$k . $v`` makes true "1" and false ""; json_encode still sends booleans."""
+    params = {"timestamp": NOW, "appKey": "test_app_key", "active": True, "flag": False}
+    text = f"active1appKeytest_app_keyflagtimestamp{NOW}" + SECRET
+    signed_php = {**params, "signature": hashlib.sha256(text.encode()).hexdigest()}
+    assert verify_signature(signed_php, KEYRING, now_ms=NOW).gallery == "g1"
+    wrong = {**params, "active": False, "signature": signed_php["signature"]}
+    with pytest.raises(ApiError):
+        verify_signature(wrong, KEYRING, now_ms=NOW)
+
+
 def test_signature_is_case_insensitive_hex():
     params = signed(image="abc")
     params["signature"] = params["signature"].upper()

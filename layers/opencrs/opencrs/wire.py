@@ -111,23 +111,31 @@ def failure(error: ApiError) -> Reply:
 # -- signing ---------------------------------------------------------------------------
 
 
-def _value_text(value: Any) -> str:
-    """Stringify a parameter value as the JS/Java SDKs do (``true``, not ``True``)."""
+def _value_text(value: Any, *, php: bool = False) -> str:
+    """Stringify a parameter value as the JS/Java SDKs do (``true``, not ``True``), or as
+    PHP's string concatenation does (``php``: true is "1", false and null are "")."""
     if isinstance(value, bool):
+        if php:
+            return "1" if value else ""
         return "true" if value else "false"
     if value is None:
-        return "null"
+        return "" if php else "null"
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
 
 def signing_string(
-    params: Mapping[str, Any], *, include_image: bool = True, strings_only: bool = False
+    params: Mapping[str, Any],
+    *,
+    include_image: bool = True,
+    strings_only: bool = False,
+    php_values: bool = False,
 ) -> str:
     """The sorted ``key+value`` concatenation that precedes the secret.
 
-    ``strings_only`` leaves out every non-string value, as EasyAR's 2017 PHP SDK does.
+    ``strings_only`` leaves out every non-string value, as EasyAR's 2017 PHP SDK does;
+    ``php_values`` stringifies booleans and null as the PHP SDK's ``$k . $v`` does.
     """
     keys = sorted(
         k
@@ -136,7 +144,7 @@ def signing_string(
         and (include_image or k != "image")
         and (not strings_only or isinstance(params[k], str))
     )
-    return "".join(k + _value_text(params[k]) for k in keys)
+    return "".join(k + _value_text(params[k], php=php_values) for k in keys)
 
 
 def sign(
@@ -145,11 +153,14 @@ def sign(
     *,
     include_image: bool = True,
     strings_only: bool = False,
+    php_values: bool = False,
     digest: str = "sha256",
 ) -> str:
     """Lowercase hex signature of ``params`` with ``secret`` (EasyAR SDK algorithm):
     SHA-256, or SHA-1 (``digest="sha1"``) as the pre-2018 SDKs sign."""
-    text = signing_string(params, include_image=include_image, strings_only=strings_only)
+    text = signing_string(
+        params, include_image=include_image, strings_only=strings_only, php_values=php_values
+    )
     # "surrogatepass": a lone surrogate (JSON allows the escape "\ud800") must give a
     # signature that does not match, not an exception the caller turns into a 500.
     return hashlib.new(digest, (text + secret).encode("utf-8", "surrogatepass")).hexdigest()

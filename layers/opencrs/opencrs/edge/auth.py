@@ -74,13 +74,18 @@ def check_fresh(params: Mapping[str, Any], now_ms: int | None, *, code: int = IN
 
 def _signature_variants(params: Mapping[str, Any], given: str) -> Iterator[dict[str, Any]]:
     """The ways an official client may have signed ``params``: with or without the
-    image, SHA-256 or (a 40-hex signature) the pre-2018 SHA-1, all values or strings only."""
+    image, SHA-256 or (a 40-hex signature) the pre-2018 SHA-1; all values as JS and Java
+    print them, as PHP prints them (booleans, null), or strings only."""
     digests = ["sha1"] if len(given) == SHA1_HEX_CHARS else ["sha256"]
     images = [True, False] if "image" in params else [True]
-    has_non_string = any(not isinstance(v, str) for k, v in params.items() if k != "signature")
-    strings = [False, True] if has_non_string else [False]
-    for digest, include_image, strings_only in itertools.product(digests, images, strings):
-        yield {"digest": digest, "include_image": include_image, "strings_only": strings_only}
+    values = [v for k, v in params.items() if k != "signature"]
+    styles = [{}]
+    if any(not isinstance(v, str) for v in values):
+        styles.append({"strings_only": True})
+    if any(v is None or isinstance(v, bool) for v in values):
+        styles.append({"php_values": True})
+    for digest, include_image, style in itertools.product(digests, images, styles):
+        yield {"digest": digest, "include_image": include_image, **style}
 
 
 def signature_matches(params: Mapping[str, Any], secret: str) -> bool:
