@@ -79,9 +79,12 @@ def test_expired_token_is_refused(compat):
     assert (answer.status, answer.code) == (200, INVALID_TOKEN)
 
 
-def test_garbage_token_is_refused(compat):
-    answer = webar_search(compat.url, "bm90IGEgdG9rZW4=", APP_ID, HIT_PHOTO.read_bytes())
-    assert (answer.status, answer.code) == (200, INVALID_TOKEN)
+@pytest.mark.parametrize("garbage", ["bm90IGEgdG9rZW4=", "not base64 at all"])
+def test_garbage_token_is_refused(compat, garbage):
+    searched = webar_search(compat.url, garbage, APP_ID, HIT_PHOTO.read_bytes())
+    assert (searched.status, searched.code) == (200, INVALID_TOKEN)
+    listed = token_call(compat.url, "GET", "/targets/infos", garbage, APP_ID)
+    assert (listed.status, listed.code) == (200, INVALID_TOKEN)
 
 
 def test_token_for_one_app_id_does_not_open_another(compat, token):
