@@ -63,9 +63,8 @@ def test_get_returns_the_target_with_its_custom_field(node_farmer):
 def test_update_renames_the_target(node_farmer):
     updated = node_farmer.resolved("update")["result"]
     assert updated["name"].endswith("-renamed") and updated["meta"] == "bWV0YQ=="
-    assert node_farmer.sent.only("PUT", f"/target/{updated['targetId']}").header(
-        "Content-Type"
-    ) == ("application/json")
+    sent = node_farmer.sent.only("PUT", f"/target/{updated['targetId']}")
+    assert sent.header("Content-Type") == "application/json"
 
 
 def test_list_repeats_its_paging_keys_and_reads_targets(node_farmer):
