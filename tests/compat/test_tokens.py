@@ -97,3 +97,17 @@ def test_token_service_refuses_an_acl_beyond_the_key(compat):
     answer = request_token(compat.url, API_KEY, API_SECRET, acl)
     assert (answer.status, answer.code) == (200, 4001017)
     assert answer.result is None
+
+
+def test_read_write_token_creates_finds_and_deletes(compat, token):
+    image = image_b64((DEMO_PHOTOS / "motorcycle.jpg").read_bytes())
+    fields = {"image": image, "name": "token-made", "allowSimilar": "1"}
+    created = token_call(compat.url, "POST", "/targets/", token, APP_ID, fields)
+    assert (created.status, created.code) == (200, 0), created
+    target_id = created.result["targetId"]
+    similar = token_call(compat.url, "POST", "/similar/", token, APP_ID, {"image": image})
+    assert target_id in [t["targetId"] for t in similar.result["results"]]
+    deleted = token_call(compat.url, "DELETE", f"/target/{target_id}", token, APP_ID)
+    assert (deleted.status, deleted.code) == (200, 0), deleted
+    gone = token_call(compat.url, "GET", f"/target/{target_id}", token, APP_ID)
+    assert (gone.status, gone.code) == (200, 404)
