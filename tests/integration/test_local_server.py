@@ -126,3 +126,13 @@ def test_client_config_carries_both_key_pairs(server, stack, tmp_path, monkeypat
         "appSecret": stack.secret,
     }
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    # The command-line client reads only that file here, and signs with its API key.
+    for name in ("OPENCRS_APP_KEY", "OPENCRS_APP_SECRET", "OPENCRS_API_KEY", "OPENCRS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENCRS_CONFIG", str(config))
+    assert cli.main(["targets", "ls", "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(t["name"] for t in listed) == sorted(DEMO_TARGETS)
+    monkeypatch.setenv("OPENCRS_API_SECRET", "not-the-secret")  # proves which key signed
+    assert cli.main(["targets", "ls"]) == 1
+    assert "2: signature does not match" in capsys.readouterr().err
