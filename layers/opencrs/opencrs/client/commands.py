@@ -299,6 +299,7 @@ def _common_options() -> argparse.ArgumentParser:
         "--app-id",
         dest="app_ids",
         action="append",
+        metavar="APP_ID",
         help="the library (appId) an API key acts on (or OPENCRS_APP_ID); for `token`, "
         "repeatable or comma-separated: the libraries the token grants",
     )
