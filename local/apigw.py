@@ -29,12 +29,26 @@ def _route_regex(resource: str) -> re.Pattern[str]:
     return re.compile(f"^{pattern}/*$")
 
 
+def specificity(resource: str) -> tuple[int, ...]:
+    """Sort key of a resource path, most specific first: segment by segment, a literal
+    beats a ``{param}``, which beats a greedy ``{proxy+}`` (docs/deploying.md, "Trailing
+    slashes", has the evidence for this order)."""
+    ranks = []
+    for segment in resource.strip("/").split("/"):
+        greedy = segment.startswith("{") and segment.endswith("+}")
+        ranks.append(2 if greedy else 1 if segment.startswith("{") else 0)
+    return tuple(ranks)
+
+
 class Router:
-    """API Gateway's routing: method + resource path (with ``{param}``) → function."""
+    """API Gateway's routing: method + resource path (with ``{param}``) → function.
+
+    As a REST API does: a trailing slash is ignored, the most specific resource that
+    has the request's method (or ANY) wins, and a resource without that method lets the
+    request fall through to a less specific one (such as ``/{proxy+}``)."""
 
     def __init__(self, routes: list[Route]) -> None:
-        # API Gateway prefers the most specific resource: greedy {proxy+} routes go last.
-        ordered = sorted(routes, key=lambda route: "+}" in route.path)
+        ordered = sorted(routes, key=lambda route: specificity(route.path))
         self._routes = [(route, _route_regex(route.path)) for route in ordered]
 
     def match(self, method: str, path: str) -> RouteMatch | None:

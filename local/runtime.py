@@ -36,6 +36,10 @@ LOCAL_BUCKET = "opencrs-local-gallery"
 LOCAL_TABLE = "opencrs-local-targets"
 DEFAULT_APP_KEY = "opencrs-local-app-key"
 DEFAULT_APP_SECRET = "opencrs-local-secret-change-me"
+# The local API key (EasyAR SDK 4.x signing and tokens), granted the demo gallery.
+DEFAULT_APP_ID = "default"
+DEFAULT_API_KEY = "opencrs-local-api-key"
+DEFAULT_API_SECRET = "opencrs-local-api-secret-change-me"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,9 @@ def local_environment(endpoint: str, bucket: str, table: str) -> dict[str, str]:
         "OPENCRS_UPLOAD_PREFIX": "uploads/",
         "OPENCRS_APP_KEY": os.environ.get("OPENCRS_APP_KEY", DEFAULT_APP_KEY),
         "OPENCRS_APP_SECRET": os.environ.get("OPENCRS_APP_SECRET", DEFAULT_APP_SECRET),
+        "OPENCRS_API_KEY": os.environ.get("OPENCRS_API_KEY", DEFAULT_API_KEY),
+        "OPENCRS_API_SECRET": os.environ.get("OPENCRS_API_SECRET", DEFAULT_API_SECRET),
+        "OPENCRS_APP_ID": os.environ.get("OPENCRS_APP_ID", DEFAULT_APP_ID),
         "POWERTOOLS_SERVICE_NAME": "opencrs",
         "POWERTOOLS_METRICS_NAMESPACE": "opencrs",
         # No CloudWatch here: EMF lines would only interleave with the server's output.

@@ -19,7 +19,7 @@ from contextlib import ExitStack, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import boto3
 import cv2
@@ -31,7 +31,7 @@ from local.runtime import REPO, FakeLambdaContext, LocalAws, embedded_aws, load_
 from local.template import api_routes
 from opencrs.domain.target import TargetRecord
 from opencrs.store.records import TargetTable
-from opencrs.wire import signed_params
+from opencrs.wire import Signer, signed_params
 
 DEMO_PHOTOS = REPO / "demo" / "photos"
 # The demo gallery; the other demo photos stay out of it as unrelated images.
@@ -155,16 +155,27 @@ def write_angled_photo(source: Path, destination: Path) -> Path:
     return destination
 
 
-def write_client_config(endpoint: str) -> None:
-    """Endpoint and keys for the command-line client; readable by this user only."""
+def api_key_listing_url(base: str, app_id: str, api_key: str, api_secret: str) -> str:
+    """A GET /targets/infos signed the API-key way (EasyAR SDK 4.x), as one URL: the
+    request ``make run`` prints for curl, valid for 5 minutes."""
+    signer = Signer.for_api_key(app_id, api_key, api_secret)
+    return f"{base}/targets/infos?{urlencode(signer.query({'pageNum': 1, 'pageSize': 5}))}"
+
+
+def write_client_config(endpoint: str, path: Path = CLIENT_CONFIG) -> None:
+    """Endpoint and both kinds of keys for the command-line client (which signs with the
+    API key when it has one); readable by this user only."""
     config = {
         "endpoint": endpoint,
+        "appId": os.environ["OPENCRS_APP_ID"],
+        "apiKey": os.environ["OPENCRS_API_KEY"],
+        "apiSecret": os.environ["OPENCRS_API_SECRET"],
         "appKey": os.environ["OPENCRS_APP_KEY"],
         "appSecret": os.environ["OPENCRS_APP_SECRET"],
     }
-    CLIENT_CONFIG.touch(mode=0o600, exist_ok=True)
-    CLIENT_CONFIG.chmod(0o600)
-    CLIENT_CONFIG.write_text(json.dumps(config, indent=2))
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(json.dumps(config, indent=2))
 
 
 def _interrupt(*_: object) -> None:
@@ -197,16 +208,24 @@ def main() -> None:
         )
         request_file.write_text(json.dumps(body))
         write_client_config(base)
+        env = os.environ
+        listing = api_key_listing_url(
+            base, env["OPENCRS_APP_ID"], env["OPENCRS_API_KEY"], env["OPENCRS_API_SECRET"]
+        )
         angled = write_angled_photo(
             DEMO_PHOTOS / "coffee.jpg", REPO / ".opencrs-demo" / "coffee-angled.jpg"
         )
         print(
             f"""[opencrs] API on {base}  (routes from template.yaml; Ctrl-C stops everything)
 
-A signed POST /similar for the demo photo 'coffee' (valid for 5 minutes):
+A POST /similar for the demo photo 'coffee', signed with the legacy appKey (5 minutes):
 
   curl -s -X POST {base}/similar -H 'Content-Type: application/json' \\
        --data @{request_file}
+
+The demo gallery's first page, signed the API-key way (EasyAR SDK 4.x; 5 minutes):
+
+  curl -s '{listing}'
 
 Sign fresh requests for any image with the command-line client:
 
@@ -215,7 +234,9 @@ Sign fresh requests for any image with the command-line client:
   .venv/bin/opencrs similar demo/photos/camera.jpg     # not in the gallery: results []
   (endpoint and keys for the client are in {CLIENT_CONFIG}, written for this run)
 
-Keys: OPENCRS_APP_KEY={os.environ["OPENCRS_APP_KEY"]} (secret from OPENCRS_APP_SECRET)
+Keys: OPENCRS_APP_ID={env["OPENCRS_APP_ID"]} OPENCRS_API_KEY={env["OPENCRS_API_KEY"]} \
+(secret from OPENCRS_API_SECRET)
+      legacy OPENCRS_APP_KEY={env["OPENCRS_APP_KEY"]} (secret from OPENCRS_APP_SECRET)
 """,
             flush=True,
         )

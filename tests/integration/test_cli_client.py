@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from local.runtime import DEFAULT_API_KEY, DEFAULT_API_SECRET, DEFAULT_APP_ID
 from local.serve import DEMO_PHOTOS, build_server
 from opencrs.client import commands as cli
 from opencrs.vision.quality import QUALITY_FIELDS
@@ -153,3 +154,44 @@ def test_a_bad_file_fails_the_import(imported, run, tmp_path):
     status, (outcome,) = run("targets", "add", str(bad), "--json")
     assert status == 1
     assert (outcome["outcome"], outcome["statusCode"]) == ("failed", 427)
+
+
+@pytest.fixture
+def with_api_key(run, monkeypatch):
+    """``run`` with only the local API key known (the legacy pair unset)."""
+    monkeypatch.delenv("OPENCRS_APP_KEY")
+    monkeypatch.delenv("OPENCRS_APP_SECRET")
+    monkeypatch.setenv("OPENCRS_APP_ID", DEFAULT_APP_ID)
+    monkeypatch.setenv("OPENCRS_API_KEY", DEFAULT_API_KEY)
+    monkeypatch.setenv("OPENCRS_API_SECRET", DEFAULT_API_SECRET)
+    return run
+
+
+def test_api_key_signed_commands(imported, with_api_key):
+    status, listed = with_api_key("targets", "ls", "--all", "--json")
+    assert status == 0 and imported["rocket"] in {t["targetId"] for t in listed}
+    status, (reply,) = with_api_key("similar", str(DEMO_PHOTOS / "rocket.jpg"))
+    assert [t["targetId"] for t in reply["result"]["results"]] == [imported["rocket"]]
+
+
+def test_token_from_the_token_service_authorizes_requests(imported, with_api_key, server, capsys):
+    assert cli.main(["--endpoint", server, "token", "--expires", "300"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token and not token.startswith("ocrs1.")
+    status, (reply,) = with_api_key("--token", token, "similar", str(DEMO_PHOTOS / "hubble.jpg"))
+    assert status == 0
+    assert [t["targetId"] for t in reply["result"]["results"]] == [imported["hubble"]]
+    argv = ["--endpoint", server, "token", "--permission", "READ", "--app-id", DEFAULT_APP_ID]
+    assert cli.main(argv) == 0
+    reader = capsys.readouterr().out.strip()
+    status, (refused,) = with_api_key(
+        "--token", reader, "targets", "rm", imported["hubble"], "--json"
+    )
+    assert (status, refused["deleted"], refused["statusCode"]) == (1, False, 6)
+    status, (target,) = with_api_key("--token", reader, "targets", "get", imported["hubble"])
+    assert status == 0 and target["targetId"] == imported["hubble"]
+
+
+def test_token_for_a_library_the_key_lacks_is_refused(with_api_key, server, capsys):
+    assert cli.main(["--endpoint", server, "token", "--app-id", "someone-elses"]) == 1
+    assert "4001017" in capsys.readouterr().err

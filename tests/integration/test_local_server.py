@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import threading
 import urllib.error
 import urllib.request
@@ -10,13 +11,16 @@ import urllib.request
 import pytest
 
 from local.event_source import QueuePoller
+from local.runtime import DEFAULT_API_KEY, DEFAULT_API_SECRET, DEFAULT_APP_ID
 from local.serve import (
     DEMO_PHOTOS,
     DEMO_TARGETS,
+    api_key_listing_url,
     build_server,
     index_demo_gallery,
     signed_similar_body,
     write_angled_photo,
+    write_client_config,
 )
 from opencrs.client import commands as cli
 
@@ -87,3 +91,48 @@ def test_command_line_client(server, stack, monkeypatch, capsys):
     assert [t["name"] for t in reply["result"]["results"]] == ["astronaut"]
     assert cli.main(["--endpoint", server, "similar", str(DEMO_PHOTOS / "camera.jpg")]) == 0
     assert json.loads(capsys.readouterr().out)["result"]["results"] == []
+
+
+def test_printed_api_key_request_lists_the_demo_gallery(server):
+    """The curl line `make run` prints, signed with the default API key: the server's
+    keyring holds that key (from OPENCRS_API_KEY / OPENCRS_API_SECRET / OPENCRS_APP_ID)."""
+    url = api_key_listing_url(server, DEFAULT_APP_ID, DEFAULT_API_KEY, DEFAULT_API_SECRET)
+    assert "apiKey=" in url and "appKey" not in url
+    status, reply = get(url)
+    assert (status, reply["statusCode"]) == (200, 0), reply
+    assert reply["result"]["total"] == len(DEMO_TARGETS)
+    forged = api_key_listing_url(server, DEFAULT_APP_ID, DEFAULT_API_KEY, "not-the-secret")
+    assert get(forged)[1]["statusCode"] == 2  # invalid signature
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_client_config_carries_both_key_pairs(server, stack, tmp_path, monkeypatch, capsys):
+    config = tmp_path / "opencrs.json"
+    write_client_config(server, config)
+    written = json.loads(config.read_text())
+    assert written == {
+        "endpoint": server,
+        "appId": DEFAULT_APP_ID,
+        "apiKey": DEFAULT_API_KEY,
+        "apiSecret": DEFAULT_API_SECRET,
+        "appKey": stack.app_key,
+        "appSecret": stack.secret,
+    }
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    # The command-line client reads only that file here, and signs with its API key.
+    for name in ("OPENCRS_APP_KEY", "OPENCRS_APP_SECRET", "OPENCRS_API_KEY", "OPENCRS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENCRS_CONFIG", str(config))
+    assert cli.main(["targets", "ls", "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(t["name"] for t in listed) == sorted(DEMO_TARGETS)
+    monkeypatch.setenv("OPENCRS_API_SECRET", "not-the-secret")  # proves which key signed
+    assert cli.main(["targets", "ls"]) == 1
+    assert "2: signature does not match" in capsys.readouterr().err

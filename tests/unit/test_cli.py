@@ -27,11 +27,13 @@ from opencrs.client.commands import format_table, list_targets, main
 from opencrs.client.config import load_config
 from opencrs.client.events import resign_event
 from opencrs.client.http import Client, TransportError
-from opencrs.domain.credentials import AppCredential, Keyring
+from opencrs.domain.credentials import ApiKey, AppCredential, Keyring
+from opencrs.edge import tokens
 from opencrs.edge.auth import verify_signature, verify_token
-from opencrs.wire import signed_params, signed_query
+from opencrs.wire import ApiError, signed_params, signed_query
 
-KEYRING = Keyring([AppCredential(DEFAULT_APP_KEY, DEFAULT_APP_SECRET)])
+API_KEY = ApiKey("cli-api-key", "cli-api-secret", frozenset({"lib-cli", "lib-two", "lib-3"}))
+KEYRING = Keyring([AppCredential(DEFAULT_APP_KEY, DEFAULT_APP_SECRET)], [API_KEY])
 PHOTOS = Path(__file__).resolve().parents[2] / "demo" / "photos"
 
 
@@ -45,6 +47,7 @@ class Seen:
     path: str
     query: dict[str, str]
     body: dict | None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 Answer = tuple[int, Any]
@@ -76,6 +79,7 @@ def stub() -> Iterator[StubApi]:
                 parts.path,
                 dict(parse_qsl(parts.query, keep_blank_values=True)),
                 json.loads(raw) if raw else None,
+                dict(self.headers.items()),
             )
             with api.lock:
                 api.seen.append(seen)
@@ -107,7 +111,9 @@ def env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENCRS_APP_KEY", DEFAULT_APP_KEY)
     monkeypatch.setenv("OPENCRS_APP_SECRET", DEFAULT_APP_SECRET)
     monkeypatch.setenv("OPENCRS_CONFIG", "/nonexistent")
-    monkeypatch.delenv("OPENCRS_ENDPOINT", raising=False)
+    for name in ("OPENCRS_ENDPOINT", "OPENCRS_API_KEY", "OPENCRS_API_SECRET", "OPENCRS_APP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OPENCRS_TOKEN", raising=False)
 
 
 def client(stub: StubApi, **kwargs: Any) -> tuple[Client, list[float]]:
@@ -533,3 +539,152 @@ def test_grade_prints_the_rates_or_every_grade(stub, env, capsys):
     assert main(["--endpoint", stub.url, "grade", image, "--detail"]) == 0
     assert json.loads(capsys.readouterr().out) == grades
     assert {s.path for s in stub.seen} == {"/grade/detail"}
+
+
+# -- API keys and tokens ----------------------------------------------------------------
+
+
+@pytest.fixture
+def api_key_config(env, tmp_path, monkeypatch) -> Path:
+    """A config file as `make run` writes it: the API key beside the legacy pair; the
+    legacy pair is taken out of the environment so the file is the only source."""
+    config = tmp_path / "opencrs.json"
+    config.write_text(
+        json.dumps(
+            {
+                "appId": "lib-cli",
+                "apiKey": API_KEY.api_key,
+                "apiSecret": API_KEY.secret,
+                "appKey": DEFAULT_APP_KEY,
+                "appSecret": DEFAULT_APP_SECRET,
+            }
+        )
+    )
+    monkeypatch.setenv("OPENCRS_CONFIG", str(config))
+    monkeypatch.delenv("OPENCRS_APP_KEY")
+    monkeypatch.delenv("OPENCRS_APP_SECRET")
+    return config
+
+
+def test_an_api_key_signs_the_api_key_way(stub, api_key_config, capsys):
+    stub.respond = lambda seen: (200, envelope(0, {"targets": [], "total": 0}))
+    assert main(["--endpoint", stub.url, "targets", "ls"]) == 0
+    assert main(["--endpoint", stub.url, "similar", str(PHOTOS / "coffee.jpg")]) == 0
+    query, body = stub.seen[0].query, stub.seen[1].body
+    for signed in (query, body):
+        assert (signed["appId"], signed["apiKey"]) == ("lib-cli", API_KEY.api_key)
+        assert "appKey" not in signed
+        caller = verify_signature(signed, KEYRING)
+        assert (caller.gallery, caller.principal) == ("lib-cli", API_KEY.api_key)
+
+
+def test_app_key_flag_and_app_id_flag_choose(stub, api_key_config, monkeypatch):
+    stub.respond = lambda seen: (200, envelope(0, {"targets": [], "total": 0}))
+    assert main(["--endpoint", stub.url, "--app-key", DEFAULT_APP_KEY, "targets", "ls"]) == 0
+    assert verify_signature(stub.seen[-1].query, KEYRING).principal == DEFAULT_APP_KEY
+    assert "apiKey" not in stub.seen[-1].query
+    assert main(["--endpoint", stub.url, "--app-id", "lib-two", "targets", "ls"]) == 0
+    assert verify_signature(stub.seen[-1].query, KEYRING).gallery == "lib-two"
+    monkeypatch.setenv("OPENCRS_APP_ID", "lib-3")  # the environment beats the file
+    assert main(["--endpoint", stub.url, "targets", "ls"]) == 0
+    assert verify_signature(stub.seen[-1].query, KEYRING).gallery == "lib-3"
+
+
+def test_an_api_key_without_its_secret_falls_back_to_the_app_key(stub, env, monkeypatch):
+    monkeypatch.setenv("OPENCRS_API_KEY", API_KEY.api_key)
+    monkeypatch.setenv("OPENCRS_APP_ID", "lib-cli")
+    stub.respond = lambda seen: (200, envelope(0, {"targets": [], "total": 0}))
+    assert main(["--endpoint", stub.url, "targets", "ls"]) == 0
+    assert verify_signature(stub.seen[0].query, KEYRING).principal == DEFAULT_APP_KEY
+
+
+def test_several_app_ids_are_only_for_token(stub, api_key_config, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--endpoint", stub.url, "--app-id", "a,b", "targets", "ls"])
+    assert exited.value.code == 2 and "one --app-id" in capsys.readouterr().err
+
+
+def test_a_given_token_is_sent_raw_with_the_app_id(stub, env, monkeypatch):
+    monkeypatch.delenv("OPENCRS_APP_KEY")
+    monkeypatch.delenv("OPENCRS_APP_SECRET")
+    monkeypatch.setenv("OPENCRS_TOKEN", "dG9rZW4=")
+    stub.respond = lambda seen: (200, envelope(0, {"targets": [], "total": 0, "results": []}))
+    argv = ["--endpoint", stub.url, "--app-id", "lib-cli"]
+    assert main([*argv, "targets", "ls"]) == 0
+    assert main([*argv, "similar", str(PHOTOS / "coffee.jpg")]) == 0
+    assert main([*argv, "--token", "ZmxhZw==", "targets", "rm", "t1"]) == 0
+    (get, post, delete) = stub.seen
+    assert get.headers["Authorization"] == post.headers["Authorization"] == "dG9rZW4="
+    assert delete.headers["Authorization"] == "ZmxhZw=="  # the flag beats the environment
+    assert get.query == {"pageNum": "1", "pageSize": "10", "appId": "lib-cli"}
+    assert set(post.body) == {"image", "appId"} and delete.query == {"appId": "lib-cli"}
+
+
+def token_service(seen: Seen) -> Answer:
+    """The token service itself (edge.tokens) behind the stub."""
+    try:
+        reply = tokens.token_reply(0, "Success", tokens.issue(seen.body, KEYRING))
+    except ApiError as error:
+        reply = tokens.token_reply(error.code, error.message, None)
+    return 200, reply
+
+
+def test_token_asks_the_servers_token_service(stub, api_key_config, capsys):
+    stub.respond = token_service
+    argv = ["--endpoint", stub.url, "token", "--expires", "600", "--app-id", "lib-cli"]
+    assert main([*argv, "--app-id", "lib-two,lib-3", "--permission", "READ"]) == 0
+    token = capsys.readouterr().out.strip()
+    (seen,) = stub.seen
+    assert (seen.method, seen.path, seen.body["expires"]) == ("POST", "/token/v2", 600)
+    assert json.loads(seen.body["acl"]) == [
+        {
+            "service": "ecs:crs",
+            "effect": "Allow",
+            "resource": ["lib-3", "lib-cli", "lib-two"],
+            "permission": ["READ"],
+        }
+    ]
+    for app_id in ("lib-cli", "lib-two", "lib-3"):
+        assert verify_token(token, {"appId": app_id}, KEYRING).gallery == app_id
+    with pytest.raises(ApiError):
+        verify_token(token, {"appId": "lib-cli"}, KEYRING, write=True)  # READ only
+    assert main(["--endpoint", stub.url, "token"]) == 0  # defaults: its appId, both
+    caller = verify_token(capsys.readouterr().out.strip(), {}, KEYRING, write=True)
+    assert (caller.gallery, caller.can_write) == ("lib-cli", True)
+
+
+def test_token_reports_the_token_services_refusal(stub, api_key_config, capsys):
+    stub.respond = token_service
+    assert main(["--endpoint", stub.url, "token", "--app-id", "not-granted"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "4001017: AppId is not authorized by this API Key" in captured.err
+    assert API_KEY.secret not in captured.err
+
+
+def test_token_is_minted_locally_for_a_legacy_pair_or_with_legacy(api_key_config, capsys):
+    assert main(["token", "--legacy", "--expires", "60"]) == 0  # no endpoint needed
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("ocrs1.")
+    assert verify_token(token, {}, KEYRING).principal == DEFAULT_APP_KEY
+    with pytest.raises(SystemExit) as exited:
+        main(["token", "--legacy", "--permission", "READ"])
+    assert exited.value.code == 2
+
+
+def test_sign_and_resign_use_the_api_key(api_key_config, tmp_path, capsys):
+    assert main(["sign", str(PHOTOS / "coffee.jpg")]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert verify_signature(body, KEYRING).gallery == "lib-cli" and "appKey" not in body
+    for name in ("similar.json", "targets_list.json", "similar_token.json"):
+        event = tmp_path / name
+        event.write_text(json.dumps(load_event(name)))
+        assert main(["resign", str(event)]) == 0
+        resigned = json.loads(capsys.readouterr().out)
+        if name == "similar_token.json":
+            token = resigned["headers"]["Authorization"]
+            assert verify_token(token, {}, KEYRING).gallery == "lib-cli"
+            continue
+        params = resigned["queryStringParameters"] or json.loads(resigned["body"])
+        assert "appKey" not in params
+        assert verify_signature(params, KEYRING).principal == API_KEY.api_key

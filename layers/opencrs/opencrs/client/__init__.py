@@ -1,13 +1,16 @@
 """``opencrs``: a command-line client that signs and sends EasyAR-compatible requests.
 
-Endpoint and keys come from ``--endpoint``/``--app-key`` or the environment
-(``OPENCRS_ENDPOINT``, ``OPENCRS_APP_KEY``, ``OPENCRS_APP_SECRET``), else from a JSON
-config file (``OPENCRS_CONFIG``, ``./.opencrs.json`` — written by ``make run`` — or
-``~/.config/opencrs/config.json``) with keys ``endpoint``, ``appKey``, ``appSecret``.
+Endpoint and keys come from flags (``--endpoint``, ``--app-id``, ``--api-key``,
+``--app-key``, ``--token``) or the environment (``OPENCRS_ENDPOINT``, ``OPENCRS_APP_ID``,
+``OPENCRS_API_KEY``, ``OPENCRS_API_SECRET``, ``OPENCRS_APP_KEY``, ``OPENCRS_APP_SECRET``,
+``OPENCRS_TOKEN``), else from a JSON config file (``OPENCRS_CONFIG``, ``./.opencrs.json`` —
+written by ``make run`` — or ``~/.config/opencrs/config.json``) with keys ``endpoint``,
+``appId``, ``apiKey``, ``apiSecret``, ``appKey``, ``appSecret``. An API key signs when
+all three of its parts are known, else the legacy appKey pair; a token is sent as is.
 
 HTTP goes through :mod:`urllib` only: this package and :mod:`opencrs.wire` import nothing
 outside the standard library (``tqdm``, the ``cli`` extra, adds a progress bar to bulk
-imports and is optional). The app secret and request signatures are never printed, not
+imports and is optional). Secrets, tokens and request signatures are never logged, not
 even with ``--verbose``.
 
 Used alone, without the server's numpy/OpenCV/boto3: the ``opencrs`` distribution

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from opencrs.client.bulk import AddFields, collect_images, make_progress, run_import
-from opencrs.client.config import settings
+from opencrs.client.config import Credentials, credentials
 from opencrs.client.events import resign_event
 from opencrs.client.http import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, Client, Response, TransportError
-from opencrs.wire import issue_token, signed_params
+from opencrs.wire import DEFAULT_TOKEN_TTL_S, READ, WRITE, acl_string, issue_token, token_request
 
 # GET /targets/infos refuses larger pages (api.service.MAX_PAGE_SIZE).
 MAX_PAGE_SIZE = 100
@@ -64,8 +64,8 @@ class CliError(Exception):
 class RequestFailed(Exception):
     """The API refused a request that a command cannot go on without."""
 
-    def __init__(self, what: str, response: Response) -> None:
-        super().__init__(f"{what} failed: {response.describe()}")
+    def __init__(self, what: str, response: Response, reason: str | None = None) -> None:
+        super().__init__(f"{what} failed: {reason or response.describe()}")
         self.response = response
 
 
@@ -252,6 +252,39 @@ def cmd_grade(ctx: Context) -> int:
     return 0
 
 
+def _app_ids(args: argparse.Namespace) -> list[str]:
+    """Every ``--app-id`` given, repeated or comma-separated, in order, once each."""
+    given = [part.strip() for value in args.app_ids or [] for part in value.split(",")]
+    return list(dict.fromkeys(part for part in given if part))
+
+
+def cmd_token(creds: Credentials, client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    """With an API key: ask the server's token service (POST /token/v2, as EasyAR's
+    uac.easyar.com) for a token scoped to ``--app-id`` and ``--permission``. With only a
+    legacy appKey pair, or ``--legacy``: mint an ``ocrs1.`` token locally."""
+    if not creds.has_api_key or args.legacy:
+        if args.app_ids or args.permissions:
+            raise CliError("--app-id and --permission need an API key: ocrs1 tokens carry neither")
+        if not creds.has_app_key:
+            raise CliError("--legacy needs an appKey pair (OPENCRS_APP_KEY, OPENCRS_APP_SECRET)")
+        print(issue_token(creds.app_key, creds.app_secret, ttl_s=args.expires), file=out)
+        return 0
+    app_ids = _app_ids(args) or [creds.app_id]
+    permissions = tuple(dict.fromkeys(args.permissions or [READ, WRITE]))
+    acl = acl_string(app_ids, permissions)
+    response = client.post_json(
+        "/token/v2",
+        lambda: token_request(creds.api_key, creds.api_secret, expires_s=args.expires, acl=acl),
+    )
+    result = response.result
+    if response.ok and isinstance(result, dict) and isinstance(result.get("token"), str):
+        print(result["token"], file=out)
+        return 0
+    body = response.body if isinstance(response.body, dict) else {}
+    reason = f"{response.code}: {body['msg']}" if response.code and body.get("msg") else None
+    raise RequestFailed("token request", response, reason)
+
+
 # -- argument parsing -----------------------------------------------------------------
 
 
@@ -263,9 +296,28 @@ def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--endpoint", help="API base URL (or OPENCRS_ENDPOINT)")
     common.add_argument(
+        "--app-id",
+        dest="app_ids",
+        action="append",
+        metavar="APP_ID",
+        help="the library (appId) an API key acts on (or OPENCRS_APP_ID); for `token`, "
+        "repeatable or comma-separated: the libraries the token grants",
+    )
+    common.add_argument(
+        "--api-key",
+        help="API key (or OPENCRS_API_KEY); its secret comes from OPENCRS_API_SECRET or "
+        "the config file, never from the command line. Used whenever appId, apiKey and "
+        "apiSecret are all known",
+    )
+    common.add_argument(
         "--app-key",
-        help="app key (or OPENCRS_APP_KEY); the secret comes from "
-        "OPENCRS_APP_SECRET or the config file, never from the command line",
+        help="legacy app key (or OPENCRS_APP_KEY), chosen over an API key when given here; "
+        "the secret comes from OPENCRS_APP_SECRET or the config file",
+    )
+    common.add_argument(
+        "--token",
+        help="send this token raw in Authorization (with appId) instead of signing; "
+        "OPENCRS_TOKEN keeps it out of `ps`",
     )
     common.add_argument("--full", action="store_true", help="print trackingImage in full")
     common.add_argument(
@@ -373,8 +425,30 @@ def build_parser() -> argparse.ArgumentParser:
         commands, "resign", "print an API Gateway event file with a fresh timestamp and signature"
     )
     resign.add_argument("event", help="e.g. events/similar.json (for sam local invoke -e)")
-    token = command(commands, "token", "issue an API-key token for Authorization")
-    token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
+    token = command(
+        commands,
+        "token",
+        "a token for Authorization: from the server's POST /token/v2 with an API key, "
+        "else an ocrs1 token minted locally with the appKey pair",
+    )
+    token.add_argument(
+        "--expires",
+        "--ttl",
+        dest="expires",
+        type=_positive,
+        default=DEFAULT_TOKEN_TTL_S,
+        help=f"lifetime in seconds (default {DEFAULT_TOKEN_TTL_S})",
+    )
+    token.add_argument(
+        "--permission",
+        dest="permissions",
+        action="append",
+        choices=[READ, WRITE],
+        help="repeatable; default both READ and WRITE",
+    )
+    token.add_argument(
+        "--legacy", action="store_true", help="mint an ocrs1 token locally with the appKey pair"
+    )
     return parser
 
 
@@ -385,28 +459,46 @@ def main(
     err = err or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name, default in (("endpoint", None), ("app_key", None), ("full", False)):
+    for name, default in (
+        ("endpoint", None),
+        ("app_key", None),
+        ("api_key", None),
+        ("app_ids", None),
+        ("token", None),
+        ("full", False),
+    ):
         setattr(args, name, getattr(args, name, default))
 
-    endpoint, app_key, secret = settings(args.endpoint, args.app_key)
-    if not app_key or not secret:
-        parser.error("no credentials: set OPENCRS_APP_KEY and OPENCRS_APP_SECRET or a config file")
+    app_ids = _app_ids(args)
+    if len(app_ids) > 1 and args.command != "token":
+        parser.error("one --app-id per request (several only for `token`)")
+    creds = credentials(
+        args.endpoint,
+        args.app_key,
+        app_id=app_ids[0] if app_ids else None,
+        api_key=args.api_key,
+        token=args.token,
+    )
+    signer = creds.signer()
+    if signer is None and not (creds.token and args.command not in {"token", "sign", "resign"}):
+        parser.error(
+            "no credentials: set OPENCRS_APP_ID, OPENCRS_API_KEY and OPENCRS_API_SECRET "
+            "(or OPENCRS_APP_KEY and OPENCRS_APP_SECRET), a config file, or a token"
+        )
 
-    if args.command == "token":
-        print(issue_token(app_key, secret, ttl_s=args.ttl), file=out)
-        return 0
     if args.command == "resign":
         event = json.loads(Path(args.event).read_text())
-        print(json.dumps(resign_event(event, app_key, secret)), file=out)
+        print(json.dumps(resign_event(event, signer=signer)), file=out)
         return 0
     if args.command == "sign":
-        print(
-            json.dumps(signed_params({"image": _image_b64(args.image)}, app_key, secret)), file=out
-        )
+        assert signer is not None
+        print(json.dumps(signer.params({"image": _image_b64(args.image)})), file=out)
         return 0
-    if not endpoint:
+    endpoint = creds.endpoint
+    needs_endpoint = args.command != "token" or (creds.has_api_key and not args.legacy)
+    if needs_endpoint and not endpoint:
         parser.error("no endpoint: pass --endpoint, set OPENCRS_ENDPOINT or a config file")
-    if urllib.parse.urlsplit(endpoint).scheme not in {"http", "https"}:
+    if needs_endpoint and urllib.parse.urlsplit(endpoint).scheme not in {"http", "https"}:
         parser.error(f"endpoint must start with http:// or https://, not {endpoint!r}")
 
     log_lock = threading.Lock()
@@ -417,13 +509,16 @@ def main(
 
     client = Client(
         endpoint,
-        app_key,
-        secret,
+        signer=signer,
+        token=creds.token,
+        app_id=creds.app_id,
         retries=getattr(args, "retries", DEFAULT_RETRIES),
         timeout_s=getattr(args, "timeout", DEFAULT_TIMEOUT_S),
         log=log if getattr(args, "verbose", False) else None,
     )
     try:
+        if args.command == "token":
+            return cmd_token(creds, client, args, out)
         return int(args.handler(Context(client, args, out, err)))
     except CliError as error:
         parser.error(str(error))

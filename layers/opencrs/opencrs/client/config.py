@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from opencrs.wire import Signer
 
 _CONFIG_PLACES = (Path(".opencrs.json"), Path.home() / ".config" / "opencrs" / "config.json")
 
@@ -24,12 +27,61 @@ def load_config() -> dict[str, str]:
     return {}
 
 
-def settings(endpoint: str | None, app_key: str | None) -> tuple[str, str, str]:
-    """Endpoint, app key and secret: flags first, then the environment, then the config
-    file; the secret never comes from a flag (it would show in ``ps``). Empty if unset."""
+@dataclass(frozen=True)
+class Credentials:
+    """What the client signs with: an API key for a library (``appId``, ``apiKey``,
+    ``apiSecret``; EasyAR SDK 4.x), a legacy ``appKey`` pair, or a token given as is."""
+
+    endpoint: str = ""
+    app_key: str = ""
+    app_secret: str = field(default="", repr=False)
+    app_id: str = ""
+    api_key: str = ""
+    api_secret: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
+    # --app-key on the command line asks for the legacy pair even if an API key is known.
+    prefer_app_key: bool = False
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key and self.api_secret and self.app_id)
+
+    @property
+    def has_app_key(self) -> bool:
+        return bool(self.app_key and self.app_secret)
+
+    def signer(self) -> Signer | None:
+        """The API key when all three of its parts are known (unless --app-key chose the
+        legacy pair), else the legacy appKey pair, else None."""
+        if self.has_api_key and not (self.prefer_app_key and self.has_app_key):
+            return Signer.for_api_key(self.app_id, self.api_key, self.api_secret)
+        if self.has_app_key:
+            return Signer.for_app_key(self.app_key, self.app_secret)
+        return None
+
+
+def credentials(
+    endpoint: str | None = None,
+    app_key: str | None = None,
+    *,
+    app_id: str | None = None,
+    api_key: str | None = None,
+    token: str | None = None,
+) -> Credentials:
+    """Each setting from its flag, else the environment, else the config file. Secrets
+    (``apiSecret``, ``appSecret``) never come from a flag: it would show in ``ps``."""
     config = load_config()
-    return (
-        endpoint or os.environ.get("OPENCRS_ENDPOINT") or config.get("endpoint", ""),
-        app_key or os.environ.get("OPENCRS_APP_KEY") or config.get("appKey", ""),
-        os.environ.get("OPENCRS_APP_SECRET") or config.get("appSecret", ""),
+
+    def pick(flag: str | None, env: str, key: str) -> str:
+        return flag or os.environ.get(env) or config.get(key, "")
+
+    return Credentials(
+        endpoint=pick(endpoint, "OPENCRS_ENDPOINT", "endpoint"),
+        app_key=pick(app_key, "OPENCRS_APP_KEY", "appKey"),
+        app_secret=pick(None, "OPENCRS_APP_SECRET", "appSecret"),
+        app_id=pick(app_id, "OPENCRS_APP_ID", "appId"),
+        api_key=pick(api_key, "OPENCRS_API_KEY", "apiKey"),
+        api_secret=pick(None, "OPENCRS_API_SECRET", "apiSecret"),
+        token=pick(token, "OPENCRS_TOKEN", "token"),
+        prefer_app_key=bool(app_key),
     )

@@ -7,30 +7,56 @@ contract; the signing itself is :mod:`opencrs.wire`'s.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from opencrs.wire import issue_token, signed_params, signed_query
+from opencrs.wire import (
+    DEFAULT_TOKEN_TTL_S,
+    READ,
+    WRITE,
+    AccessRule,
+    Signer,
+    issue_token,
+    mint_api_token,
+)
 
 
-def resign_event(event: dict[str, Any], app_key: str, secret: str) -> dict[str, Any]:
-    """Re-sign an API Gateway proxy event: its JSON body, or its query string for GET and
-    DELETE (token events get a fresh token)."""
+def _token(signer: Signer) -> str:
+    """A fresh token of the signer's kind: an EasyAR-style token of the API key for its
+    library (read and write), or an ``ocrs1.`` token of the legacy app key."""
+    identity = dict(signer.identity)
+    if "apiKey" in identity:
+        rule = AccessRule(frozenset({identity["appId"]}), frozenset({READ, WRITE}))
+        expiry = int(time.time()) + DEFAULT_TOKEN_TTL_S
+        return mint_api_token(identity["apiKey"], signer.secret, (rule,), expiry)
+    return issue_token(identity["appKey"], signer.secret)
+
+
+def resign_event(
+    event: dict[str, Any], app_key: str = "", secret: str = "", *, signer: Signer | None = None
+) -> dict[str, Any]:
+    """Re-sign an API Gateway proxy event with ``signer`` (or the legacy pair ``app_key``/
+    ``secret``): its JSON body, or its query string for GET and DELETE (token events get
+    a fresh token)."""
+    signer = signer or Signer.for_app_key(app_key, secret)
     headers = event.get("headers") or {}
     if any(name.lower() == "authorization" for name in headers):
-        token = issue_token(app_key, secret)
+        token = _token(signer)
         event["headers"] = {
             k: (token if k.lower() == "authorization" else v) for k, v in headers.items()
         }
         if event.get("multiValueHeaders"):
             event["multiValueHeaders"] = {k: [v] for k, v in event["headers"].items()}
         return event
+    identities = {"appKey", "appId", "apiKey"}
     if not event.get("body") and event.get("queryStringParameters") is not None:
-        signed = signed_query(event["queryStringParameters"], app_key, secret)
+        query = {k: v for k, v in event["queryStringParameters"].items() if k not in identities}
+        signed = signer.query(query)
         event["queryStringParameters"] = signed
         event["multiValueQueryStringParameters"] = {k: [v] for k, v in signed.items()}
         return event
     params = json.loads(event.get("body") or "{}")
-    params.pop("signature", None)
-    params.pop("timestamp", None)
-    event["body"] = json.dumps(signed_params(params, app_key, secret))
+    for name in ("signature", "timestamp", *identities):
+        params.pop(name, None)
+    event["body"] = json.dumps(signer.params(params))
     return event

@@ -1,6 +1,6 @@
 """Signed requests over :mod:`urllib`: the ``Client``, its ``Response``, retries and backoff.
 
-Only the standard library, so the client runs wherever Python does; the app secret and
+Only the standard library, so the client runs wherever Python does; secrets, tokens and
 signatures never reach a log line (``--verbose`` shows URLs with the signature redacted).
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from opencrs.wire import signed_params, signed_query
+from opencrs.wire import Signer
 
 DEFAULT_RETRIES = 3
 DEFAULT_TIMEOUT_S = 60.0
@@ -91,9 +91,12 @@ class Client:
     def __init__(
         self,
         endpoint: str,
-        app_key: str,
-        secret: str,
+        app_key: str = "",
+        secret: str = "",
         *,
+        signer: Signer | None = None,
+        token: str = "",
+        app_id: str = "",
         retries: int = DEFAULT_RETRIES,
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
@@ -101,9 +104,13 @@ class Client:
         log: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """Signs with ``signer`` (an API key or a legacy pair), or with the legacy pair
+        ``app_key``/``secret``; a ``token`` is sent raw in ``Authorization`` instead,
+        with ``app_id`` as EasyAR's token mode asks."""
         self.endpoint = endpoint.rstrip("/")
-        self.app_key = app_key
-        self._secret = secret
+        self._signer = signer or (Signer.for_app_key(app_key, secret) if app_key else None)
+        self._token = token
+        self.app_id = app_id
         self.retries = max(0, retries)
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -111,19 +118,42 @@ class Client:
         self.log = log
         self._sleep = sleep
 
-    def __repr__(self) -> str:  # keep the secret out of tracebacks
-        return f"Client(endpoint={self.endpoint!r}, app_key={self.app_key!r})"
+    @property
+    def principal(self) -> str:
+        """Who the requests are from (never a secret): the API or app key, or "token"."""
+        if self._token:
+            return "token"
+        identity = dict(self._signer.identity) if self._signer else {}
+        return identity.get("apiKey") or identity.get("appKey", "")
+
+    def __repr__(self) -> str:  # keep secrets and tokens out of tracebacks
+        return f"Client(endpoint={self.endpoint!r}, principal={self.principal!r})"
 
     def call(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Response:
         """Send one signed request: ``params`` go in the query string for GET and DELETE
         (as EasyAR's SDKs send them), in a JSON body otherwise."""
         method = method.upper()
         params = dict(params or {})
+        return self._request(method, path, lambda: self._build(method, path, params))
+
+    def post_json(self, path: str, body: Callable[[], Mapping[str, Any]]) -> Response:
+        """POST the JSON ``body()`` as it is (built afresh for each attempt, so a retry
+        carries a fresh timestamp), e.g. a token request, which signs itself."""
+
+        def build() -> tuple[str, bytes | None, dict[str, str]]:
+            data = json.dumps(dict(body())).encode()
+            return self.endpoint + path, data, {"Content-Type": "application/json"}
+
+        return self._request("POST", path, build)
+
+    def _request(
+        self, method: str, path: str, build: Callable[[], tuple[str, bytes | None, dict[str, str]]]
+    ) -> Response:
         attempt = 0
         while True:
             attempt += 1
             started = time.perf_counter()
-            url, data, headers = self._build(method, path, params)
+            url, data, headers = build()
             try:
                 status, body = self._send_once(method, url, data, headers)
             except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
@@ -143,6 +173,10 @@ class Client:
         self, method: str, path: str, params: dict[str, Any]
     ) -> tuple[str, bytes | None, dict[str, str]]:
         url = self.endpoint + path
+        if self._token:
+            return self._build_with_token(method, url, params)
+        if self._signer is None:
+            raise ValueError("the client has neither keys nor a token")
         if method in {"PUT", "DELETE"} or (method == "POST" and path == "/targets"):
             # Writes are refused when a signature is seen twice, and EasyAR's signature
             # does not cover the path: two writes with equal parameters in the same
@@ -150,10 +184,23 @@ class Client:
             # with them and ignored by the server.
             params = {**params, "nonce": secrets.token_hex(8)}
         if method in {"GET", "DELETE"}:
-            query = signed_query(params, self.app_key, self._secret)
+            query = self._signer.query(params)
             return f"{url}?{urllib.parse.urlencode(query)}", None, {}
-        body = json.dumps(signed_params(params, self.app_key, self._secret)).encode()
+        body = json.dumps(self._signer.params(params)).encode()
         return url, body, {"Content-Type": "application/json"}
+
+    def _build_with_token(
+        self, method: str, url: str, params: dict[str, Any]
+    ) -> tuple[str, bytes | None, dict[str, str]]:
+        """EasyAR's token mode: the token raw in Authorization, ``appId`` among the
+        parameters, nothing signed (tokens are not replay-tracked, so no nonce)."""
+        if self.app_id:
+            params = {**params, "appId": self.app_id}
+        headers = {"Authorization": self._token}
+        if method in {"GET", "DELETE"}:
+            query = {k: str(v) for k, v in params.items()}
+            return f"{url}?{urllib.parse.urlencode(query)}" if query else url, None, headers
+        return url, json.dumps(params).encode(), headers | {"Content-Type": "application/json"}
 
     def _send_once(
         self, method: str, url: str, data: bytes | None, headers: dict[str, str]
