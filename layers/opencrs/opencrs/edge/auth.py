@@ -111,6 +111,13 @@ def _text_param(params: Mapping[str, Any], name: str) -> str:
     return value
 
 
+def _check_signed(params: Mapping[str, Any], secret: str, now_ms: int | None) -> None:
+    """A known key's request: fresh (3) before any hashing of a large body, then signed (2)."""
+    check_fresh(params, now_ms)
+    if not signature_matches(params, secret):
+        raise ApiError(INVALID_SIGNATURE, "signature does not match")
+
+
 def verify_signature(
     params: Mapping[str, Any], keyring: Keyring, *, now_ms: int | None = None
 ) -> Caller:
@@ -130,9 +137,7 @@ def verify_signature(
         key = keyring.api_key(api_key)
         if key is None:
             raise ApiError(APP_KEY_NOT_EXIST, "apiKey does not exist")
-        check_fresh(params, now_ms)
-        if not signature_matches(params, key.secret):
-            raise ApiError(INVALID_SIGNATURE, "signature does not match")
+        _check_signed(params, key.secret, now_ms)
         if app_id not in key.app_ids:
             raise ApiError(APP_KEY_NOT_EXIST, NOT_GRANTED)
         return Caller(app_id, key.write, api_key)
@@ -140,9 +145,7 @@ def verify_signature(
     credential = keyring.get(app_key)
     if credential is None:
         raise ApiError(APP_KEY_NOT_EXIST, "appKey does not exist")
-    check_fresh(params, now_ms)
-    if not signature_matches(params, credential.secret):
-        raise ApiError(INVALID_SIGNATURE, "signature does not match")
+    _check_signed(params, credential.secret, now_ms)
     return Caller(credential.gallery, True, app_key)
 
 
