@@ -1,4 +1,7 @@
-"""POST /similar: is this image (or a photo of it) already in the gallery?"""
+"""POST /similar: is this image (or a photo of it) already in the gallery? And EasyAR's
+client-end recognition, POST /search and /v2/search."""
+
+import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
@@ -13,6 +16,9 @@ logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger)
 # CloudWatch metrics as EMF log lines (no PutMetricData call, no extra permission).
 metrics = Metrics()
+# A request refused before its route runs (unknown path, bad body) records no metric;
+# that is expected, not worth a warning.
+warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 # Off unless the stack's Tracing parameter is Active (POWERTOOLS_TRACE_DISABLED).
 tracer = Tracer()
 # Module scope: the bundle index stays in memory across warm invocations.
