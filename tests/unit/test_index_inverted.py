@@ -105,3 +105,47 @@ def test_hamming_embedding_drops_collisions_of_unrelated_features() -> None:
     assert plain.tolist() == embedded.tolist() == [0.0, 0.0]
     with pytest.raises(ValueError):
         InvertedIndex(words, np.array([0, 2, 4]), 10, gallery[:3])
+
+
+def test_consistent_scores_count_only_votes_agreeing_on_one_rotation() -> None:
+    # Two targets share the same four words with the query, signatures identical. Target
+    # 0's features are the query's turned by one angle; target 1's by four different ones.
+    words = np.array([1, 2, 3, 4, 1, 2, 3, 4])
+    sig = np.zeros(8, dtype=np.uint64)
+    angles = np.array([40, 40, 40, 40, 0, 64, 128, 192], dtype=np.uint8)
+    idx = InvertedIndex(words, np.array([0, 4, 8]), 10, sig, angles)
+    q = np.array([1, 2, 3, 4])
+    plain, consistent = idx.scores_consistent(
+        q, np.zeros(4, np.uint64), np.zeros(4, np.uint8), 8, 8.0, 12
+    )
+    assert np.isclose(plain[0], plain[1])
+    assert consistent[0] > 2 * consistent[1] > 0
+
+
+def test_consistent_scores_give_a_repeated_feature_one_vote_per_target() -> None:
+    # Target 0 repeats word 1 ten times (text, texture); target 1 has words 1 and 2 once.
+    words = np.array([1] * 10 + [1, 2])
+    offsets = np.array([0, 10, 12])
+    idx = InvertedIndex(words, offsets, 10, np.zeros(12, np.uint64), np.zeros(12, np.uint8))
+    q = np.array([1, 1, 1, 2])  # the query's own repeats: each votes once per target
+    plain, consistent = idx.scores_consistent(
+        q, np.zeros(4, np.uint64), np.zeros(4, np.uint8), 8, 8.0, 12
+    )
+    assert plain[0] > plain[1]
+    assert consistent[1] > consistent[0]
+
+
+def test_consistent_scores_weigh_votes_by_signature_distance() -> None:
+    words = np.array([1, 1])
+    sig = np.array([0, 0b1111111111], dtype=np.uint64)  # 0 and 10 bits from the query's
+    idx = InvertedIndex(words, np.array([0, 1, 2]), 10, sig, np.zeros(2, np.uint8))
+    _, consistent = idx.scores_consistent(
+        np.array([1]), np.zeros(1, np.uint64), np.zeros(1, np.uint8), 12, 8.0, 12
+    )
+    assert consistent[0] > consistent[1] > 0
+    _, strict = idx.scores_consistent(
+        np.array([1]), np.zeros(1, np.uint64), np.zeros(1, np.uint8), 8, 8.0, 12
+    )
+    assert strict[1] == 0
+    with pytest.raises(ValueError):
+        InvertedIndex(words, np.array([0, 1, 2]), 10, sig, np.zeros(3, np.uint8))

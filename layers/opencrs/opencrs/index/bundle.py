@@ -295,6 +295,12 @@ class Bundle:
         """Start of each target's rows in :attr:`descriptors`, plus the total at the end."""
         return self._offsets
 
+    @property
+    def coarse_angles(self) -> np.ndarray:
+        """Every feature's orientation in 256 steps a turn, (total,) uint8: what the
+        shortlist's rotation check (``InvertedIndex.scores_consistent``) compares."""
+        return (self._angle >> 8).astype(np.uint8)
+
     # -- serialisation ----------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """Format 3 (see the module docstring)."""
@@ -427,10 +433,14 @@ def _quantise_geometry(
     to :meth:`Bundle.features_of` output gives back the same values (the float32 rounding
     of dequantisation is far below half a step)."""
     xy = np.nan_to_num(np.asarray(xy, dtype=np.float64).reshape(-1, 2), nan=0, posinf=0, neginf=0)
-    a = np.nan_to_num(np.asarray(angle, dtype=np.float64).reshape(-1), nan=0, posinf=0, neginf=0)
     xy_q = np.clip(np.rint(xy / np.maximum(size, 1) * _XY_STEPS), 0, _XY_STEPS)
-    angle_q = np.mod(np.rint(a * (_ANGLE_STEPS / 360.0)), _ANGLE_STEPS)
-    return xy_q.astype(np.uint16), angle_q.astype(np.uint16)
+    return xy_q.astype(np.uint16), _angle_steps(angle)
+
+
+def _angle_steps(angle: np.ndarray) -> np.ndarray:
+    """Degrees as stored: 65536 steps a turn, non-finite values as 0."""
+    a = np.nan_to_num(np.asarray(angle, dtype=np.float64).reshape(-1), nan=0, posinf=0, neginf=0)
+    return np.mod(np.rint(a * (_ANGLE_STEPS / 360.0)), _ANGLE_STEPS).astype(np.uint16)
 
 
 def _check_target(target_id: str, features: Features) -> None:
@@ -441,3 +451,8 @@ def _check_target(target_id: str, features: Features) -> None:
     d = features.descriptors
     if len(features) and (d.ndim != 2 or d.shape[1] != _DESC_BYTES):
         raise ValueError(f"bundle: descriptors must be {_DESC_BYTES} bytes wide")
+
+
+def coarse_angles(angle: np.ndarray) -> np.ndarray:
+    """Orientations in degrees as :attr:`Bundle.coarse_angles` gives a target's."""
+    return (_angle_steps(angle) >> 8).astype(np.uint8)

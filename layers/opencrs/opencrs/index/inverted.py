@@ -9,6 +9,12 @@ of the gallery per 100 query words.
 Scoring is the cosine of tf-idf vectors: ``score(t) = sum_w q_w d_tw idf_w^2 / |d_t|``,
 with ``idf_w = ln(1 + targets / df_w)`` (smoothed so a one-target gallery still scores).
 Query normalisation is a constant per query, so it is left out.
+
+:meth:`InvertedIndex.scores_consistent` is the ranking that survives real phone photos in
+large galleries (measured in docs/benchmarks.md): Hamming embedding weighted by distance
+(Jégou et al. 2008), one vote per query feature and target and per gallery feature and
+rotation (burstiness, Jégou et al. 2009), and weak geometric consistency: a target scores
+only the votes that agree on one rotation between query and target.
 """
 
 from __future__ import annotations
@@ -18,13 +24,15 @@ import numpy as np
 
 class InvertedIndex:
     """Immutable inverted file of one gallery: built from each gallery feature's word and
-    the per-target feature offsets (``Bundle.offsets``). Holds 12 bytes per gallery
-    feature (each posting's owning target and a 64-bit signature of its descriptor, for
-    :meth:`scores_with_hamming`) plus fixed per-word and per-target tables."""
+    the per-target feature offsets (``Bundle.offsets``). Holds 13 bytes per gallery
+    feature (each posting's owning target, a 64-bit signature of its descriptor and its
+    orientation in 256 steps, for :meth:`scores_with_hamming` and
+    :meth:`scores_consistent`) plus fixed per-word and per-target tables."""
 
     __slots__ = (
         "_idf",
         "_inv_norm",
+        "_post_angle",
         "_post_signature",
         "_post_target",
         "_word_ptr",
@@ -38,9 +46,11 @@ class InvertedIndex:
         offsets: np.ndarray,
         n_words: int,
         signatures: np.ndarray | None = None,
+        angles: np.ndarray | None = None,
     ) -> None:
         """``signatures``: one uint64 per gallery feature (default: zeros), e.g. the first
-        64 bits of its descriptor."""
+        64 bits of its descriptor; ``angles``: its keypoint orientation as uint8, 256 steps
+        a turn (default: zeros), for :meth:`scores_consistent`."""
         words = np.asarray(words).reshape(-1)
         offsets = np.asarray(offsets, dtype=np.int64).reshape(-1)
         self.n_targets = len(offsets) - 1
@@ -67,6 +77,13 @@ class InvertedIndex:
             if len(sig) != len(rows):
                 raise ValueError("inverted index: one signature per feature")
             self._post_signature = np.take(sig, rows)
+        if angles is None:
+            self._post_angle = np.zeros(len(rows), dtype=np.uint8)
+        else:
+            ang = np.ascontiguousarray(angles, dtype=np.uint8).reshape(-1)
+            if len(ang) != len(rows):
+                raise ValueError("inverted index: one angle per feature")
+            self._post_angle = np.take(ang, rows)
         del rows
         per_word = np.bincount(post_word, minlength=n_words)
         self._word_ptr = np.concatenate([[0], np.cumsum(per_word)]).astype(np.int64)
@@ -95,6 +112,7 @@ class InvertedIndex:
         return (
             self._post_target,
             self._post_signature,
+            self._post_angle,
             self._word_ptr,
             self._idf,
             self._inv_norm,
@@ -148,3 +166,54 @@ class InvertedIndex:
         near = near <= max_distance
         embedded = np.bincount(target[near], weight[near], minlength=self.n_targets)
         return plain, embedded * self._inv_norm
+
+    def scores_consistent(
+        self,
+        query_words: np.ndarray,
+        query_signatures: np.ndarray,
+        query_angles: np.ndarray,
+        max_distance: int,
+        sigma: float,
+        bins: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Plain tf-idf scores (as :meth:`scores`) and geometrically consistent ones, from
+        one walk of the posting lists.
+
+        A query feature and a gallery feature sharing a word vote when their signatures
+        are within ``max_distance`` bits, weighted ``idf^2 * exp(-d^2 / sigma^2)``. Each
+        query feature votes once per target and each gallery feature once per rotation
+        (its best vote): repeated texture and text, whose features land in the same words
+        again and again, stop outvoting a target. Votes are binned by the rotation between
+        the two keypoints (``bins`` per turn); a target scores its best pair of adjacent
+        bins, so the votes of a real match, which agree on one rotation, count, and chance
+        collisions, spread over every rotation, mostly do not."""
+        plain, idx, rows, target, weight = self._walk(query_words)
+        qsig = np.ascontiguousarray(query_signatures, dtype=np.uint64).reshape(-1)
+        distance = np.bitwise_count(np.take(qsig, rows) ^ np.take(self._post_signature, idx))
+        near = np.flatnonzero(distance <= max_distance)
+        consistent = np.zeros(self.n_targets, dtype=np.float64)
+        if not len(near):
+            return plain, consistent
+        rows, idx, target = rows[near], idx[near], target[near].astype(np.int64)
+        d = distance[near].astype(np.float64)
+        weight = weight[near] * np.exp(-(d * d) / (sigma * sigma))
+        qang = np.ascontiguousarray(query_angles, dtype=np.uint8).reshape(-1)
+        turn = (np.take(qang, rows).astype(np.int64) - np.take(self._post_angle, idx)) % 256
+        rotation = turn * bins // 256
+        keep = _best_per_key(rows.astype(np.int64) * self.n_targets + target, weight)
+        keep = keep[_best_per_key(idx[keep] * bins + rotation[keep], weight[keep])]
+        voted, slot = np.unique(target[keep], return_inverse=True)
+        grid = np.bincount(
+            slot * bins + rotation[keep], weight[keep], minlength=len(voted) * bins
+        ).reshape(-1, bins)
+        consistent[voted] = (grid + np.roll(grid, 1, axis=1)).max(axis=1)
+        return plain, consistent * self._inv_norm
+
+
+def _best_per_key(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Positions of the heaviest entry of each distinct key (one per key)."""
+    order = np.lexsort((-weight, keys))
+    sorted_keys = keys[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    return order[first]

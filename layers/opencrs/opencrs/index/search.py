@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opencrs.index.bundle import Bundle
+from opencrs.index.bundle import Bundle, coarse_angles
 from opencrs.index.inverted import InvertedIndex
 from opencrs.index.vocabulary import Vocabulary, shipped
 from opencrs.vision.features import Features, extract_features, make_features, tilt_views
@@ -86,6 +86,7 @@ class Searcher:
             self._offsets,
             self._vocab.words,
             np.concatenate([signature(shard.descriptors) for shard in self._shards]),
+            np.concatenate([shard.coarse_angles for shard in self._shards]),
         )
         del words
         # Verification keeps the query features whose word at verify_word_level is shared
@@ -134,14 +135,25 @@ class Searcher:
         return self._vocab.quantise(query.descriptors)
 
     def _shortlist(self, qwords: np.ndarray, query: Features) -> list[int]:
-        """shortlist - shortlist_plain best targets by Hamming-embedded tf-idf, then the
+        """shortlist - shortlist_plain best targets by the rotation-consistent score (or,
+        with ``shortlist_angle_bins`` 0, Hamming-embedded tf-idf), then the
         shortlist_plain best of plain tf-idf not already in (see ``Search``)."""
         cfg = self.tuning.search
         if cfg.shortlist_max_hamming <= 0:
             return _best(self._index.scores(qwords), cfg.shortlist, [])
-        plain, embedded = self._index.scores_with_hamming(
-            qwords, signature(query.descriptors), cfg.shortlist_max_hamming
-        )
+        if cfg.shortlist_angle_bins > 0:
+            plain, embedded = self._index.scores_consistent(
+                qwords,
+                signature(query.descriptors),
+                coarse_angles(query.angle),
+                cfg.shortlist_max_hamming,
+                cfg.shortlist_hamming_sigma,
+                cfg.shortlist_angle_bins,
+            )
+        else:
+            plain, embedded = self._index.scores_with_hamming(
+                qwords, signature(query.descriptors), cfg.shortlist_max_hamming
+            )
         chosen = _best(embedded, cfg.shortlist - cfg.shortlist_plain, [])
         return chosen + _best(plain, cfg.shortlist_plain, chosen)
 
