@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 # The development half of SMVS DVD covers, beside the checkout (see its SOURCES.md).
@@ -80,9 +81,9 @@ def load(directory: Path, phones: list[str] | None = None, limit: int | None = N
     return PhotoSet(references, photos, skipped)
 
 
-def client_bytes(path: Path) -> bytes:
-    """The photo as a client sends it: colour, long side <= ``CLIENT_SIDE`` (area-downscaled
-    if larger), JPEG quality ``CLIENT_QUALITY``."""
+def client_image(path: Path) -> np.ndarray:
+    """The photo (colour) as a client sends it: long side <= ``CLIENT_SIDE``, area-downscaled
+    if larger; encode it at ``CLIENT_QUALITY``."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise FileNotFoundError(path)
@@ -90,7 +91,12 @@ def client_bytes(path: Path) -> bytes:
     if side > CLIENT_SIDE:
         s = CLIENT_SIDE / side
         img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, CLIENT_QUALITY])
+    return img
+
+
+def client_bytes(path: Path) -> bytes:
+    """The JPEG bytes a client uploads for the photo at ``path`` (see :func:`client_image`)."""
+    ok, buf = cv2.imencode(".jpg", client_image(path), [cv2.IMWRITE_JPEG_QUALITY, CLIENT_QUALITY])
     if not ok:
         raise ValueError(f"cannot encode {path}")
     return buf.tobytes()

@@ -132,6 +132,14 @@ def distractor(index: int) -> np.ndarray:
     return np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
 
 
+def distractors(files: list[str], count: int) -> list[np.ndarray]:
+    """Distractor pictures 0..count-1 made from ``files`` (paths under bench/photos, or
+    absolute) instead of the negatives, in this process: for a gallery of another size or
+    from other sources (the tests use the demo photos)."""
+    _init_sources(files)
+    return [distractor(i) for i in range(count)]
+
+
 def _index_one(index: int, tuning: Tuning = DEFAULT) -> tuple[Features, float]:
     data = encode(distractor(index), 85)
     t = time.perf_counter()
