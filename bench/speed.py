@@ -30,10 +30,18 @@ its word and 1,032 B of thumbnail per target, ~41 KB/target); cold = fresh inter
 ``Bundle.from_bytes`` + ``Searcher`` (median of 3), which reads the stored words and
 quantises nothing; warm query p50/p95 and the median of each stage.
 
+``--real DIR`` queries real phone photos instead (``bench.real``): the gallery is the covers
+of ``DIR/Reference`` plus the same distractors, every ``DIR/<phone>/NNN.jpg`` is one query as
+a client sends it, and each size reports top-1, found, wrong-first and none, overall and per
+phone, with how many photos had their target in the shortlist (shortlist misses against
+verification misses) and its median rank in the plain tf-idf scores.
+
     python -m bench.speed --sizes 1000,10000           # ~10 min on 2 cores, cache empty
     python -m bench.speed --sizes 200 --queries 40      # a quick smoke run (~1 min)
     python -m bench.speed --sizes 100000 --workers 2    # ~100k: distractor extraction is
                                                         # ~40 CPU-min the first time
+    python -m bench.speed --real ../shared/data/smvs-dvd-dev --sizes 1000,10000
+    python -m bench.speed --real DIR --phones E63 --limit 20 --sizes 1000   # quick
 """
 
 from __future__ import annotations
