@@ -348,11 +348,11 @@ def run(
     gallery_bytes = {Path(r["file"]).stem: (PHOTOS / r["file"]).read_bytes() for r in gallery_rows}
     synthetic = list(gallery_bytes)  # the transformed families query these only
     photo_dir = real.default_dir()
-    photos = real.load(photo_dir) if photo_dir.is_dir() else None
-    if photos is None:
+    real_set = real.load(photo_dir) if photo_dir.is_dir() else None
+    if real_set is None:
         log(f"family {real.FAMILY!r} left out: no {photo_dir} (set ${real.ENV})")
     else:
-        gallery_bytes.update(photos.references)
+        gallery_bytes.update(real_set.references)
     t0 = time.perf_counter()
     engine = Engine(gallery_bytes, tuning)
     index_ms = (time.perf_counter() - t0) * 1000 / len(gallery_bytes)
@@ -383,9 +383,9 @@ def run(
         for fam, fn in fams.items():
             for tid in synthetic:
                 plan.append((fam, kind, tid, tid, gallery_gray[tid], fn))
-    if photos is not None:
+    if real_set is not None:
         # Each photo once, as a client sends it (the transform only sets its JPEG quality).
-        for p in photos.photos[::gallery_step]:
+        for p in real_set.photos[::gallery_step]:
             img = real.client_image(p.path)
             name = f"{p.phone}/{p.path.stem}"
             plan.append((real.FAMILY, "real", name, p.target, img, _as_sent))
@@ -422,7 +422,7 @@ def run(
     meta = {
         "gallery": len(gallery_bytes),
         "real_photos": sum(q.kind == "real" for q in queries),
-        "real_photo_dir": str(photo_dir) if photos is not None else None,
+        "real_photo_dir": str(photo_dir) if real_set is not None else None,
         "negative_photos": len(negatives),
         "same_landmark_photos": len(landmarks),
         "features": int(engine.bundle.descriptors.shape[0]),
