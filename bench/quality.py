@@ -13,6 +13,10 @@ query Lambda does.
   brightness and contrast +-40 %, mild blur + noise, and all of them combined;
 * hard families: scale 0.2, tilt 60 deg, 50 % occluded, strong blur, low light, the target
   at 30 % of the frame in a cluttered photo;
+* real photos (SMVS DVD, 4 phones): where the data set is (``bench.real``:
+  ``<repo>/../shared/data/smvs-dvd-dev`` or ``$OPENCRS_REAL_PHOTOS``), its 50 reference covers
+  join the gallery and its 200 phone photos are queries, each as a client sends it (long side
+  <= 1024, JPEG q85), one row of their own; absent, the family is left out with a note;
 * negatives: every photo of ``bench/photos/negatives`` (other photos of the same kinds of
   scenes, text pages, tiles of large wallpapers) as-is and under 6 transforms: >= 1,000
   queries, none of which may return a target;
@@ -47,6 +51,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench import real
 from bench.demo_photos import embed, rotate, scale, tilt
 from bench.tuning import overridden
 from opencrs.index.bundle import Bundle
@@ -192,6 +197,13 @@ HARD: dict[str, Transform] = {
     "low light": lambda g, r, c: (noisy(gain_contrast(g, 0.25, 0.8), 0.0, 3.0, r), 80),
     "in clutter 30 %": lambda g, r, c: (in_clutter(g, r, c), 90),
 }
+
+
+def _as_sent(g: np.ndarray, r: np.random.Generator, c: Context) -> tuple[np.ndarray, int]:
+    """A real photo unchanged, at the JPEG quality a client sends (bench.real)."""
+    return g, real.CLIENT_QUALITY
+
+
 NEGATIVE: dict[str, Transform] = {
     "as-is": lambda g, r, c: (g, 90),
     "rotate": lambda g, r, c: (rotate(g, float(r.uniform(0, 360))), 90),
@@ -312,7 +324,7 @@ def near_duplicates(
 @dataclass
 class Query:
     family: str
-    kind: str  # "moderate", "hard", "negative" or "same landmark"
+    kind: str  # "moderate", "hard", "real", "negative" or "same landmark"
     photo: str
     truth: str | None
     landmark: str | None = None  # "same landmark": the gallery photo of that landmark
@@ -334,6 +346,13 @@ def run(
     negative_rows = [r for r in rows if r["role"] == "negatives"]
     gallery_rows, negative_rows = gallery_rows[::gallery_step], negative_rows[::negative_step]
     gallery_bytes = {Path(r["file"]).stem: (PHOTOS / r["file"]).read_bytes() for r in gallery_rows}
+    synthetic = list(gallery_bytes)  # the transformed families query these only
+    photo_dir = real.default_dir()
+    real_set = real.load(photo_dir) if photo_dir.is_dir() else None
+    if real_set is None:
+        log(f"family {real.FAMILY!r} left out: no {photo_dir} (set ${real.ENV})")
+    else:
+        gallery_bytes.update(real_set.references)
     t0 = time.perf_counter()
     engine = Engine(gallery_bytes, tuning)
     index_ms = (time.perf_counter() - t0) * 1000 / len(gallery_bytes)
@@ -362,8 +381,14 @@ def run(
     plan: list[tuple[str, str, str, str | None, np.ndarray, Transform]] = []
     for kind, fams in (("moderate", MODERATE), ("hard", HARD)):
         for fam, fn in fams.items():
-            for tid, g in gallery_gray.items():
-                plan.append((fam, kind, tid, tid, g, fn))
+            for tid in synthetic:
+                plan.append((fam, kind, tid, tid, gallery_gray[tid], fn))
+    if real_set is not None:
+        # Each photo once, as a client sends it (the transform only sets its JPEG quality).
+        for p in real_set.photos[::gallery_step]:
+            img = real.client_image(p.path)
+            name = f"{p.phone}/{p.path.stem}"
+            plan.append((real.FAMILY, "real", name, p.target, img, _as_sent))
     for kind, photos in (("negative", negatives), ("same landmark", landmarks)):
         for fam, fn in NEGATIVE.items():
             for name, g in photos.items():
@@ -396,6 +421,8 @@ def run(
             log(f"  {n + 1}/{len(plan)} queries, {el:.0f} s")
     meta = {
         "gallery": len(gallery_bytes),
+        "real_photos": sum(q.kind == "real" for q in queries),
+        "real_photo_dir": str(photo_dir) if real_set is not None else None,
         "negative_photos": len(negatives),
         "same_landmark_photos": len(landmarks),
         "features": int(engine.bundle.descriptors.shape[0]),
@@ -465,6 +492,9 @@ def table(queries: list[Query], meta: dict) -> list[str]:
         for fam in fams:
             lines.append(row(fam, [q for q in queries if q.family == fam and q.kind == kind]))
         lines.append(row(f"**all {kind}**", [q for q in queries if q.kind == kind]))
+    real_qs = [q for q in queries if q.kind == "real"]
+    if real_qs:
+        lines.append(row(real.FAMILY, real_qs))
     # Every negative query is scored against every target but, for a photo of a gallery
     # landmark, that landmark's own gallery photo.
     negs = [q for q in queries if q.kind in ("negative", "same landmark")]

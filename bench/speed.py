@@ -30,10 +30,18 @@ its word and 1,032 B of thumbnail per target, ~41 KB/target); cold = fresh inter
 ``Bundle.from_bytes`` + ``Searcher`` (median of 3), which reads the stored words and
 quantises nothing; warm query p50/p95 and the median of each stage.
 
+``--real DIR`` queries real phone photos instead (``bench.real``): the gallery is the covers
+of ``DIR/Reference`` plus the same distractors, every ``DIR/<phone>/NNN.jpg`` is one query as
+a client sends it, and each size reports top-1, found, wrong-first and none, overall and per
+phone, with how many photos had their target in the shortlist (shortlist misses against
+verification misses) and its median rank in the plain tf-idf scores.
+
     python -m bench.speed --sizes 1000,10000           # ~10 min on 2 cores, cache empty
     python -m bench.speed --sizes 200 --queries 40      # a quick smoke run (~1 min)
     python -m bench.speed --sizes 100000 --workers 2    # ~100k: distractor extraction is
                                                         # ~40 CPU-min the first time
+    python -m bench.speed --real ../shared/data/smvs-dvd-dev --sizes 1000,10000
+    python -m bench.speed --real DIR --phones E63 --limit 20 --sizes 1000   # quick
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import subprocess
 import sys
 import time
 import zlib
+from dataclasses import dataclass
 from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
@@ -53,6 +62,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench import real
 from bench.demo_photos import rotate
 from bench.quality import (
     HARD,
@@ -130,6 +140,14 @@ def distractor(index: int) -> np.ndarray:
     return np.clip(img.astype(np.float32) * gain, 0, 255).astype(np.uint8)
 
 
+def distractors(files: list[str], count: int) -> list[np.ndarray]:
+    """Distractor pictures 0..count-1 made from ``files`` (paths under bench/photos, or
+    absolute) instead of the negatives, in this process: for a gallery of another size or
+    from other sources (the tests use the demo photos)."""
+    _init_sources(files)
+    return [distractor(i) for i in range(count)]
+
+
 def _index_one(index: int, tuning: Tuning = DEFAULT) -> tuple[Features, float]:
     data = encode(distractor(index), 85)
     t = time.perf_counter()
@@ -193,9 +211,21 @@ def _cold_start(paths: list[Path], runs: int) -> dict[str, float]:
     return {k: float(np.median([o[k] for o in out])) for k in out[0]}
 
 
-def run_size(
+@dataclass
+class Gallery:
+    """A built gallery: its searcher and shards, and the build measures the tables report."""
+
+    searcher: Searcher
+    shards: list[Bundle]
+    stats: dict[str, float]
+    sources: list[str]
+
+
+def build_gallery(
     n: int, args: argparse.Namespace, gallery: dict[str, bytes], tuning: Tuning = DEFAULT
-) -> dict:
+) -> Gallery:
+    """``gallery`` indexed from its JPEG bytes plus n - len(gallery) cached distractors,
+    interleaved at random and laid out in shards as the store does."""
     sources = sorted(r["file"] for r in load_manifest() if r["role"] == "negatives")
     real: list[tuple[str, Features]] = []
     real_s = []
@@ -228,9 +258,27 @@ def run_size(
     searcher = Searcher(shards, tuning=tuning)
     t_searcher = time.perf_counter() - t
     n_targets = sum(len(b) for b in shards)
-    n_features = sum(int(b.descriptors.shape[0]) for b in shards)
     extract_s = float(np.mean(seconds))
     per_target = extract_s + (t_bundle + t_searcher) / n_targets
+    stats = {
+        "targets": n_targets,
+        "shards": len(shards),
+        "features": sum(int(b.descriptors.shape[0]) for b in shards),
+        "build_s": t_bundle + t_searcher,
+        "searcher_s": t_searcher,
+        "extract_ms": extract_s * 1000,
+        "targets_per_s_core": 1.0 / per_target,
+        "index_bytes_per_target": searcher.index_nbytes / n_targets,
+    }
+    return Gallery(searcher, shards, stats, sources)
+
+
+def run_size(
+    n: int, args: argparse.Namespace, gallery: dict[str, bytes], tuning: Tuning = DEFAULT
+) -> dict:
+    built = build_gallery(n, args, gallery, tuning)
+    searcher, shards, sources = built.searcher, built.shards, built.sources
+    n_targets = int(built.stats["targets"])
     paths = []
     bundle_bytes = 0
     for k, b in enumerate(shards):
@@ -298,14 +346,7 @@ def run_size(
         }
     return {
         **extra,
-        "targets": n_targets,
-        "shards": len(shards),
-        "features": n_features,
-        "build_s": t_bundle + t_searcher,
-        "searcher_s": t_searcher,
-        "extract_ms": extract_s * 1000,
-        "targets_per_s_core": 1.0 / per_target,
-        "index_bytes_per_target": searcher.index_nbytes / n_targets,
+        **built.stats,
         "bundle_bytes_per_target": bundle_bytes / n_targets,
         "cold": cold,
         "p50_ms": float(np.percentile(ms, 50)),
@@ -338,6 +379,142 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+# -- real photos (--real) ------------------------------------------------------------------
+def _tfidf_rank(searcher: Searcher, query: Features, truth: int) -> int | None:
+    """Rank (1 = best) of target ``truth`` in the plain tf-idf scores: not public API, so
+    read from the searcher's inverted file where it has one, else None."""
+    scores = getattr(getattr(searcher, "_index", None), "scores", None)
+    if scores is None:
+        return None
+    s = np.asarray(scores(searcher.query_words(query)))
+    return 1 + int(np.count_nonzero(s > s[truth]))
+
+
+def real_summary(records: list[dict]) -> dict:
+    """The real-photo table's columns over ``records`` (one per photo)."""
+    ms = [r["ms"] for r in records] or [0.0]
+    ranks = [r["tfidf_rank"] for r in records if r["tfidf_rank"] is not None]
+    first = [r["hits"][0] if r["hits"] else None for r in records]
+    return {
+        "photos": len(records),
+        "top1": sum(f == r["target"] for f, r in zip(first, records, strict=True)),
+        "found": sum(r["found"] for r in records),
+        "wrong_first": sum(
+            f is not None and f != r["target"] for f, r in zip(first, records, strict=True)
+        ),
+        "none": sum(f is None for f in first),
+        "in_shortlist": sum(r["in_shortlist"] for r in records),
+        # Verification (or ranking) misses: the target was a candidate and did not come first.
+        "shortlisted_not_first": sum(
+            r["in_shortlist"] and f != r["target"] for f, r in zip(first, records, strict=True)
+        ),
+        "median_tfidf_rank": float(np.median(ranks)) if ranks else None,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+    }
+
+
+def run_real_size(
+    n: int, args: argparse.Namespace, photos: real.PhotoSet, sent: list[bytes], tuning: Tuning
+) -> dict:
+    """Gallery of the references plus distractors up to n targets; every photo queried as a
+    client sent it (``sent``), with whether its target made the shortlist of the photo's own
+    view, to tell shortlist misses from verification misses."""
+    built = build_gallery(n, args, photos.references, tuning)
+    searcher = built.searcher
+    position = {tid: i for i, tid in enumerate(searcher.target_ids())}
+    records = []
+    for photo, data in zip(photos.photos, sent, strict=True):
+        t0 = time.perf_counter()
+        gray = check_and_decode(data, tuning.image).gray
+        tm: dict[str, float] = {}
+        hits = searcher.search_image(gray, timings=tm)
+        ms = (time.perf_counter() - t0) * 1000
+        # Diagnosis, untimed: the shortlist of the photo itself (not of its tilt views).
+        query = extract_features(gray, "query", tuning.query)
+        truth = position[photo.target]
+        ids = [h.target_id for h in hits]
+        records.append(
+            {
+                "phone": photo.phone,
+                "target": photo.target,
+                "hits": ids[:3],
+                "inliers": [h.inliers for h in hits[:3]],
+                "found": photo.target in ids,
+                "views": tm.get("views", 0.0),
+                "ms": ms,
+                "in_shortlist": truth in searcher.shortlist(query),
+                "tfidf_rank": _tfidf_rank(searcher, query, truth),
+            }
+        )
+    phones = sorted({r["phone"] for r in records})
+    return {
+        **built.stats,
+        "skipped_photos": photos.skipped,
+        "all": real_summary(records),
+        "phones": {p: real_summary([r for r in records if r["phone"] == p]) for p in phones},
+        "records": records,
+    }
+
+
+def real_table(rows: list[dict]) -> list[str]:
+    """One markdown table for every size: all photos, then each phone."""
+    lines = [
+        "| targets | photos | top-1 | found | wrong-first | none | in shortlist "
+        "| shortlisted, not first | tf-idf rank (median) | p50 | p95 | build | index B/target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for label, s in [("all", r["all"]), *r["phones"].items()]:
+            n = max(s["photos"], 1)
+            rank = "n/a" if s["median_tfidf_rank"] is None else f"{s['median_tfidf_rank']:g}"
+            who = f"**{r['targets']:,}**" if label == "all" else f"{r['targets']:,} {label}"
+            build = f"{r['build_s']:.1f} s" if label == "all" else ""
+            index = f"{r['index_bytes_per_target']:,.0f}" if label == "all" else ""
+            lines.append(
+                f"| {who} | {s['photos']} | {s['top1'] / n:.3f} | {s['found'] / n:.3f} "
+                f"| {s['wrong_first']} | {s['none']} | {s['in_shortlist'] / n:.3f} "
+                f"| {s['shortlisted_not_first']} | {rank} "
+                f"| {s['p50_ms']:.0f} ms | {s['p95_ms']:.0f} ms | {build} | {index} |"
+            )
+    return lines
+
+
+def main_real(args: argparse.Namespace, tuning: Tuning) -> None:
+    """``--real``: the real photos of ``args.real`` against galleries of their references
+    plus distractors, one result set per size."""
+    phones = args.phones.split(",") if args.phones else None
+    photos = real.load(Path(args.real), phones, args.limit)
+    if not photos.references:
+        raise SystemExit(f"no reference covers in {Path(args.real) / 'Reference'}")
+    print(
+        f"{len(photos.references)} references, {len(photos.photos)} photos; "
+        f"{photos.skipped} photos skipped (no reference with their stem)",
+        flush=True,
+    )
+    sent = [real.client_bytes(p.path) for p in photos.photos]
+    results = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        t0 = time.perf_counter()
+        res = run_real_size(n, args, photos, sent, tuning)
+        res["seconds"] = time.perf_counter() - t0
+        results.append(res)
+        brief = {k: v for k, v in res.items() if k != "records"}
+        print(f"size {n}: {json.dumps(brief)}", flush=True)
+    print("\n".join(["", *real_table(results)]))
+    print(_machine())
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "speed-real.json").write_text(json.dumps(results, indent=1))
+
+
+def _machine() -> str:
+    return (
+        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}; Python {platform.python_version()}, OpenCV "
+        f"{cv2.__version__}, numpy {np.__version__}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated gallery sizes")
@@ -353,8 +530,16 @@ def main() -> None:
     parser.add_argument(
         "--negatives", action="store_true", help="also query upside-down, inverted negatives"
     )
+    parser.add_argument(
+        "--real", metavar="DIR", help="query the phone photos of DIR/<phone>/ (see bench.real)"
+    )
+    parser.add_argument("--phones", help="with --real: comma-separated phone folders only")
+    parser.add_argument("--limit", type=int, help="with --real: the first N references only")
     args = parser.parse_args()
     tuning = overridden(args.set)
+    if args.real:
+        main_real(args, tuning)
+        return
     rows = [r for r in load_manifest() if r["role"] == "gallery"]
     gallery = {Path(r["file"]).stem: (PHOTOS / r["file"]).read_bytes() for r in rows}
     results = []
@@ -374,11 +559,7 @@ def main() -> None:
             )
             for line in r["false_positive_queries"]:
                 print(f"  {line}")
-    print(
-        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f}; Python {platform.python_version()}, OpenCV "
-        f"{cv2.__version__}, numpy {np.__version__}"
-    )
+    print(_machine())
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "speed.json").write_text(json.dumps(results, indent=1))
 
