@@ -126,7 +126,7 @@ class Searcher:
 
     @property
     def index_nbytes(self) -> int:
-        """Memory of the shortlist index (the inverted file: 12 B per gallery feature). The
+        """Memory of the shortlist index (the inverted file: 13 B per gallery feature). The
         words it is built from stay in the bundles, which store them."""
         return self._index.nbytes
 
