@@ -70,20 +70,8 @@ class InvertedIndex:
         owner = np.repeat(np.arange(self.n_targets, dtype=np.uint32), np.diff(offsets))
         self._post_target = np.take(owner, rows)  # 4x faster than a searchsorted at 10^7
         del owner
-        if signatures is None:
-            self._post_signature = np.zeros(len(rows), dtype=np.uint64)
-        else:
-            sig = np.ascontiguousarray(signatures, dtype=np.uint64).reshape(-1)
-            if len(sig) != len(rows):
-                raise ValueError("inverted index: one signature per feature")
-            self._post_signature = np.take(sig, rows)
-        if angles is None:
-            self._post_angle = np.zeros(len(rows), dtype=np.uint8)
-        else:
-            ang = np.ascontiguousarray(angles, dtype=np.uint8).reshape(-1)
-            if len(ang) != len(rows):
-                raise ValueError("inverted index: one angle per feature")
-            self._post_angle = np.take(ang, rows)
+        self._post_signature = _in_posting_order(signatures, rows, np.uint64, "signature")
+        self._post_angle = _in_posting_order(angles, rows, np.uint8, "angle")
         del rows
         per_word = np.bincount(post_word, minlength=n_words)
         self._word_ptr = np.concatenate([[0], np.cumsum(per_word)]).astype(np.int64)
@@ -208,6 +196,18 @@ class InvertedIndex:
         ).reshape(-1, bins)
         consistent[voted] = (grid + np.roll(grid, 1, axis=1)).max(axis=1)
         return plain, consistent * self._inv_norm
+
+
+def _in_posting_order(
+    column: np.ndarray | None, rows: np.ndarray, dtype: type, name: str
+) -> np.ndarray:
+    """A per-feature column (zeros when absent) permuted into posting order."""
+    if column is None:
+        return np.zeros(len(rows), dtype=dtype)
+    values = np.ascontiguousarray(column, dtype=dtype).reshape(-1)
+    if len(values) != len(rows):
+        raise ValueError(f"inverted index: one {name} per feature")
+    return np.take(values, rows)
 
 
 def _best_per_key(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
