@@ -149,3 +149,12 @@ def test_consistent_scores_weigh_votes_by_signature_distance() -> None:
     assert strict[1] == 0
     with pytest.raises(ValueError):
         InvertedIndex(words, np.array([0, 1, 2]), 10, sig, np.zeros(3, np.uint8))
+
+
+def test_a_feature_assigned_to_two_words_votes_once_per_target() -> None:
+    words = np.array([1, 2])  # one target holding both words
+    idx = InvertedIndex(words, np.array([0, 2]), 10, np.zeros(2, np.uint64), np.zeros(2, np.uint8))
+    q, sig, ang = np.array([1, 2]), np.zeros(2, np.uint64), np.zeros(2, np.uint8)
+    _, two_features = idx.scores_consistent(q, sig, ang, 8, 8.0, 12)
+    _, one_feature = idx.scores_consistent(q, sig, ang, 8, 8.0, 12, np.array([0, 0]))
+    assert two_features[0] > one_feature[0] > 0

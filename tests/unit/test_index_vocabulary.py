@@ -114,3 +114,17 @@ def test_nearest_top_nodes_start_with_the_leafs_ancestor(
     assert all(len(set(row)) == 3 for row in near.tolist())  # distinct nodes, nearest first
     assert vocab.nearest_top_nodes(members, 99).shape == (len(members), vocab.branching)
     assert vocab.nearest_top_nodes(members[:0], 2).shape == (0, 2)
+
+
+def test_second_leaf_is_the_nearest_sibling(
+    clusters: tuple[np.ndarray, np.ndarray], vocab: Vocabulary
+) -> None:
+    descriptors = clusters[1][:200]
+    best, second, gap = vocab.quantise_two(descriptors)
+    assert best.tolist() == vocab.quantise(descriptors).tolist()
+    assert (second != best).all() and (second // vocab.branching == best // vocab.branching).all()
+    leaves = vocab.levels[-1]
+    d = descriptors.view(np.uint64)
+    for i in range(0, 200, 37):  # the gap is the distance to the sibling minus the leaf's
+        dist = [int(np.bitwise_count(d[i] ^ leaves[w]).sum()) for w in (best[i], second[i])]
+        assert gap[i] == dist[1] - dist[0] >= 0

@@ -163,9 +163,12 @@ class InvertedIndex:
         max_distance: int,
         sigma: float,
         bins: int,
+        query_features: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Plain tf-idf scores (as :meth:`scores`) and geometrically consistent ones, from
-        one walk of the posting lists.
+        one walk of the posting lists. ``query_features`` names the query feature behind
+        each word (default: one word each); a feature quantised to several words (multiple
+        assignment) still votes once per target.
 
         A query feature and a gallery feature sharing a word vote when their signatures
         are within ``max_distance`` bits, weighted ``idf^2 * exp(-d^2 / sigma^2)``. Each
@@ -188,7 +191,8 @@ class InvertedIndex:
         qang = np.ascontiguousarray(query_angles, dtype=np.uint8).reshape(-1)
         turn = (np.take(qang, rows).astype(np.int64) - np.take(self._post_angle, idx)) % 256
         rotation = turn * bins // 256
-        keep = _best_per_key(rows.astype(np.int64) * self.n_targets + target, weight)
+        voter = rows if query_features is None else np.take(query_features, rows)
+        keep = _best_per_key(voter.astype(np.int64) * self.n_targets + target, weight)
         keep = keep[_best_per_key(idx[keep] * bins + rotation[keep], weight[keep])]
         voted, slot = np.unique(target[keep], return_inverse=True)
         grid = np.bincount(

@@ -142,13 +142,20 @@ class Searcher:
         if cfg.shortlist_max_hamming <= 0:
             return _best(self._index.scores(qwords), cfg.shortlist, [])
         if cfg.shortlist_angle_bins > 0:
+            words, feature = qwords, np.arange(len(qwords))
+            if cfg.shortlist_second_leaf_bits >= 0 and len(query):
+                _, second, gap = self._vocab.quantise_two(query.descriptors)
+                extra = np.flatnonzero(gap <= cfg.shortlist_second_leaf_bits)
+                words = np.concatenate([qwords, second[extra]])
+                feature = np.concatenate([feature, extra])
             plain, embedded = self._index.scores_consistent(
-                qwords,
-                signature(query.descriptors),
-                coarse_angles(query.angle),
+                words,
+                np.take(signature(query.descriptors), feature),
+                np.take(coarse_angles(query.angle), feature),
                 cfg.shortlist_max_hamming,
                 cfg.shortlist_hamming_sigma,
                 cfg.shortlist_angle_bins,
+                feature,
             )
         else:
             plain, embedded = self._index.scores_with_hamming(
