@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
+from functools import cached_property
 from typing import Any
 
 from opencrs.wire import PARAMETER_ERROR, UNSUPPORTED_MEDIA_TYPE, ApiError
@@ -49,6 +50,12 @@ class HttpRequest:
                 str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()
             },
         )
+
+    @cached_property
+    def form(self) -> Form:
+        """The multipart/form-data body, parsed once however many readers it has (the
+        signed text fields, then the image part)."""
+        return _parse_form(self)
 
     @property
     def authorization(self) -> str | None:
@@ -119,7 +126,7 @@ def _is_multipart(request: HttpRequest) -> bool:
     return content_type.split(";")[0].strip().lower() == "multipart/form-data"
 
 
-def form(request: HttpRequest) -> Form:
+def _parse_form(request: HttpRequest) -> Form:
     """Parse a multipart/form-data body (EasyAR's ``/v2/search``) with the standard
     library's MIME parser. A part with a filename is a file, and so is ``image`` even
     without one (clients attaching a bare buffer); any other part is a text field."""
@@ -158,7 +165,7 @@ def request_params(request: HttpRequest) -> dict[str, Any]:
     if request.method in {"GET", "DELETE"} and not request.body.strip():
         return query_params(request)
     if _is_multipart(request):
-        return dict(form(request).fields)
+        return dict(request.form.fields)
     return json_params(request)
 
 

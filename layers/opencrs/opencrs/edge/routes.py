@@ -22,7 +22,7 @@ from opencrs.edge.api import respond
 from opencrs.edge.auth import authenticated_params
 from opencrs.edge.errors import api_error, route_not_found
 from opencrs.edge.presenters import easyar_target, listing_item, management_view
-from opencrs.edge.request import HttpRequest, form
+from opencrs.edge.request import HttpRequest
 from opencrs.usecases.images import ImagePreparer
 from opencrs.usecases.objects import TargetObjects
 from opencrs.usecases.query import SimilarityEngine
@@ -34,8 +34,7 @@ from opencrs.wire import (
     PARAMETER_ERROR,
     ApiError,
     Reply,
-    envelope,
-    http_status,
+    failure,
     iso_date,
     now_ms,
     success,
@@ -76,10 +75,16 @@ class _Calls:
     def request(self) -> HttpRequest:
         return HttpRequest.from_apigw(self.router.current_event.raw_event)
 
-    def authenticated(self, *, write: bool = False) -> tuple[dict[str, Any], Caller]:
+    def authenticated(
+        self, *, write: bool = False, request: HttpRequest | None = None
+    ) -> tuple[dict[str, Any], Caller]:
+        """``request``: the one the route already built, so its body is decoded once."""
         backend = self.backend
         return authenticated_params(
-            self.request(), backend.keyring, backend.stores.replays, write=write
+            request if request is not None else self.request(),
+            backend.keyring,
+            backend.stores.replays,
+            write=write,
         )
 
     def target_json(self, record: TargetRecord) -> dict[str, Any]:
@@ -131,7 +136,7 @@ def similar_router(backend: Backend, metrics: Metrics) -> Router:
         started = time.perf_counter()
         try:
             request = calls.request()
-            params, caller = calls.authenticated()
+            params, caller = calls.authenticated(request=request)
             decoded = check_and_decode(image_of(request, params))
             matches = backend.engine.find(caller.gallery, decoded.gray, max_results=1)
             if not matches:
@@ -143,9 +148,10 @@ def similar_router(backend: Backend, metrics: Metrics) -> Router:
             return respond(success({"target": target}))
         except Exception as error:  # every failure keeps search's {message} shape
             refusal = api_error(error)
-            status = refusal.http_status or http_status(refusal.code)
-            reply = envelope(refusal.code, {"message": refusal.message})
-            return respond(Reply(status, reply.body))
+            reply = failure(refusal)
+            return respond(
+                Reply(reply.http_status, reply.body | {"result": {"message": refusal.message}})
+            )
         finally:
             metrics.add_metric("QueryLatency", MetricUnit.Milliseconds, _elapsed_ms(started))
 
@@ -156,7 +162,7 @@ def similar_router(backend: Backend, metrics: Metrics) -> Router:
     @router.post("/v2/search")
     def search_form() -> Response:
         def image_part(request: HttpRequest, _: dict[str, Any]) -> bytes:
-            image = form(request).files.get("image")
+            image = request.form.files.get("image")
             if not image:
                 raise ApiError(PARAMETER_ERROR, "image is missing: send it as a file part")
             return image
