@@ -232,14 +232,14 @@ def authenticated_params(
     already used on the same route: replaying a read is harmless, replaying a write is
     not. Tokens are bearer credentials, reusable until they expire, and not tracked."""
     params = request_params(request)
-    token = request.authorization
-    if token and token.strip():
+    token = request.authorization if (request.authorization or "").strip() else None
+    if token is not None:
         caller = verify_token(token, params, keyring, write=write)
     else:
         caller = verify_signature(params, keyring)
     if write and not caller.can_write:
         raise ApiError(APP_KEY_NOT_EXIST, "this apiKey may not change the library")
-    if write and not (token and token.strip()) and replays is not None:
+    if write and token is None and replays is not None:
         # SignatureReplayed is answered as statusCode 2 (edge.errors).
         replays.claim(caller.gallery, replay_key(request, str(params["signature"])))
     return params, caller

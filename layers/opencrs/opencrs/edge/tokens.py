@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from opencrs.domain.credentials import ApiKey, Keyring
+from opencrs.edge.api import respond
 from opencrs.edge.auth import check_fresh, signature_matches
 from opencrs.edge.request import HttpRequest, json_params
 from opencrs.wire import (
@@ -30,6 +31,7 @@ from opencrs.wire import (
     WRITE,
     AccessRule,
     ApiError,
+    Reply,
     mint_api_token,
     now_ms,
 )
@@ -146,7 +148,7 @@ def tokens_router(keyring: Callable[[], Keyring]) -> Router:
             reply = token_reply(0, "Success", issue(json_params(request), keyring()))
         except ApiError as error:
             reply = token_reply(error.code, error.message, None)
-        return Response(200, "application/json", json.dumps(reply, separators=(",", ":")))
+        return respond(Reply(200, reply))
 
     router.post("/token/v2")(answer)
     router.post("/token")(answer)
