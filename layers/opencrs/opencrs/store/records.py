@@ -144,9 +144,11 @@ class TargetTable:
                 raise StaleRecord(record.target_id) from error
             raise
 
-    def _visible(self, gallery: str, **request: Any) -> list[dict[str, Any]]:
-        """Every item of the gallery's visible targets (all pages of the Query), with
-        ``request``'s projection or count."""
+    def _visible(
+        self, gallery: str, names: dict[str, str] | None = None, **request: Any
+    ) -> list[dict[str, Any]]:
+        """Every page of the Query over the gallery's visible targets, with ``request``'s
+        projection or count (``names``: the attribute names they use)."""
         request |= {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :t)",
@@ -156,10 +158,9 @@ class TargetTable:
                 ":deleting": {"S": "deleting"},
             },
             "FilterExpression": "#state <> :deleting",
-            "ExpressionAttributeNames": {"#state": "state", **request.get("names", {})},
+            "ExpressionAttributeNames": {"#state": "state", **(names or {})},
             "ConsistentRead": True,
         }
-        request.pop("names", None)
         pages: list[dict[str, Any]] = []
         while True:
             response = client("dynamodb").query(**request)
