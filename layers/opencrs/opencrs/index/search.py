@@ -144,7 +144,7 @@ class Searcher:
         if cfg.shortlist_angle_bins > 0:
             words, feature = qwords, np.arange(len(qwords))
             if cfg.shortlist_second_leaf_bits >= 0 and len(query):
-                _, second, gap = self._vocab.quantise_two(query.descriptors)
+                second, gap = self._vocab.second_leaves(query.descriptors, qwords)
                 extra = np.flatnonzero(gap <= cfg.shortlist_second_leaf_bits)
                 words = np.concatenate([qwords, second[extra]])
                 feature = np.concatenate([feature, extra])

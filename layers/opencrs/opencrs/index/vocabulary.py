@@ -87,21 +87,23 @@ class Vocabulary:
             out[start : start + len(x)] = node
         return out
 
-    def quantise_two(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each descriptor's leaf (as :meth:`quantise`), its second-nearest sibling leaf and
-        how many more bits away that one is: for multiple assignment, a descriptor near the
-        border of two leaves also looks in the other."""
+    def second_leaves(
+        self, descriptors: np.ndarray, leaves: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For descriptors quantised to ``leaves`` (:meth:`quantise`): each one's
+        second-nearest sibling leaf and how many more bits away it is than its own, for
+        multiple assignment (a descriptor near the border of two leaves also looks in the
+        other). Only the last level is compared again: the leaf fixes the path above."""
         d = np.ascontiguousarray(descriptors, dtype=np.uint8).reshape(-1, _DESC_BYTES)
-        parents = self.quantise(d, self.depth - 1) if self.depth > 1 else np.zeros(len(d), np.int64)
+        parents = np.asarray(leaves, dtype=np.int64).reshape(-1) // self.branching
         child = parents[:, None] * self.branching + np.arange(self.branching, dtype=np.int64)
         dist = _popcount_rows(
             d.view(np.uint64)[:, None, :] ^ np.take(self.levels[-1], child, axis=0)
         )
         order = np.argsort(dist, axis=1, kind="stable")[:, :2]
         rows = np.arange(len(d))
-        best, second = child[rows, order[:, 0]], child[rows, order[:, 1]]
         gap = dist[rows, order[:, 1]] - dist[rows, order[:, 0]]
-        return best, second, gap.astype(np.int64)
+        return child[rows, order[:, 1]], gap.astype(np.int64)
 
     def nearest_top_nodes(self, descriptors: np.ndarray, k: int) -> np.ndarray:
         """The ``k`` nearest level-1 nodes (root children) of each descriptor, nearest first,
