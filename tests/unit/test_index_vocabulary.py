@@ -128,3 +128,24 @@ def test_second_leaf_is_the_nearest_sibling(
     for i in range(0, 200, 37):  # the gap is the distance to the sibling minus the leaf's
         dist = [int(np.bitwise_count(d[i] ^ leaves[w]).sum()) for w in (best[i], second[i])]
         assert gap[i] == dist[1] - dist[0] >= 0
+
+
+def test_fingerprints_tell_trees_apart(
+    clusters: tuple[np.ndarray, np.ndarray], vocab: Vocabulary
+) -> None:
+    other = train(clusters[0], 4, 2, seed=1)
+    assert other.to_bytes() != vocab.to_bytes()
+    assert other.fingerprint() != vocab.fingerprint()
+    # The fingerprint is the file's own checksum.
+    assert struct.unpack("<I", vocab.to_bytes()[-4:]) == (vocab.fingerprint(),)
+    assert vocab.made_words(vocab.fingerprint())
+    assert not vocab.made_words(other.fingerprint())
+
+
+def test_bundles_from_before_the_fingerprint_fix_are_v1_words() -> None:
+    # CRC32 over data that ends with its own CRC32 is one constant, whatever the data: that is
+    # what every vocabulary's fingerprint was before the fix, so old bundles all carry it.
+    residue = zlib.crc32(shipped().to_bytes())
+    assert residue == zlib.crc32(b"any" + struct.pack("<I", zlib.crc32(b"any")))
+    assert shipped().made_words(residue)
+    assert not train(np.zeros((64, 32), np.uint8), 2, 1).made_words(residue)

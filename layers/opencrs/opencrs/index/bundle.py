@@ -383,7 +383,7 @@ class Bundle:
         pos += 2 * n_feat
         desc = np.frombuffer(body, np.uint8, n_feat * dbytes, pos).reshape(n_feat, dbytes)
         vocab = shipped()
-        if fingerprint != vocab.fingerprint():
+        if not vocab.made_words(fingerprint):
             words = vocab.quantise_many(desc)  # written under another vocabulary
         elif n_feat and int(words.max()) >= vocab.words:
             raise ValueError("bundle: word out of range")

@@ -36,6 +36,11 @@ _DESC_BYTES = 32
 _BATCH = 65_536
 
 SHIPPED = Path(__file__).with_name("vocabulary-v1.bin")
+# Bundles written before fingerprints were fixed carry the CRC32 of a whole serialised tree,
+# trailing CRC included: the same constant (the CRC residue) for every tree. Only the v1 tree
+# had shipped then, so that constant names the v1 tree's words.
+_RESIDUE_FINGERPRINT = 0x2144DF1C
+_V1_FINGERPRINT = 0xABB008B9
 
 
 def _popcount_rows(a: np.ndarray) -> np.ndarray:
@@ -62,7 +67,7 @@ class Vocabulary:
             c64 = c.view(np.uint64).reshape(-1, _DESC_BYTES // 8)
             c64.flags.writeable = False
             self.levels.append(c64)
-        self._fingerprint = zlib.crc32(self.to_bytes())
+        self._fingerprint = zlib.crc32(self.to_bytes()[: -_CRC.size])
 
     @property
     def words(self) -> int:
@@ -181,9 +186,16 @@ class Vocabulary:
         return cls(branching, depth, levels)
 
     def fingerprint(self) -> int:
-        """CRC32 of the serialised tree: cached words are keyed by it, so words from
-        another vocabulary are never mixed with this one's."""
+        """CRC32 of the serialised tree (its file's own checksum): stored words are keyed
+        by it, so words from another vocabulary are never mixed with this one's."""
         return self._fingerprint
+
+    def made_words(self, fingerprint: int) -> bool:
+        """Whether words stored under ``fingerprint`` are this tree's (see
+        ``_RESIDUE_FINGERPRINT`` for bundles written before the fingerprint was fixed)."""
+        return fingerprint == self._fingerprint or (
+            fingerprint == _RESIDUE_FINGERPRINT and self._fingerprint == _V1_FINGERPRINT
+        )
 
 
 @cache
