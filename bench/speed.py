@@ -380,20 +380,24 @@ def table(rows: list[dict]) -> list[str]:
 
 
 # -- real photos (--real) ------------------------------------------------------------------
-def _tfidf_rank(searcher: Searcher, query: Features, truth: int) -> int | None:
-    """Rank (1 = best) of target ``truth`` in the plain tf-idf scores: not public API, so
-    read from the searcher's inverted file where it has one, else None."""
-    scores = getattr(getattr(searcher, "_index", None), "scores", None)
-    if scores is None:
-        return None
-    s = np.asarray(scores(searcher.query_words(query)))
-    return 1 + int(np.count_nonzero(s > s[truth]))
+# Shortlist lengths the real-photo table reports the target's shortlist-score rank against.
+RANK_CUTS = (20, 50, 100, 300)
+
+
+def _ranks(searcher: Searcher, query: Features, truth: int) -> tuple[int, int]:
+    """Rank (1 = best) of target ``truth`` in the plain tf-idf and in the shortlist scores."""
+    plain, ranked = searcher.shortlist_scores(query)
+    return (
+        1 + int(np.count_nonzero(plain > plain[truth])),
+        1 + int(np.count_nonzero(ranked > ranked[truth])) if ranked[truth] > 0 else len(ranked),
+    )
 
 
 def real_summary(records: list[dict]) -> dict:
     """The real-photo table's columns over ``records`` (one per photo)."""
     ms = [r["ms"] for r in records] or [0.0]
-    ranks = [r["tfidf_rank"] for r in records if r["tfidf_rank"] is not None]
+    ranks = [r["tfidf_rank"] for r in records]
+    ranked = np.array([r["shortlist_rank"] for r in records] or [0])
     first = [r["hits"][0] if r["hits"] else None for r in records]
     return {
         "photos": len(records),
@@ -409,6 +413,8 @@ def real_summary(records: list[dict]) -> dict:
             r["in_shortlist"] and f != r["target"] for f, r in zip(first, records, strict=True)
         ),
         "median_tfidf_rank": float(np.median(ranks)) if ranks else None,
+        # Where the shortlist score puts the target: how long a shortlist would hold it.
+        "shortlist_rank_within": {str(k): int(np.count_nonzero(ranked <= k)) for k in RANK_CUTS},
         "p50_ms": float(np.percentile(ms, 50)),
         "p95_ms": float(np.percentile(ms, 95)),
     }
@@ -433,6 +439,7 @@ def run_real_size(
         # Diagnosis, untimed: the shortlist of the photo itself (not of its tilt views).
         query = extract_features(gray, "query", tuning.query)
         truth = position[photo.target]
+        tfidf_rank, shortlist_rank = _ranks(searcher, query, truth)
         ids = [h.target_id for h in hits]
         records.append(
             {
@@ -444,7 +451,8 @@ def run_real_size(
                 "views": tm.get("views", 0.0),
                 "ms": ms,
                 "in_shortlist": truth in searcher.shortlist(query),
-                "tfidf_rank": _tfidf_rank(searcher, query, truth),
+                "tfidf_rank": tfidf_rank,
+                "shortlist_rank": shortlist_rank,
             }
         )
     phones = sorted({r["phone"] for r in records})
@@ -461,8 +469,10 @@ def real_table(rows: list[dict]) -> list[str]:
     """One markdown table for every size: all photos, then each phone."""
     lines = [
         "| targets | photos | top-1 | found | wrong-first | none | in shortlist "
-        "| shortlisted, not first | tf-idf rank (median) | p50 | p95 | build | index B/target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| shortlisted, not first | tf-idf rank (median) | shortlist rank ≤ "
+        + " / ".join(map(str, RANK_CUTS))
+        + " | p50 | p95 | build | index B/target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         for label, s in [("all", r["all"]), *r["phones"].items()]:
@@ -471,10 +481,11 @@ def real_table(rows: list[dict]) -> list[str]:
             who = f"**{r['targets']:,}**" if label == "all" else f"{r['targets']:,} {label}"
             build = f"{r['build_s']:.1f} s" if label == "all" else ""
             index = f"{r['index_bytes_per_target']:,.0f}" if label == "all" else ""
+            within = " / ".join(f"{s['shortlist_rank_within'][str(k)] / n:.3f}" for k in RANK_CUTS)
             lines.append(
                 f"| {who} | {s['photos']} | {s['top1'] / n:.3f} | {s['found'] / n:.3f} "
                 f"| {s['wrong_first']} | {s['none']} | {s['in_shortlist'] / n:.3f} "
-                f"| {s['shortlisted_not_first']} | {rank} "
+                f"| {s['shortlisted_not_first']} | {rank} | {within} "
                 f"| {s['p50_ms']:.0f} ms | {s['p95_ms']:.0f} ms | {build} | {index} |"
             )
     return lines

@@ -96,7 +96,7 @@ class Searcher:
         )
 
     def _words_of(self, bundle: Bundle) -> np.ndarray:
-        if self._vocab.fingerprint() == bundle.vocabulary_fingerprint:
+        if self._vocab.made_words(bundle.vocabulary_fingerprint):
             return bundle.words
         # Another vocabulary than the shipped one (experiments): quantise here.
         words = self._vocab.quantise_many(bundle.descriptors).astype(np.uint32)
@@ -134,35 +134,48 @@ class Searcher:
         """Leaf word of each query descriptor."""
         return self._vocab.quantise(query.descriptors)
 
-    def _shortlist(self, qwords: np.ndarray, query: Features) -> list[int]:
-        """shortlist - shortlist_plain best targets by the rotation-consistent score (or,
-        with ``shortlist_angle_bins`` 0, Hamming-embedded tf-idf), then the
-        shortlist_plain best of plain tf-idf not already in (see ``Search``)."""
+    def _scores(self, qwords: np.ndarray, query: Features) -> tuple[np.ndarray, np.ndarray]:
+        """Plain tf-idf and shortlist scores of every target: rotation-consistent, or (with
+        ``shortlist_angle_bins`` 0) Hamming-embedded tf-idf, or (``shortlist_max_hamming``
+        0) plain tf-idf again."""
         cfg = self.tuning.search
         if cfg.shortlist_max_hamming <= 0:
-            return _best(self._index.scores(qwords), cfg.shortlist, [])
-        if cfg.shortlist_angle_bins > 0:
-            words, feature = qwords, np.arange(len(qwords))
-            if cfg.shortlist_second_leaf_bits >= 0 and len(query):
-                second, gap = self._vocab.second_leaves(query.descriptors, qwords)
-                extra = np.flatnonzero(gap <= cfg.shortlist_second_leaf_bits)
-                words = np.concatenate([qwords, second[extra]])
-                feature = np.concatenate([feature, extra])
-            plain, embedded = self._index.scores_consistent(
-                words,
-                np.take(signature(query.descriptors), feature),
-                np.take(coarse_angles(query.angle), feature),
-                cfg.shortlist_max_hamming,
-                cfg.shortlist_hamming_sigma,
-                cfg.shortlist_angle_bins,
-                feature,
-            )
-        else:
-            plain, embedded = self._index.scores_with_hamming(
+            plain = self._index.scores(qwords)
+            return plain, plain
+        if cfg.shortlist_angle_bins <= 0:
+            return self._index.scores_with_hamming(
                 qwords, signature(query.descriptors), cfg.shortlist_max_hamming
             )
-        chosen = _best(embedded, cfg.shortlist - cfg.shortlist_plain, [])
+        words, feature = qwords, np.arange(len(qwords))
+        if cfg.shortlist_second_leaf_bits >= 0 and len(query):
+            second, gap = self._vocab.second_leaves(query.descriptors, qwords)
+            extra = np.flatnonzero(gap <= cfg.shortlist_second_leaf_bits)
+            words = np.concatenate([qwords, second[extra]])
+            feature = np.concatenate([feature, extra])
+        return self._index.scores_consistent(
+            words,
+            np.take(signature(query.descriptors), feature),
+            np.take(coarse_angles(query.angle), feature),
+            cfg.shortlist_max_hamming,
+            cfg.shortlist_hamming_sigma,
+            cfg.shortlist_angle_bins,
+            feature,
+        )
+
+    def _shortlist(self, qwords: np.ndarray, query: Features) -> list[int]:
+        """shortlist - shortlist_plain best targets by the shortlist score (:meth:`_scores`),
+        then the shortlist_plain best of plain tf-idf not already in (see ``Search``)."""
+        cfg = self.tuning.search
+        plain, ranked = self._scores(qwords, query)
+        if cfg.shortlist_max_hamming <= 0:
+            return _best(plain, cfg.shortlist, [])
+        chosen = _best(ranked, cfg.shortlist - cfg.shortlist_plain, [])
         return chosen + _best(plain, cfg.shortlist_plain, chosen)
+
+    def shortlist_scores(self, query: Features) -> tuple[np.ndarray, np.ndarray]:
+        """Plain tf-idf and shortlist scores of every target for ``query`` (diagnosis: the
+        rank of a target in each)."""
+        return self._scores(self.query_words(query), query)
 
     def shortlist(self, query: Features) -> list[int]:
         """Indices of the best tf-idf-scored targets worth verifying, best first."""
