@@ -158,3 +158,15 @@ def test_a_feature_assigned_to_two_words_votes_once_per_target() -> None:
     _, two_features = idx.scores_consistent(q, sig, ang, 8, 8.0, 12)
     _, one_feature = idx.scores_consistent(q, sig, ang, 8, 8.0, 12, np.array([0, 0]))
     assert two_features[0] > one_feature[0] > 0
+
+
+def test_uncommon_words_are_those_with_lists_near_the_mean_length() -> None:
+    # 10 words, 20 postings: mean list length 2. Word 0 is in every target, 10 times.
+    idx = _index([[0, 1], [0, 2], [0, 3], [0, 4], [0, 5], [0, 6], [0, 7], [0, 8], [0, 9], [0, 1]])
+    words = np.array([0, 1, 2, 9])
+    assert idx.uncommon(words, 3.2).tolist() == [False, True, True, True]
+    assert idx.uncommon(words, 4.9).tolist() == [False, True, True, True]
+    assert idx.uncommon(words, 5.0).tolist() == [True, True, True, True]
+    assert idx.uncommon(words, 0).all()  # 0: no stop list
+    assert idx.uncommon(words, 3.2, floor=10).all()  # never below the floor
+    assert _index([[], []]).uncommon(words, 3.2).all()  # nothing listed, nothing dropped

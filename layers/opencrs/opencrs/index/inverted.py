@@ -111,6 +111,16 @@ class InvertedIndex:
         """Memory held by the index arrays."""
         return sum(a.nbytes for a in self._arrays())
 
+    def uncommon(self, words: np.ndarray, ratio: float, floor: int = 0) -> np.ndarray:
+        """Mask of ``words`` whose posting list is at most ``ratio`` times the mean list
+        length, or ``floor`` postings if more (every word when ``ratio`` <= 0): a
+        query-time stop list that scales with the gallery."""
+        words = np.asarray(words, dtype=np.int64).reshape(-1)
+        if ratio <= 0 or self.n_words == 0:
+            return np.ones(len(words), dtype=bool)
+        lengths = self._word_ptr[words + 1] - self._word_ptr[words]
+        return lengths <= max(ratio * (int(self._word_ptr[-1]) / self.n_words), floor)
+
     def postings(self, word: int) -> np.ndarray:
         """Owning target of every gallery feature quantised to ``word`` (ascending)."""
         return self._post_target[self._word_ptr[word] : self._word_ptr[word + 1]]

@@ -152,6 +152,12 @@ class Searcher:
             extra = np.flatnonzero(gap <= cfg.shortlist_second_leaf_bits)
             words = np.concatenate([qwords, second[extra]])
             feature = np.concatenate([feature, extra])
+        keep = np.flatnonzero(
+            self._index.uncommon(
+                words, cfg.shortlist_common_word_ratio, cfg.shortlist_common_word_floor
+            )
+        )
+        words, feature = words[keep], feature[keep]
         return self._index.scores_consistent(
             words,
             np.take(signature(query.descriptors), feature),

@@ -140,6 +140,12 @@ class Search:
     # many bits farther (multiple assignment; -1: off). SMVS dev photos, 10k targets: cover
     # in the top 17 for 89.0 % -> 93.0 %, ~15 ms more scoring.
     shortlist_second_leaf_bits: int = 3
+    # Query words whose posting list is longer than this many times the mean list length
+    # are skipped by the shortlist (0: none): those lists are mostly chance collisions and
+    # most of the walk. Set below from the sweep in docs/benchmarks.md.
+    shortlist_common_word_ratio: float = 3.2
+    # ...but never below this many postings: in a small gallery the mean is a fraction of one.
+    shortlist_common_word_floor: int = 32
     # Shortlist places kept for plain tf-idf: steep tilts drift past the embedding.
     shortlist_plain: int = 3
     # Vocabulary level where a query feature must share a node with a candidate to vote.
