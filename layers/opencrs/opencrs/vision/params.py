@@ -142,7 +142,7 @@ class Search:
     shortlist_second_leaf_bits: int = 3
     # Query words whose posting list is longer than this many times the mean list length
     # are skipped by the shortlist (0: none): those lists are mostly chance collisions and
-    # most of the walk. Set below from the sweep in docs/benchmarks.md.
+    # most of the walk. Chosen by the sweep in docs/benchmarks.md (query-time stop list).
     shortlist_common_word_ratio: float = 3.2
     # ...but never below this many postings: in a small gallery the mean is a fraction of one.
     shortlist_common_word_floor: int = 32
