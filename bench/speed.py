@@ -384,13 +384,17 @@ def table(rows: list[dict]) -> list[str]:
 RANK_CUTS = (20, 50, 100, 300)
 
 
-def _ranks(searcher: Searcher, query: Features, truth: int) -> tuple[int, int]:
-    """Rank (1 = best) of target ``truth`` in the plain tf-idf and in the shortlist scores."""
+def _shortlist_diagnosis(searcher: Searcher, query: Features, truth: int) -> dict:
+    """From one scoring of ``query``: whether target ``truth`` is shortlisted, and its rank
+    (1 = best) in the plain tf-idf and in the shortlist scores."""
     plain, ranked = searcher.shortlist_scores(query)
-    return (
-        1 + int(np.count_nonzero(plain > plain[truth])),
-        1 + int(np.count_nonzero(ranked > ranked[truth])) if ranked[truth] > 0 else len(ranked),
-    )
+    return {
+        "in_shortlist": truth in searcher.shortlist_of(plain, ranked),
+        "tfidf_rank": 1 + int(np.count_nonzero(plain > plain[truth])),
+        "shortlist_rank": (
+            1 + int(np.count_nonzero(ranked > ranked[truth])) if ranked[truth] > 0 else len(ranked)
+        ),
+    }
 
 
 def real_summary(records: list[dict]) -> dict:
@@ -438,8 +442,7 @@ def run_real_size(
         ms = (time.perf_counter() - t0) * 1000
         # Diagnosis, untimed: the shortlist of the photo itself (not of its tilt views).
         query = extract_features(gray, "query", tuning.query)
-        truth = position[photo.target]
-        tfidf_rank, shortlist_rank = _ranks(searcher, query, truth)
+        diagnosis = _shortlist_diagnosis(searcher, query, position[photo.target])
         ids = [h.target_id for h in hits]
         records.append(
             {
@@ -450,9 +453,7 @@ def run_real_size(
                 "found": photo.target in ids,
                 "views": tm.get("views", 0.0),
                 "ms": ms,
-                "in_shortlist": truth in searcher.shortlist(query),
-                "tfidf_rank": tfidf_rank,
-                "shortlist_rank": shortlist_rank,
+                **diagnosis,
             }
         )
     phones = sorted({r["phone"] for r in records})

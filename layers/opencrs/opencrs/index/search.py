@@ -169,10 +169,13 @@ class Searcher:
         )
 
     def _shortlist(self, qwords: np.ndarray, query: Features) -> list[int]:
-        """shortlist - shortlist_plain best targets by the shortlist score (:meth:`_scores`),
-        then the shortlist_plain best of plain tf-idf not already in (see ``Search``)."""
+        return self.shortlist_of(*self._scores(qwords, query))
+
+    def shortlist_of(self, plain: np.ndarray, ranked: np.ndarray) -> list[int]:
+        """From :meth:`shortlist_scores`: the shortlist - shortlist_plain best targets by the
+        shortlist score, then the shortlist_plain best of plain tf-idf not already in (see
+        ``Search``)."""
         cfg = self.tuning.search
-        plain, ranked = self._scores(qwords, query)
         if cfg.shortlist_max_hamming <= 0:
             return _best(plain, cfg.shortlist, [])
         chosen = _best(ranked, cfg.shortlist - cfg.shortlist_plain, [])
@@ -180,7 +183,7 @@ class Searcher:
 
     def shortlist_scores(self, query: Features) -> tuple[np.ndarray, np.ndarray]:
         """Plain tf-idf and shortlist scores of every target for ``query`` (diagnosis: the
-        rank of a target in each)."""
+        rank of a target in each, and :meth:`shortlist_of` them)."""
         return self._scores(self.query_words(query), query)
 
     def shortlist(self, query: Features) -> list[int]:
