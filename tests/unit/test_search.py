@@ -16,7 +16,7 @@ from opencrs.index.bundle import Bundle
 from opencrs.index.search import Hit, Searcher
 from opencrs.store.bundles import shard_of
 from opencrs.vision.features import extract_features
-from opencrs.vision.params import MATCHING
+from opencrs.vision.params import DEFAULT, MATCHING
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +139,24 @@ def test_sharded_searcher_equals_one_bundle_of_the_same_targets(
         "chelsea-copy",
     ]
     assert Searcher([]).search(extract_features(images[0], "query")) == []
+
+
+def test_consensus_of_a_photo_is_its_targets(searcher: Searcher) -> None:
+    """The re-ranking score (a similarity consensus of the shortlist's votes) of a rotated,
+    shrunk photo is far higher for its own target than for any other gallery target."""
+    q = extract_features(scale(rotate(load_gray("chelsea"), 25), 0.7), "query")
+    ids = searcher.target_ids()
+    consensus = searcher.consensus_of(q, list(range(len(ids))))
+    own = consensus[ids.index("chelsea")]
+    assert own >= 3 * MATCHING.min_inliers
+    assert max(c for c, tid in zip(consensus, ids, strict=True) if tid != "chelsea") < own / 4
+
+
+def test_reranking_off_keeps_the_answers(bundle: Bundle) -> None:
+    """Re-ranking changes which candidates are verified, never what verification accepts:
+    on the demo gallery, with it off, every family's query still gives the same hits."""
+    off = Searcher(bundle, tuning=DEFAULT.replace("search.rerank_candidates", 0))
+    on = Searcher(bundle)
+    for family, name in _CASES[::4]:
+        q = extract_features(FAMILIES[family](load_gray(name), name), "query")
+        assert [h.target_id for h in on.search(q)] == [h.target_id for h in off.search(q)]

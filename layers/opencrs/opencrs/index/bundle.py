@@ -59,7 +59,7 @@ _FEATURE_BYTES = 4 + 4 + 2 + _DESC_BYTES
 _THUMB_BYTES_PER_TARGET = 8 + THUMB_SIDE * THUMB_SIDE  # pHash and pixels
 _ALIGN = 8
 _MAX_ID_BYTES = 0xFFFF
-_XY_STEPS = 65535  # x_q = 65535 is the image's right edge
+XY_STEPS = 65535  # x_q = 65535 is the image's right edge
 _ANGLE_STEPS = 65536  # angles wrap: 65536 would be 360 degrees, i.e. 0
 
 
@@ -245,7 +245,7 @@ class Bundle:
         i = self._pos[target_id]
         a, b = int(self._offsets[i]), int(self._offsets[i + 1])
         w, h = (int(v) for v in self._sizes[i])
-        step = np.array([max(w, 1), max(h, 1)], dtype=np.float64) / _XY_STEPS
+        step = np.array([max(w, 1), max(h, 1)], dtype=np.float64) / XY_STEPS
         xy = (self._xy[a:b] * step).astype(np.float32)
         angle = (self._angle[a:b] * (360.0 / _ANGLE_STEPS)).astype(np.float32)
         return make_features(xy, angle, self._descriptors[a:b], w, h, self.thumbnail_of(target_id))
@@ -294,6 +294,22 @@ class Bundle:
     def offsets(self) -> np.ndarray:
         """Start of each target's rows in :attr:`descriptors`, plus the total at the end."""
         return self._offsets
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Each target's image (width, height), (targets, 2) int64."""
+        return self._sizes
+
+    @property
+    def xy_steps(self) -> np.ndarray:
+        """Every feature's position as stored, (total, 2) uint16: 65535 steps of its image's
+        width and height (see the module docstring)."""
+        return self._xy
+
+    @property
+    def angle_steps(self) -> np.ndarray:
+        """Every feature's orientation as stored, (total,) uint16: 65536 steps a turn."""
+        return self._angle
 
     @property
     def coarse_angles(self) -> np.ndarray:
@@ -433,7 +449,7 @@ def _quantise_geometry(
     to :meth:`Bundle.features_of` output gives back the same values (the float32 rounding
     of dequantisation is far below half a step)."""
     xy = np.nan_to_num(np.asarray(xy, dtype=np.float64).reshape(-1, 2), nan=0, posinf=0, neginf=0)
-    xy_q = np.clip(np.rint(xy / np.maximum(size, 1) * _XY_STEPS), 0, _XY_STEPS)
+    xy_q = np.clip(np.rint(xy / np.maximum(size, 1) * XY_STEPS), 0, XY_STEPS)
     return xy_q.astype(np.uint16), _angle_steps(angle)
 
 

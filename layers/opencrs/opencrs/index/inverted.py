@@ -202,8 +202,8 @@ class InvertedIndex:
         turn = (np.take(qang, rows).astype(np.int64) - np.take(self._post_angle, idx)) % 256
         rotation = turn * bins // 256
         voter = rows if query_features is None else np.take(query_features, rows)
-        keep = _best_per_key(voter.astype(np.int64) * self.n_targets + target, weight)
-        keep = keep[_best_per_key(idx[keep] * bins + rotation[keep], weight[keep])]
+        keep = best_per_key(voter.astype(np.int64) * self.n_targets + target, weight)
+        keep = keep[best_per_key(idx[keep] * bins + rotation[keep], weight[keep])]
         voted, slot = np.unique(target[keep], return_inverse=True)
         grid = np.bincount(
             slot * bins + rotation[keep], weight[keep], minlength=len(voted) * bins
@@ -224,7 +224,7 @@ def _in_posting_order(
     return np.take(values, rows)
 
 
-def _best_per_key(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def best_per_key(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Positions of the heaviest entry of each distinct key (one per key)."""
     order = np.lexsort((-weight, keys))
     sorted_keys = keys[order]

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opencrs.index.bundle import Bundle, coarse_angles
+from opencrs.index.bundle import XY_STEPS, Bundle, coarse_angles
 from opencrs.index.inverted import InvertedIndex
+from opencrs.index.rerank import CandidateFeatures, Consensus, QueryVotes, consensus_inliers
 from opencrs.index.vocabulary import Vocabulary, shipped
 from opencrs.vision.features import Features, extract_features, make_features, tilt_views
 from opencrs.vision.params import DEFAULT, Tuning
@@ -68,6 +69,7 @@ class Searcher:
         self._shard_of = np.repeat(
             np.arange(len(self._shards), dtype=np.int32), [len(s) for s in self._shards]
         )
+        self._sizes = np.concatenate([s.sizes for s in self._shards]).reshape(-1, 2)
         self._shard_words = [self._words_of(shard) for shard in self._shards]
         # First global feature row of each shard (and the total at the end).
         self._feature_start = np.cumsum([0] + [len(w) for w in self._shard_words])
@@ -93,6 +95,15 @@ class Searcher:
         # with the candidate: the ancestor of a leaf is leaf // branching^(levels below).
         self._verify_div = self._vocab.branching ** (
             self._vocab.depth - min(tuning.search.verify_word_level, self._vocab.depth)
+        )
+        cfg = tuning.search
+        self._consensus = Consensus(
+            max_hamming=cfg.shortlist_max_hamming,
+            angle_bins=max(cfg.shortlist_angle_bins, 1),
+            threshold=cfg.rerank_threshold,
+            hypotheses=cfg.rerank_hypotheses,
+            max_points=cfg.rerank_max_points,
+            min_votes=cfg.rerank_min_votes,
         )
 
     def _words_of(self, bundle: Bundle) -> np.ndarray:
@@ -134,10 +145,31 @@ class Searcher:
         """Leaf word of each query descriptor."""
         return self._vocab.quantise(query.descriptors)
 
-    def _scores(self, qwords: np.ndarray, query: Features) -> tuple[np.ndarray, np.ndarray]:
+    def _voting_words(self, qwords: np.ndarray, query: Features) -> tuple[np.ndarray, np.ndarray]:
+        """The words a query votes through (its leaves, then the second leaves of
+        multiple assignment) and the query feature behind each."""
+        cfg = self.tuning.search
+        words, feature = qwords, np.arange(len(qwords))
+        if cfg.shortlist_second_leaf_bits >= 0 and len(query):
+            second, gap = self._vocab.second_leaves(query.descriptors, qwords)
+            extra = np.flatnonzero(gap <= cfg.shortlist_second_leaf_bits)
+            words = np.concatenate([qwords, second[extra]])
+            feature = np.concatenate([feature, extra])
+        return words, feature
+
+    def _consistent_mode(self) -> bool:
+        cfg = self.tuning.search
+        return cfg.shortlist_max_hamming > 0 and cfg.shortlist_angle_bins > 0
+
+    def _scores(
+        self,
+        qwords: np.ndarray,
+        query: Features,
+        voting: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Plain tf-idf and shortlist scores of every target: rotation-consistent, or (with
         ``shortlist_angle_bins`` 0) Hamming-embedded tf-idf, or (``shortlist_max_hamming``
-        0) plain tf-idf again."""
+        0) plain tf-idf again. ``voting``: :meth:`_voting_words`, if already computed."""
         cfg = self.tuning.search
         if cfg.shortlist_max_hamming <= 0:
             plain = self._index.scores(qwords)
@@ -146,12 +178,7 @@ class Searcher:
             return self._index.scores_with_hamming(
                 qwords, signature(query.descriptors), cfg.shortlist_max_hamming
             )
-        words, feature = qwords, np.arange(len(qwords))
-        if cfg.shortlist_second_leaf_bits >= 0 and len(query):
-            second, gap = self._vocab.second_leaves(query.descriptors, qwords)
-            extra = np.flatnonzero(gap <= cfg.shortlist_second_leaf_bits)
-            words = np.concatenate([qwords, second[extra]])
-            feature = np.concatenate([feature, extra])
+        words, feature = voting if voting is not None else self._voting_words(qwords, query)
         keep = np.flatnonzero(
             self._index.uncommon(
                 words, cfg.shortlist_common_word_ratio, cfg.shortlist_common_word_floor
@@ -169,7 +196,83 @@ class Searcher:
         )
 
     def _shortlist(self, qwords: np.ndarray, query: Features) -> list[int]:
-        return self.shortlist_of(*self._scores(qwords, query))
+        if not self._consistent_mode() or self.tuning.search.rerank_candidates <= 0:
+            return self.shortlist_of(*self._scores(qwords, query))
+        voting = self._voting_words(qwords, query)
+        plain, ranked = self._scores(qwords, query, voting)
+        return self._reranked_shortlist(plain, ranked, query, voting)
+
+    def _reranked_shortlist(
+        self,
+        plain: np.ndarray,
+        ranked: np.ndarray,
+        query: Features,
+        voting: tuple[np.ndarray, np.ndarray],
+    ) -> list[int]:
+        """The shortlist after re-ranking the best ``rerank_candidates`` by the shortlist
+        score by their similarity consensus (:mod:`opencrs.index.rerank`; most inliers
+        first, ties in shortlist order), then the ``shortlist_plain`` best of plain tf-idf
+        not already in."""
+        cfg = self.tuning.search
+        pool = _best(ranked, cfg.rerank_candidates, [])
+        inliers = self.consensus_of(query, pool, voting)
+        order = np.lexsort((np.arange(len(pool)), -inliers))
+        chosen = [
+            pool[k]
+            for k in order[: max(cfg.shortlist - cfg.shortlist_plain, 0)].tolist()
+            if inliers[k] >= cfg.rerank_min_inliers
+        ]
+        return chosen + _best(plain, cfg.shortlist_plain, chosen)
+
+    def consensus_of(
+        self,
+        query: Features,
+        candidates: Sequence[int],
+        voting: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Each candidate's re-ranking score: how many of its votes one similarity
+        transform explains (:func:`~opencrs.index.rerank.consensus_inliers`)."""
+        if voting is None:
+            voting = self._voting_words(self.query_words(query), query)
+        words, feature = voting
+        frame = self.tuning.verify.verify_frame / max(query.width, query.height, 1)
+        votes = QueryVotes(
+            words=np.asarray(words, dtype=np.int64),
+            feature=np.asarray(feature, dtype=np.int64),
+            signatures=signature(query.descriptors),
+            angles=coarse_angles(query.angle).astype(np.int64),
+            xy=np.asarray(query.xy, dtype=np.float64).reshape(-1, 2) * frame,
+        )
+        return consensus_inliers(
+            votes, self._candidate_features(candidates), len(candidates), self._consensus
+        )
+
+    def _candidate_features(self, candidates: Sequence[int]) -> CandidateFeatures:
+        """Every feature of global targets ``candidates``, gathered shard by shard, its
+        position in the 1000-unit frame of :class:`~opencrs.index.rerank.CandidateFeatures`."""
+        cands = np.asarray(candidates, dtype=np.int64).reshape(-1)
+        starts = self._offsets[cands]
+        lens = self._offsets[cands + 1] - starts
+        owner = np.repeat(np.arange(len(cands)), lens)
+        first = np.cumsum(lens) - lens
+        rows = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - first, lens)
+        words = np.empty(len(rows), dtype=np.int64)
+        signatures = np.empty(len(rows), dtype=np.uint64)
+        angles = np.empty(len(rows), dtype=np.int64)
+        xy = np.empty((len(rows), 2), dtype=np.float64)
+        shard_of_row = self._shard_of[cands][owner]
+        for k in np.unique(shard_of_row).tolist():
+            at = np.flatnonzero(shard_of_row == k)
+            local = rows[at] - int(self._feature_start[k])
+            shard = self._shards[k]
+            words[at] = self._shard_words[k][local]
+            signatures[at] = shard.descriptors.view(np.uint64)[local, 0]
+            angles[at] = shard.angle_steps[local] >> 8
+            xy[at] = shard.xy_steps[local]
+        size = self._sizes[cands].astype(np.float64)
+        frame = self.tuning.verify.verify_frame / np.maximum(size.max(axis=1, keepdims=True), 1)
+        xy *= (np.maximum(size, 1) / XY_STEPS * frame)[owner]
+        return CandidateFeatures(owner, words, signatures, angles, xy)
 
     def shortlist_of(self, plain: np.ndarray, ranked: np.ndarray) -> list[int]:
         """From :meth:`shortlist_scores`: the shortlist - shortlist_plain best targets by the
