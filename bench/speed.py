@@ -382,18 +382,23 @@ def table(rows: list[dict]) -> list[str]:
 # -- real photos (--real) ------------------------------------------------------------------
 # Shortlist lengths the real-photo table reports the target's shortlist-score rank against.
 RANK_CUTS = (20, 50, 100, 300)
+# ...and its rank after re-ranking against.
+RERANK_CUTS = (1, 5, 17)
 
 
 def _shortlist_diagnosis(searcher: Searcher, query: Features, truth: int) -> dict:
     """From one scoring of ``query``: whether target ``truth`` is shortlisted, and its rank
-    (1 = best) in the plain tf-idf and in the shortlist scores."""
+    (1 = best) in the plain tf-idf, in the shortlist scores and after re-ranking (past
+    the re-ranked candidates: their count + 1)."""
     plain, ranked = searcher.shortlist_scores(query)
+    reranked = searcher.reranked(ranked, query)
     return {
-        "in_shortlist": truth in searcher.shortlist_of(plain, ranked),
+        "in_shortlist": truth in searcher.shortlist_of(plain, ranked, query),
         "tfidf_rank": 1 + int(np.count_nonzero(plain > plain[truth])),
         "shortlist_rank": (
             1 + int(np.count_nonzero(ranked > ranked[truth])) if ranked[truth] > 0 else len(ranked)
         ),
+        "reranked_rank": (1 + reranked.index(truth) if truth in reranked else len(reranked) + 1),
     }
 
 
@@ -402,6 +407,7 @@ def real_summary(records: list[dict]) -> dict:
     ms = [r["ms"] for r in records] or [0.0]
     ranks = [r["tfidf_rank"] for r in records]
     ranked = np.array([r["shortlist_rank"] for r in records] or [0])
+    reranked = np.array([r.get("reranked_rank", 0) for r in records] or [0])
     first = [r["hits"][0] if r["hits"] else None for r in records]
     return {
         "photos": len(records),
@@ -419,6 +425,10 @@ def real_summary(records: list[dict]) -> dict:
         "median_tfidf_rank": float(np.median(ranks)) if ranks else None,
         # Where the shortlist score puts the target: how long a shortlist would hold it.
         "shortlist_rank_within": {str(k): int(np.count_nonzero(ranked <= k)) for k in RANK_CUTS},
+        # ...and where re-ranking puts it (the first shortlist - shortlist_plain are verified).
+        "reranked_within": {
+            str(k): int(np.count_nonzero((reranked >= 1) & (reranked <= k))) for k in RERANK_CUTS
+        },
         "p50_ms": float(np.percentile(ms, 50)),
         "p95_ms": float(np.percentile(ms, 95)),
     }
@@ -472,8 +482,10 @@ def real_table(rows: list[dict]) -> list[str]:
         "| targets | photos | top-1 | found | wrong-first | none | in shortlist "
         "| shortlisted, not first | tf-idf rank (median) | shortlist rank ≤ "
         + " / ".join(map(str, RANK_CUTS))
+        + " | re-ranked ≤ "
+        + " / ".join(map(str, RERANK_CUTS))
         + " | p50 | p95 | build | index B/target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         for label, s in [("all", r["all"]), *r["phones"].items()]:
@@ -483,10 +495,11 @@ def real_table(rows: list[dict]) -> list[str]:
             build = f"{r['build_s']:.1f} s" if label == "all" else ""
             index = f"{r['index_bytes_per_target']:,.0f}" if label == "all" else ""
             within = " / ".join(f"{s['shortlist_rank_within'][str(k)] / n:.3f}" for k in RANK_CUTS)
+            re_within = " / ".join(f"{s['reranked_within'][str(k)] / n:.3f}" for k in RERANK_CUTS)
             lines.append(
                 f"| {who} | {s['photos']} | {s['top1'] / n:.3f} | {s['found'] / n:.3f} "
                 f"| {s['wrong_first']} | {s['none']} | {s['in_shortlist'] / n:.3f} "
-                f"| {s['shortlisted_not_first']} | {rank} | {within} "
+                f"| {s['shortlisted_not_first']} | {rank} | {within} | {re_within} "
                 f"| {s['p50_ms']:.0f} ms | {s['p95_ms']:.0f} ms | {build} | {index} |"
             )
     return lines

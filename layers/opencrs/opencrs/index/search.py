@@ -196,33 +196,47 @@ class Searcher:
         )
 
     def _shortlist(self, qwords: np.ndarray, query: Features) -> list[int]:
-        if not self._consistent_mode() or self.tuning.search.rerank_candidates <= 0:
+        if not self._reranks():
             return self.shortlist_of(*self._scores(qwords, query))
         voting = self._voting_words(qwords, query)
         plain, ranked = self._scores(qwords, query, voting)
-        return self._reranked_shortlist(plain, ranked, query, voting)
+        return self._with_plain(plain, self.reranked(ranked, query, voting))
 
-    def _reranked_shortlist(
+    def _reranks(self) -> bool:
+        return self._consistent_mode() and self.tuning.search.rerank_candidates > 0
+
+    def shortlist_of(
+        self, plain: np.ndarray, ranked: np.ndarray, query: Features | None = None
+    ) -> list[int]:
+        """From :meth:`shortlist_scores`: the shortlist - shortlist_plain best targets by the
+        shortlist score (re-ranked as :meth:`search` does when ``query`` is given), then the
+        shortlist_plain best of plain tf-idf not already in (see ``Search``)."""
+        cfg = self.tuning.search
+        if cfg.shortlist_max_hamming <= 0:
+            return _best(plain, cfg.shortlist, [])
+        if query is not None and self._reranks():
+            return self._with_plain(plain, self.reranked(ranked, query))
+        return self._with_plain(plain, _best(ranked, cfg.shortlist - cfg.shortlist_plain, []))
+
+    def _with_plain(self, plain: np.ndarray, ranked_first: list[int]) -> list[int]:
+        cfg = self.tuning.search
+        chosen = ranked_first[: max(cfg.shortlist - cfg.shortlist_plain, 0)]
+        return chosen + _best(plain, cfg.shortlist_plain, chosen)
+
+    def reranked(
         self,
-        plain: np.ndarray,
         ranked: np.ndarray,
         query: Features,
-        voting: tuple[np.ndarray, np.ndarray],
+        voting: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[int]:
-        """The shortlist after re-ranking the best ``rerank_candidates`` by the shortlist
-        score by their similarity consensus (:mod:`opencrs.index.rerank`; most inliers
-        first, ties in shortlist order), then the ``shortlist_plain`` best of plain tf-idf
-        not already in."""
+        """The best ``rerank_candidates`` targets by the shortlist score ``ranked``, in the
+        order of their similarity consensus (:meth:`consensus_of`; most inliers first, ties
+        in shortlist order), without those under ``rerank_min_inliers``."""
         cfg = self.tuning.search
         pool = _best(ranked, cfg.rerank_candidates, [])
         inliers = self.consensus_of(query, pool, voting)
-        order = np.lexsort((np.arange(len(pool)), -inliers))
-        chosen = [
-            pool[k]
-            for k in order[: max(cfg.shortlist - cfg.shortlist_plain, 0)].tolist()
-            if inliers[k] >= cfg.rerank_min_inliers
-        ]
-        return chosen + _best(plain, cfg.shortlist_plain, chosen)
+        order = np.lexsort((np.arange(len(pool)), -inliers)).tolist()
+        return [pool[k] for k in order if inliers[k] >= cfg.rerank_min_inliers]
 
     def consensus_of(
         self,
@@ -273,16 +287,6 @@ class Searcher:
         frame = self.tuning.verify.verify_frame / np.maximum(size.max(axis=1, keepdims=True), 1)
         xy *= (np.maximum(size, 1) / XY_STEPS * frame)[owner]
         return CandidateFeatures(owner, words, signatures, angles, xy)
-
-    def shortlist_of(self, plain: np.ndarray, ranked: np.ndarray) -> list[int]:
-        """From :meth:`shortlist_scores`: the shortlist - shortlist_plain best targets by the
-        shortlist score, then the shortlist_plain best of plain tf-idf not already in (see
-        ``Search``)."""
-        cfg = self.tuning.search
-        if cfg.shortlist_max_hamming <= 0:
-            return _best(plain, cfg.shortlist, [])
-        chosen = _best(ranked, cfg.shortlist - cfg.shortlist_plain, [])
-        return chosen + _best(plain, cfg.shortlist_plain, chosen)
 
     def shortlist_scores(self, query: Features) -> tuple[np.ndarray, np.ndarray]:
         """Plain tf-idf and shortlist scores of every target for ``query`` (diagnosis: the
