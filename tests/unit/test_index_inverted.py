@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from bench.demo_photos import load_gray, rotate, tilt
+from opencrs.index import inverted
 from opencrs.index.bundle import Bundle
-from opencrs.index.inverted import InvertedIndex
+from opencrs.index.inverted import InvertedIndex, _rows_of, best_per_key
 from opencrs.index.search import Searcher
 from opencrs.vision.features import extract_features, make_features
 
@@ -170,3 +171,36 @@ def test_uncommon_words_are_those_with_lists_near_the_mean_length() -> None:
     assert idx.uncommon(words, 0).all()  # 0: no stop list
     assert idx.uncommon(words, 3.2, floor=10).all()  # never below the floor
     assert _index([[], []]).uncommon(words, 3.2).all()  # nothing listed, nothing dropped
+
+
+def test_best_per_key_keeps_the_heaviest_and_of_ties_the_first() -> None:
+    keys = np.array([7, 3, 7, 3, 9, 7])
+    weight = np.array([1.0, 2.0, 5.0, 2.0, 0.5, 5.0])
+    # Key 3: positions 1 and 3 tie, 1 kept; key 7: 2 and 5 tie at 5.0, 2 kept; in key order.
+    assert best_per_key(keys, weight).tolist() == [1, 2, 4]
+    assert best_per_key(np.zeros(0, np.int64), np.zeros(0)).tolist() == []
+
+
+def test_rows_of_names_the_word_behind_each_posting() -> None:
+    lens = np.array([2, 0, 3, 1])  # postings 0-1: row 0; 2-4: row 2; 5: row 3
+    assert _rows_of(np.array([0, 1, 2, 4, 5]), lens).tolist() == [0, 0, 2, 2, 3]
+
+
+def test_consistent_scores_are_the_same_with_the_dense_grid_or_the_sorted_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(5)
+    n_targets, per = 40, 30
+    words = rng.integers(0, 50, n_targets * per)
+    offsets = np.arange(0, n_targets * per + 1, per)
+    sig = rng.integers(0, 2**8, n_targets * per).astype(np.uint64)  # within 8 bits of 0
+    angles = rng.integers(0, 256, n_targets * per).astype(np.uint8)
+    idx = InvertedIndex(words, offsets, 50, sig, angles)
+    q = rng.integers(0, 50, 60)
+    args = (q, np.zeros(60, np.uint64), rng.integers(0, 256, 60).astype(np.uint8), 8, 8.0, 12)
+    monkeypatch.setattr(inverted, "_grid_is_dense", lambda cells, votes: True)
+    dense = idx.scores_consistent(*args)
+    monkeypatch.setattr(inverted, "_grid_is_dense", lambda cells, votes: False)
+    voted = idx.scores_consistent(*args)
+    assert (dense[1] > 0).sum() > 10
+    assert np.array_equal(dense[0], voted[0]) and np.array_equal(dense[1], voted[1])

@@ -129,19 +129,20 @@ class InvertedIndex:
         self, query_words: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """One walk of the posting lists of a query's words: the plain tf-idf score of every
-        target, and for each posting visited its position, the query row that reached it,
-        its owning target and its weight (the word's idf squared)."""
+        target, and for each posting visited its position, its owning target and its weight
+        (the word's idf squared), with each word's posting count (``np.repeat`` of a
+        per-word value by it gives that value per posting; :func:`_rows_of` names the word
+        of a few postings)."""
         qw = np.asarray(query_words, dtype=np.int64).reshape(-1)
         starts = self._word_ptr[qw]
         lens = self._word_ptr[qw + 1] - starts
         first = np.cumsum(lens) - lens
         # Concatenated posting ranges without a Python loop.
         idx = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - first, lens)
-        rows = np.repeat(np.arange(len(qw)), lens)
         target = np.take(self._post_target, idx)
-        weight = (self._idf[qw].astype(np.float64) ** 2)[rows]
+        weight = np.repeat(self._idf[qw].astype(np.float64) ** 2, lens)
         plain = np.bincount(target, weight, minlength=self.n_targets) * self._inv_norm
-        return plain, idx, rows, target, weight
+        return plain, idx, lens, target, weight
 
     def scores(self, query_words: np.ndarray) -> np.ndarray:
         """tf-idf cosine score of every target for a query's words (float64, one per
@@ -158,9 +159,9 @@ class InvertedIndex:
         gallery and swamp a target that fills a small part of a cluttered query, then no
         longer count. The signatures are stored in posting order, so this reads memory
         sequentially instead of gathering descriptors."""
-        plain, idx, rows, target, weight = self._walk(query_words)
+        plain, idx, lens, target, weight = self._walk(query_words)
         qsig = np.ascontiguousarray(query_signatures, dtype=np.uint64).reshape(-1)
-        near = np.bitwise_count(np.take(qsig, rows) ^ np.take(self._post_signature, idx))
+        near = np.bitwise_count(np.repeat(qsig, lens) ^ np.take(self._post_signature, idx))
         near = near <= max_distance
         embedded = np.bincount(target[near], weight[near], minlength=self.n_targets)
         return plain, embedded * self._inv_norm
@@ -188,14 +189,15 @@ class InvertedIndex:
         the two keypoints (``bins`` per turn); a target scores its best pair of adjacent
         bins, so the votes of a real match, which agree on one rotation, count, and chance
         collisions, spread over every rotation, mostly do not."""
-        plain, idx, rows, target, weight = self._walk(query_words)
+        plain, idx, lens, target, weight = self._walk(query_words)
         qsig = np.ascontiguousarray(query_signatures, dtype=np.uint64).reshape(-1)
-        distance = np.bitwise_count(np.take(qsig, rows) ^ np.take(self._post_signature, idx))
+        distance = np.bitwise_count(np.repeat(qsig, lens) ^ np.take(self._post_signature, idx))
         near = np.flatnonzero(distance <= max_distance)
         consistent = np.zeros(self.n_targets, dtype=np.float64)
         if not len(near):
             return plain, consistent
-        rows, idx, target = rows[near], idx[near], target[near].astype(np.int64)
+        rows = _rows_of(near, lens)
+        idx, target = idx[near], target[near].astype(np.int64)
         d = distance[near].astype(np.float64)
         weight = weight[near] * np.exp(-(d * d) / (sigma * sigma))
         qang = np.ascontiguousarray(query_angles, dtype=np.uint8).reshape(-1)
@@ -204,12 +206,33 @@ class InvertedIndex:
         voter = rows if query_features is None else np.take(query_features, rows)
         keep = best_per_key(voter.astype(np.int64) * self.n_targets + target, weight)
         keep = keep[best_per_key(idx[keep] * bins + rotation[keep], weight[keep])]
-        voted, slot = np.unique(target[keep], return_inverse=True)
-        grid = np.bincount(
-            slot * bins + rotation[keep], weight[keep], minlength=len(voted) * bins
-        ).reshape(-1, bins)
+        target, rotation, weight = target[keep], rotation[keep], weight[keep]
+        if _grid_is_dense(self.n_targets * bins, len(keep)):
+            voted, slot = slice(None), target  # a grid over every target: no sort
+        else:
+            voted, slot = np.unique(target, return_inverse=True)
+        cells = (self.n_targets if isinstance(voted, slice) else len(voted)) * bins
+        grid = np.bincount(slot * bins + rotation, weight, minlength=cells).reshape(-1, bins)
         consistent[voted] = (grid + np.roll(grid, 1, axis=1)).max(axis=1)
         return plain, consistent * self._inv_norm
+
+
+def _rows_of(positions: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """The query row (word) behind each of ``positions`` (ascending) in a walk whose words
+    have ``lens`` postings: a search over the rows' ends, cheaper than repeating every row
+    number over every posting when only a few postings are kept."""
+    return np.searchsorted(np.cumsum(lens), positions, side="right")
+
+
+# The rotation grid of scores_consistent spans every target when it has at most this many
+# cells (or 8 per vote): one bincount instead of sorting the voted targets.
+_DENSE_GRID_CELLS = 1 << 21
+
+
+def _grid_is_dense(cells: int, votes: int) -> bool:
+    """Whether a rotation grid of ``cells`` (targets x bins) for ``votes`` votes is built
+    over every target (cheap while it is small or the votes many) or the voted ones."""
+    return cells <= max(8 * votes, _DENSE_GRID_CELLS)
 
 
 def _in_posting_order(
@@ -225,9 +248,19 @@ def _in_posting_order(
 
 
 def best_per_key(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Positions of the heaviest entry of each distinct key (one per key)."""
-    order = np.lexsort((-weight, keys))
+    """Positions of the heaviest entry of each distinct key (one per key; of equally heavy
+    ones, the first), in key order. One stable sort of the keys and a per-group maximum:
+    ~2x faster than sorting on (key, weight) together."""
+    order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    return order[first]
+    sorted_weight = weight[order]
+    start = np.ones(len(order), dtype=bool)
+    start[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    if not len(order):
+        return order
+    group = np.cumsum(start) - 1
+    heaviest = np.maximum.reduceat(sorted_weight, np.flatnonzero(start))
+    at_max = np.flatnonzero(sorted_weight == heaviest[group])
+    first = np.ones(len(at_max), dtype=bool)
+    first[1:] = group[at_max[1:]] != group[at_max[:-1]]
+    return order[at_max[first]]

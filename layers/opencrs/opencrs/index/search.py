@@ -262,27 +262,33 @@ class Searcher:
         )
 
     def _candidate_features(self, candidates: Sequence[int]) -> CandidateFeatures:
-        """Every feature of global targets ``candidates``, gathered shard by shard, its
-        position in the 1000-unit frame of :class:`~opencrs.index.rerank.CandidateFeatures`."""
+        """Every feature of global targets ``candidates``, gathered shard by shard (the
+        candidates grouped by shard, so each shard's rows are one slice), its position in
+        the 1000-unit frame of :class:`~opencrs.index.rerank.CandidateFeatures`."""
         cands = np.asarray(candidates, dtype=np.int64).reshape(-1)
-        starts = self._offsets[cands]
-        lens = self._offsets[cands + 1] - starts
-        owner = np.repeat(np.arange(len(cands)), lens)
+        by_shard = np.argsort(self._shard_of[cands], kind="stable")
+        grouped = cands[by_shard]
+        starts = self._offsets[grouped]
+        lens = self._offsets[grouped + 1] - starts
         first = np.cumsum(lens) - lens
         rows = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - first, lens)
+        owner = np.repeat(by_shard, lens)  # position in ``candidates``
+        # Shard k's rows are one slice: from its first candidate's to its last's.
+        first_of_shard = np.searchsorted(self._shard_of[grouped], np.arange(len(self._shards) + 1))
+        shard_rows = np.concatenate([[0], np.cumsum(lens)])[first_of_shard]
         words = np.empty(len(rows), dtype=np.int64)
         signatures = np.empty(len(rows), dtype=np.uint64)
         angles = np.empty(len(rows), dtype=np.int64)
         xy = np.empty((len(rows), 2), dtype=np.float64)
-        shard_of_row = self._shard_of[cands][owner]
-        for k in np.unique(shard_of_row).tolist():
-            at = np.flatnonzero(shard_of_row == k)
-            local = rows[at] - int(self._feature_start[k])
-            shard = self._shards[k]
-            words[at] = self._shard_words[k][local]
-            signatures[at] = shard.descriptors.view(np.uint64)[local, 0]
-            angles[at] = shard.angle_steps[local] >> 8
-            xy[at] = shard.xy_steps[local]
+        for k, shard in enumerate(self._shards):
+            a, b = int(shard_rows[k]), int(shard_rows[k + 1])
+            if a == b:
+                continue
+            local = rows[a:b] - int(self._feature_start[k])
+            words[a:b] = np.take(self._shard_words[k], local)
+            signatures[a:b] = np.take(shard.descriptors.view(np.uint64)[:, 0], local)
+            angles[a:b] = np.take(shard.angle_steps, local) >> 8
+            xy[a:b] = np.take(shard.xy_steps, local, axis=0)
         size = self._sizes[cands].astype(np.float64)
         frame = self.tuning.verify.verify_frame / np.maximum(size.max(axis=1, keepdims=True), 1)
         xy *= (np.maximum(size, 1) / XY_STEPS * frame)[owner]
