@@ -286,7 +286,8 @@ class Searcher:
                 continue
             local = rows[a:b] - int(self._feature_start[k])
             words[a:b] = np.take(self._shard_words[k], local)
-            signatures[a:b] = np.take(shard.descriptors.view(np.uint64)[:, 0], local)
+            # Fancy indexing, not np.take: take would copy the whole strided column first.
+            signatures[a:b] = shard.descriptors.view(np.uint64)[local, 0]
             angles[a:b] = np.take(shard.angle_steps, local) >> 8
             xy[a:b] = np.take(shard.xy_steps, local, axis=0)
         size = self._sizes[cands].astype(np.float64)
