@@ -1,10 +1,12 @@
-"""Shortlist over a bundle with a vocabulary tree + inverted file, then geometric
-verification of the shortlisted candidates.
+"""Shortlist over a bundle with a vocabulary tree + inverted file, the re-ranking of its
+best few hundred by a similarity consensus of their votes (:mod:`opencrs.index.rerank`),
+then geometric verification of the shortlisted candidates.
 
 Query cost: quantising the query's descriptors (``branching * depth`` Hamming distances
-each), walking the posting lists of its words (a small fraction of the gallery), then
-verifying at most ``Search.shortlist`` candidates, each against its own ~1000 features
-only, rather than every query descriptor against every gallery descriptor.
+each), walking the posting lists of its words (a small fraction of the gallery), gathering
+the re-ranked candidates' features, then verifying at most ``Search.shortlist``
+candidates, each against its own ~1000 features only, rather than every query descriptor
+against every gallery descriptor.
 """
 
 from __future__ import annotations
