@@ -160,3 +160,13 @@ def test_reranking_off_keeps_the_answers(bundle: Bundle) -> None:
     for family, name in _CASES[::4]:
         q = extract_features(FAMILIES[family](load_gray(name), name), "query")
         assert [h.target_id for h in on.search(q)] == [h.target_id for h in off.search(q)]
+
+
+def test_the_shortlist_from_its_scores_is_the_one_search_verifies(searcher: Searcher) -> None:
+    """bench.speed's diagnosis rebuilds the shortlist from shortlist_scores; given the query
+    it must be the re-ranked one search verifies, not the scores' own order."""
+    for img in (rotate(load_gray("chelsea"), 30), tilt(load_gray("rocket"), 35)):
+        q = extract_features(img, "query")
+        plain, ranked = searcher.shortlist_scores(q)
+        assert searcher.shortlist_of(plain, ranked, q) == searcher.shortlist(q)
+        assert searcher.reranked(ranked, q)[0] == searcher.shortlist(q)[0]
