@@ -170,29 +170,3 @@ def test_the_shortlist_from_its_scores_is_the_one_search_verifies(searcher: Sear
         plain, ranked = searcher.shortlist_scores(q)
         assert searcher.shortlist_of(plain, ranked, q) == searcher.shortlist(q)
         assert searcher.reranked(ranked, q)[0] == searcher.shortlist(q)[0]
-
-
-def test_after_a_hit_weak_consensus_candidates_are_not_verified(
-    bundle: Bundle, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Once a target is accepted, re-ranked candidates whose consensus is under
-    rerank_min_inliers_after_hit are skipped: fewer verifications, the same answer (a photo
-    of two targets still returns both: test_two_targets_in_one_photo_are_both_returned)."""
-    from opencrs.index import search as search_module
-
-    calls: list[int] = []
-    real_verify = search_module.verify
-
-    def counting_verify(*args: object, **kwargs: object) -> object:
-        calls.append(1)
-        return real_verify(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(search_module, "verify", counting_verify)
-    q = extract_features(rotate(load_gray("chelsea"), 30), "query")
-    every = Searcher(bundle, tuning=DEFAULT.replace("search.rerank_min_inliers_after_hit", 0))
-    hits_every = every.search(q)
-    verified_every = len(calls)
-    calls.clear()
-    hits = Searcher(bundle).search(q)
-    assert [h.target_id for h in hits] == [h.target_id for h in hits_every] == ["chelsea"]
-    assert len(calls) < verified_every

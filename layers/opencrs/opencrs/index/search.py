@@ -197,14 +197,12 @@ class Searcher:
             feature,
         )
 
-    def _shortlist(self, qwords: np.ndarray, query: Features) -> tuple[list[int], dict[int, int]]:
-        """The shortlist, and the consensus of its re-ranked members (plain ones: absent)."""
+    def _shortlist(self, qwords: np.ndarray, query: Features) -> list[int]:
         if not self._reranks():
-            return self.shortlist_of(*self._scores(qwords, query)), {}
+            return self.shortlist_of(*self._scores(qwords, query))
         voting = self._voting_words(qwords, query)
         plain, ranked = self._scores(qwords, query, voting)
-        order, consensus = self._reranked_with_consensus(ranked, query, voting)
-        return self._with_plain(plain, order), consensus
+        return self._with_plain(plain, self.reranked(ranked, query, voting))
 
     def _reranks(self) -> bool:
         return self._consistent_mode() and self.tuning.search.rerank_candidates > 0
@@ -236,20 +234,11 @@ class Searcher:
         """The best ``rerank_candidates`` targets by the shortlist score ``ranked``, in the
         order of their similarity consensus (:meth:`consensus_of`; most inliers first, ties
         in shortlist order), without those under ``rerank_min_inliers``."""
-        return self._reranked_with_consensus(ranked, query, voting)[0]
-
-    def _reranked_with_consensus(
-        self,
-        ranked: np.ndarray,
-        query: Features,
-        voting: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> tuple[list[int], dict[int, int]]:
         cfg = self.tuning.search
         pool = _best(ranked, cfg.rerank_candidates, [])
         inliers = self.consensus_of(query, pool, voting)
         order = np.lexsort((np.arange(len(pool)), -inliers)).tolist()
-        kept = [k for k in order if inliers[k] >= cfg.rerank_min_inliers]
-        return [pool[k] for k in kept], {pool[k]: int(inliers[k]) for k in kept}
+        return [pool[k] for k in order if inliers[k] >= cfg.rerank_min_inliers]
 
     def consensus_of(
         self,
@@ -315,7 +304,7 @@ class Searcher:
 
     def shortlist(self, query: Features) -> list[int]:
         """Indices of the best tf-idf-scored targets worth verifying, best first."""
-        return self._shortlist(self.query_words(query), query)[0]
+        return self._shortlist(self.query_words(query), query)
 
     def _voters(self, qwords: np.ndarray, target_words: np.ndarray) -> np.ndarray:
         """Query rows sharing a word (at verify_word_level) with a target's words."""
@@ -347,18 +336,13 @@ class Searcher:
         t0 = time.perf_counter()
         qwords = self.query_words(query)
         # A query without corners can still be a target seen whole.
-        candidates, consensus = self._shortlist(qwords, query) if len(query) else ([], {})
+        candidates = self._shortlist(qwords, query) if len(query) else []
         t1 = time.perf_counter()
-        after_hit = self.tuning.search.rerank_min_inliers_after_hit
         hits: list[Hit] = []
         probes = self.tuning.search.verify_probes
         query_top = self._vocab.nearest_top_nodes(query.descriptors, probes) if probes else None
         top_div = self._vocab.branching ** (self._vocab.depth - 1)
         for i in candidates:
-            # Once a target is accepted, re-ranked candidates with a weak consensus are not
-            # worth verifying (plain tf-idf places always are).
-            if hits and consensus.get(i, after_hit) < after_hit:
-                continue
             target_words = self._target_words(i)
             sel = self._voters(qwords, target_words)
             # Fewer voters than the inliers acceptance needs cannot be verified.

@@ -163,9 +163,6 @@ class Search:
     rerank_min_votes: int = 6
     # Re-ranked candidates whose consensus is below this are not verified (0: all are).
     rerank_min_inliers: int = 0
-    # ...nor, once one target is accepted, those below this (0: all are): verification time
-    # goes to queries that have found nothing yet.
-    rerank_min_inliers_after_hit: int = 6
     # Vocabulary level where a query feature must share a node with a candidate to vote.
     verify_word_level: int = 3
     # Nearest top-level nodes whose features a query feature is matched with (0: all).
