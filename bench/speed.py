@@ -448,10 +448,10 @@ def run_real_size(
         t0 = time.perf_counter()
         gray = check_and_decode(data, tuning.image).gray
         tm: dict[str, float] = {}
-        hits = searcher.search_image(gray, timings=tm)
+        query = extract_features(gray, "query", tuning.query)
+        hits = searcher.search_image(gray, timings=tm, features=query)
         ms = (time.perf_counter() - t0) * 1000
         # Diagnosis, untimed: the shortlist of the photo itself (not of its tilt views).
-        query = extract_features(gray, "query", tuning.query)
         diagnosis = _shortlist_diagnosis(searcher, query, position[photo.target])
         ids = [h.target_id for h in hits]
         records.append(

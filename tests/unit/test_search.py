@@ -170,3 +170,14 @@ def test_the_shortlist_from_its_scores_is_the_one_search_verifies(searcher: Sear
         plain, ranked = searcher.shortlist_scores(q)
         assert searcher.shortlist_of(plain, ranked, q) == searcher.shortlist(q)
         assert searcher.reranked(ranked, q)[0] == searcher.shortlist(q)[0]
+
+
+def test_search_image_with_its_features_given_is_the_same_search(searcher: Searcher) -> None:
+    for img in (rotate(load_gray("chelsea"), 30), load_gray("brick")):
+        given = extract_features(img, "query")
+        assert searcher.search_image(img, features=given) == searcher.search_image(img)
+    # The given features are the ones searched (they are trusted to be the image's).
+    chelsea = extract_features(load_gray("chelsea"), "query")
+    assert [h.target_id for h in searcher.search_image(load_gray("brick"), features=chelsea)] == [
+        "chelsea"
+    ]

@@ -374,6 +374,7 @@ class Searcher:
         *,
         max_results: int = 10,
         timings: dict[str, float] | None = None,
+        features: Features | None = None,
     ) -> list[Hit]:
         """:meth:`search` for a query image, the production query path: its features,
         then, if nothing is found, its tilt views (``Search.tilt_retry_stretch``) in turn
@@ -381,12 +382,17 @@ class Searcher:
         a geometric guess, not the picture as taken, and a whole-image match of a
         stretched copy would be a chance one.
         ``timings``, if given, receives the seconds spent in "features", "shortlist" and
-        "verify" over every view searched, and "views"."""
+        "verify" over every view searched, and "views". ``features``: the image's own
+        query features, if the caller has already extracted them (a benchmark that also
+        diagnoses them); the tilt views are extracted here as ever."""
         spent = dict.fromkeys(("features", "shortlist", "verify", "views"), 0.0)
         hits: list[Hit] = []
         for n, view in enumerate(_views(gray, self.tuning)):
             t = time.perf_counter()
-            query = extract_features(view, "query", self.tuning.query)
+            given = features if n == 0 else None
+            query = (
+                given if given is not None else extract_features(view, "query", self.tuning.query)
+            )
             spent["features"] += time.perf_counter() - t
             step: dict[str, float] = {}
             hits = self.search(query, max_results=max_results, timings=step, whole_image=n == 0)
