@@ -136,9 +136,7 @@ class InvertedIndex:
         qw = np.asarray(query_words, dtype=np.int64).reshape(-1)
         starts = self._word_ptr[qw]
         lens = self._word_ptr[qw + 1] - starts
-        first = np.cumsum(lens) - lens
-        # Concatenated posting ranges without a Python loop.
-        idx = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - first, lens)
+        idx = concatenated_ranges(starts, lens)
         target = np.take(self._post_target, idx)
         weight = np.repeat(self._idf[qw].astype(np.float64) ** 2, lens)
         plain = np.bincount(target, weight, minlength=self.n_targets) * self._inv_norm
@@ -208,13 +206,21 @@ class InvertedIndex:
         keep = keep[best_per_key(idx[keep] * bins + rotation[keep], weight[keep])]
         target, rotation, weight = target[keep], rotation[keep], weight[keep]
         if _grid_is_dense(self.n_targets * bins, len(keep)):
-            voted, slot = slice(None), target  # a grid over every target: no sort
+            voted, slot = np.arange(self.n_targets), target  # every target's row: no sort
         else:
             voted, slot = np.unique(target, return_inverse=True)
-        cells = (self.n_targets if isinstance(voted, slice) else len(voted)) * bins
-        grid = np.bincount(slot * bins + rotation, weight, minlength=cells).reshape(-1, bins)
+        grid = np.bincount(slot * bins + rotation, weight, minlength=len(voted) * bins).reshape(
+            -1, bins
+        )
         consistent[voted] = (grid + np.roll(grid, 1, axis=1)).max(axis=1)
         return plain, consistent * self._inv_norm
+
+
+def concatenated_ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """``start, start + 1, ..., start + len - 1`` for each (start, len), concatenated, as
+    int64: the rows of many slices gathered at once, without a Python loop."""
+    first = np.cumsum(lens) - lens
+    return np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - first, lens)
 
 
 def _rows_of(positions: np.ndarray, lens: np.ndarray) -> np.ndarray:
@@ -252,12 +258,12 @@ def best_per_key(keys: np.ndarray, weight: np.ndarray) -> np.ndarray:
     ones, the first), in key order. One stable sort of the keys and a per-group maximum:
     ~2x faster than sorting on (key, weight) together."""
     order = np.argsort(keys, kind="stable")
+    if not len(order):
+        return order
     sorted_keys = keys[order]
     sorted_weight = weight[order]
     start = np.ones(len(order), dtype=bool)
     start[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    if not len(order):
-        return order
     group = np.cumsum(start) - 1
     heaviest = np.maximum.reduceat(sorted_weight, np.flatnonzero(start))
     at_max = np.flatnonzero(sorted_weight == heaviest[group])

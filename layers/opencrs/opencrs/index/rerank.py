@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opencrs.index.inverted import best_per_key
+from opencrs.index.inverted import best_per_key, concatenated_ranges
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,7 @@ def _shared_word_pairs(query: QueryVotes, targets: CandidateFeatures) -> tuple[n
     qwords = query.words[qorder]
     lo = np.searchsorted(qwords, targets.words[rows], "left")
     lens = np.searchsorted(qwords, targets.words[rows], "right") - lo
-    first = np.cumsum(lens) - lens
-    at = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(lo - first, lens)
+    at = concatenated_ranges(lo, lens)
     return query.feature[qorder[at]].astype(np.int64), np.repeat(rows, lens)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from opencrs.index.bundle import XY_STEPS, Bundle, coarse_angles
-from opencrs.index.inverted import InvertedIndex
+from opencrs.index.inverted import InvertedIndex, concatenated_ranges
 from opencrs.index.rerank import CandidateFeatures, Consensus, QueryVotes, consensus_inliers
 from opencrs.index.vocabulary import Vocabulary, shipped
 from opencrs.vision.features import Features, extract_features, make_features, tilt_views
@@ -272,8 +272,7 @@ class Searcher:
         grouped = cands[by_shard]
         starts = self._offsets[grouped]
         lens = self._offsets[grouped + 1] - starts
-        first = np.cumsum(lens) - lens
-        rows = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(starts - first, lens)
+        rows = concatenated_ranges(starts, lens)
         owner = np.repeat(by_shard, lens)  # position in ``candidates``
         # Shard k's rows are one slice: from its first candidate's to its last's.
         first_of_shard = np.searchsorted(self._shard_of[grouped], np.arange(len(self._shards) + 1))
