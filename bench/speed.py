@@ -406,8 +406,8 @@ def real_summary(records: list[dict]) -> dict:
     """The real-photo table's columns over ``records`` (one per photo)."""
     ms = [r["ms"] for r in records] or [0.0]
     ranks = [r["tfidf_rank"] for r in records]
-    ranked = np.array([r["shortlist_rank"] for r in records] or [0])
-    reranked = np.array([r.get("reranked_rank", 0) for r in records] or [0])
+    ranked = np.array([r["shortlist_rank"] for r in records])
+    reranked = np.array([r["reranked_rank"] for r in records])
     first = [r["hits"][0] if r["hits"] else None for r in records]
     return {
         "photos": len(records),
@@ -426,9 +426,7 @@ def real_summary(records: list[dict]) -> dict:
         # Where the shortlist score puts the target: how long a shortlist would hold it.
         "shortlist_rank_within": {str(k): int(np.count_nonzero(ranked <= k)) for k in RANK_CUTS},
         # ...and where re-ranking puts it (the first shortlist - shortlist_plain are verified).
-        "reranked_within": {
-            str(k): int(np.count_nonzero((reranked >= 1) & (reranked <= k))) for k in RERANK_CUTS
-        },
+        "reranked_within": {str(k): int(np.count_nonzero(reranked <= k)) for k in RERANK_CUTS},
         "p50_ms": float(np.percentile(ms, 50)),
         "p95_ms": float(np.percentile(ms, 95)),
     }

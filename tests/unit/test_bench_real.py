@@ -59,3 +59,8 @@ def test_summary_and_table_count_top1_misses_and_reranked_ranks() -> None:
     assert len(lines) == 2 + 3
     cells = {line.count("|") for line in lines}
     assert len(cells) == 1  # every row has the header's columns
+
+
+def test_summary_of_no_photos_counts_nothing_within_any_rank() -> None:
+    s = real_summary([])
+    assert set(s["shortlist_rank_within"].values()) == set(s["reranked_within"].values()) == {0}

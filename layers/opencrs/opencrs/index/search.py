@@ -159,10 +159,6 @@ class Searcher:
             feature = np.concatenate([feature, extra])
         return words, feature
 
-    def _consistent_mode(self) -> bool:
-        cfg = self.tuning.search
-        return cfg.shortlist_max_hamming > 0 and cfg.shortlist_angle_bins > 0
-
     def _scores(
         self,
         qwords: np.ndarray,
@@ -198,14 +194,18 @@ class Searcher:
         )
 
     def _shortlist(self, qwords: np.ndarray, query: Features) -> list[int]:
-        if not self._reranks():
-            return self.shortlist_of(*self._scores(qwords, query))
-        voting = self._voting_words(qwords, query)
-        plain, ranked = self._scores(qwords, query, voting)
-        return self._with_plain(plain, self.reranked(ranked, query, voting))
+        voting = self._voting_words(qwords, query) if self._reranks() else None
+        return self._shortlist_from(*self._scores(qwords, query, voting), query, voting)
 
     def _reranks(self) -> bool:
-        return self._consistent_mode() and self.tuning.search.rerank_candidates > 0
+        """Whether the shortlist is re-ranked: only the rotation-consistent score has the
+        votes a consensus is built from."""
+        cfg = self.tuning.search
+        return (
+            cfg.shortlist_max_hamming > 0
+            and cfg.shortlist_angle_bins > 0
+            and cfg.rerank_candidates > 0
+        )
 
     def shortlist_of(
         self, plain: np.ndarray, ranked: np.ndarray, query: Features | None = None
@@ -213,16 +213,23 @@ class Searcher:
         """From :meth:`shortlist_scores`: the shortlist - shortlist_plain best targets by the
         shortlist score (re-ranked as :meth:`search` does when ``query`` is given), then the
         shortlist_plain best of plain tf-idf not already in (see ``Search``)."""
+        return self._shortlist_from(plain, ranked, query, None)
+
+    def _shortlist_from(
+        self,
+        plain: np.ndarray,
+        ranked: np.ndarray,
+        query: Features | None,
+        voting: tuple[np.ndarray, np.ndarray] | None,
+    ) -> list[int]:
         cfg = self.tuning.search
         if cfg.shortlist_max_hamming <= 0:
             return _best(plain, cfg.shortlist, [])
+        room = max(cfg.shortlist - cfg.shortlist_plain, 0)
         if query is not None and self._reranks():
-            return self._with_plain(plain, self.reranked(ranked, query))
-        return self._with_plain(plain, _best(ranked, cfg.shortlist - cfg.shortlist_plain, []))
-
-    def _with_plain(self, plain: np.ndarray, ranked_first: list[int]) -> list[int]:
-        cfg = self.tuning.search
-        chosen = ranked_first[: max(cfg.shortlist - cfg.shortlist_plain, 0)]
+            chosen = self.reranked(ranked, query, voting)[:room]
+        else:
+            chosen = _best(ranked, room, [])
         return chosen + _best(plain, cfg.shortlist_plain, chosen)
 
     def reranked(
