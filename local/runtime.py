@@ -182,21 +182,29 @@ def load_handler(function: str) -> Callable[[dict, Any], dict]:
 
 
 class FakeLambdaContext:
-    """The attributes of a Lambda context object that powertools reads."""
+    """The attributes of a Lambda context object that powertools reads; the Invoke
+    stand-in passes each invocation's own request id, memory and deadline."""
 
-    def __init__(self, function_name: str) -> None:
+    def __init__(
+        self,
+        function_name: str,
+        request_id: str | None = None,
+        memory_mb: int = 2048,
+        timeout_s: float = 29.0,
+    ) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
-        self.memory_limit_in_mb = 2048
+        self.memory_limit_in_mb = memory_mb
         self.invoked_function_arn = (
             f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
         )
-        self.aws_request_id = str(uuid.uuid4())
+        self.aws_request_id = request_id or str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
 
     def get_remaining_time_in_millis(self) -> int:
-        return 29_000
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def load_event(name: str) -> dict[str, Any]:
