@@ -144,3 +144,31 @@ def test_log_tail_carries_the_report_line(client) -> None:
     request_id = response["ResponseMetadata"]["RequestId"]
     assert f"REPORT RequestId: {request_id}" in log
     assert "Memory Size: 512 MB" in log
+
+
+@pytest.mark.integration
+def test_a_real_opencrs_handler_answers_through_the_stand_in(stack) -> None:
+    """functions/similar in a worker, configured as the template would configure it, finds
+    a target the upload pipeline indexed in moto."""
+    from bench.demo_photos import photo
+    from local.runtime import local_environment
+
+    result = stack.upload("uploads/demo/coffee.jpg", photo("coffee"), {"name": "coffee"})
+    assert result["outcomes"][0]["status"] == "indexed"
+    env = local_environment(stack.aws.endpoint, stack.aws.bucket, stack.aws.table)
+    function = LambdaFunction(name="SimilarFunction", handler="similar", env=env, timeout_s=20)
+    with InvokeStandIn([function]) as running:
+        lambda_client = boto3.client(
+            "lambda",
+            endpoint_url=running.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"total_max_attempts": 1}, read_timeout=30),
+        )
+        event = stack.signed_event("similar.json", image=base64.b64encode(photo("coffee")).decode())
+        response, answer = _invoke(lambda_client, "SimilarFunction", event)
+    assert "FunctionError" not in response, answer
+    body = json.loads(answer["body"])
+    assert body["statusCode"] == 0, body
+    assert [target["name"] for target in body["result"]["results"]] == ["coffee"]
