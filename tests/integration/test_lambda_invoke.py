@@ -34,16 +34,21 @@ def stand_in() -> Iterator[InvokeStandIn]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def client(stand_in: InvokeStandIn):
+def lambda_client_for(stand_in: InvokeStandIn):
+    """boto3's own lambda client pointed at the stand-in, without retries to hide a failure."""
     return boto3.client(
         "lambda",
         endpoint_url=stand_in.endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
-        config=Config(retries={"total_max_attempts": 1}, read_timeout=20),
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=30),
     )
+
+
+@pytest.fixture(scope="module")
+def client(stand_in: InvokeStandIn):
+    return lambda_client_for(stand_in)
 
 
 def _invoke(client, name: str, payload: object = None, **kwargs: object) -> tuple[dict, object]:
@@ -158,14 +163,7 @@ def test_a_real_opencrs_handler_answers_through_the_stand_in(stack) -> None:
     env = local_environment(stack.aws.endpoint, stack.aws.bucket, stack.aws.table)
     function = LambdaFunction(name="SimilarFunction", handler="similar", env=env, timeout_s=20)
     with InvokeStandIn([function]) as running:
-        lambda_client = boto3.client(
-            "lambda",
-            endpoint_url=running.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"total_max_attempts": 1}, read_timeout=30),
-        )
+        lambda_client = lambda_client_for(running)
         event = stack.signed_event("similar.json", image=base64.b64encode(photo("coffee")).decode())
         response, answer = _invoke(lambda_client, "SimilarFunction", event)
     assert "FunctionError" not in response, answer
