@@ -25,11 +25,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from local.runtime import FUNCTION_ARN_PREFIX, FakeLambdaContext, load_handler
+
 # Lambda's synchronous payload limit, both ways (6 MB).
 PAYLOAD_LIMIT = 6 * 1024 * 1024
 INVOKE_PATH = "/2015-03-31/functions/"
 INIT_LIMIT_S = 60.0
-ARN_PREFIX = "arn:aws:lambda:us-east-1:000000000000:function:"
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,12 @@ def _load(handler: str) -> Any:
     if ":" in handler:
         module, attribute = handler.split(":", 1)
         return getattr(importlib.import_module(module), attribute)
-    from local.runtime import load_handler
-
     return load_handler(handler)
 
 
 def _worker(spec: LambdaFunction, conn: Connection) -> None:
     """One execution environment: load the handler once, then answer invocations."""
     os.environ.update(spec.env)
-    from local.runtime import FakeLambdaContext
-
     handler = _load(spec.handler)
     conn.send(("ready", b""))
     while True:
@@ -110,7 +107,11 @@ class _Environment:
         self.process.start()
         child.close()
         # Init (imports, module scope) is a cold start's, not the invocation's, time.
-        if not self.conn.poll(INIT_LIMIT_S) or self.conn.recv()[0] != "ready":
+        try:
+            ready = self.conn.poll(INIT_LIMIT_S) and self.conn.recv()[0] == "ready"
+        except EOFError:  # the handler's module raised or exited while loading
+            ready = False
+        if not ready:
             self.stop()
             raise EOFError("the environment did not finish its init")
 
@@ -243,9 +244,7 @@ def _handler_for(stand_in: InvokeStandIn) -> type[BaseHTTPRequestHandler]:
             qualifier = parse_qs(url.query).get("Qualifier", [qualifier])[0]
             pool = stand_in.pools.get(name)
             if pool is None or qualifier not in (None, "$LATEST"):
-                message = (
-                    f"Function not found: arn:aws:lambda:us-east-1:000000000000:function:{name}"
-                )
+                message = f"Function not found: {FUNCTION_ARN_PREFIX}{name}"
                 if qualifier:
                     message += f":{qualifier}"
                 return self._service_error(404, "ResourceNotFoundException", message, request_id)

@@ -40,6 +40,8 @@ DEFAULT_APP_SECRET = "opencrs-local-secret-change-me"
 DEFAULT_APP_ID = "default"
 DEFAULT_API_KEY = "opencrs-local-api-key"
 DEFAULT_API_SECRET = "opencrs-local-api-secret-change-me"
+# Local functions' ARNs: the region and account the local environment claims.
+FUNCTION_ARN_PREFIX = "arn:aws:lambda:us-east-1:000000000000:function:"
 
 
 @dataclass(frozen=True)
@@ -195,9 +197,7 @@ class FakeLambdaContext:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = memory_mb
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
-        )
+        self.invoked_function_arn = f"{FUNCTION_ARN_PREFIX}{function_name}"
         self.aws_request_id = request_id or str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"

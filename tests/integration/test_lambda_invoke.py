@@ -29,6 +29,7 @@ def stand_in() -> Iterator[InvokeStandIn]:
         _function("sleep", timeout_s=1.0, concurrency=2),
         _function("crash"),
         _function("oversize"),
+        LambdaFunction(name="broken", handler="tests.integration.lambda_fixtures.broken:handler"),
     ]
     with InvokeStandIn(functions) as running:
         yield running
@@ -121,6 +122,13 @@ def test_invocations_run_in_parallel_environments(client) -> None:
 def test_a_crashed_runtime_is_an_exit_error_and_the_next_call_starts_fresh(client) -> None:
     for _ in range(2):
         response, body = _invoke(client, "crash")
+        assert response["FunctionError"] == "Unhandled"
+        assert body["errorType"] == "Runtime.ExitError"
+
+
+def test_a_failed_init_is_an_exit_error_every_time(client) -> None:
+    for _ in range(2):
+        response, body = _invoke(client, "broken")
         assert response["FunctionError"] == "Unhandled"
         assert body["errorType"] == "Runtime.ExitError"
 
