@@ -395,10 +395,10 @@ class Searcher:
         hits: list[Hit] = []
         for n, view in enumerate(_views(gray, self.tuning)):
             t = time.perf_counter()
-            given = features if n == 0 else None
-            query = (
-                given if given is not None else extract_features(view, "query", self.tuning.query)
-            )
+            if n == 0 and features is not None:
+                query = features
+            else:
+                query = extract_features(view, "query", self.tuning.query)
             spent["features"] += time.perf_counter() - t
             step: dict[str, float] = {}
             hits = self.search(query, max_results=max_results, timings=step, whole_image=n == 0)
