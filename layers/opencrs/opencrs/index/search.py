@@ -12,7 +12,7 @@ against every gallery descriptor.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -366,13 +366,12 @@ class Searcher:
             )
             if v is not None:
                 hits.append(Hit(target_id=self._ids[i], inliers=v.inliers, score=v.score))
-        hits.sort(key=lambda h: (-h.score, -h.inliers, h.target_id))
         if whole_image:
             hits += self._whole_image_hits(query, {h.target_id for h in hits})
         if timings is not None:
             timings["shortlist"] = t1 - t0
             timings["verify"] = time.perf_counter() - t1
-        return hits[:max_results]
+        return ranked(hits, max_results)
 
     def search_image(
         self,
@@ -391,22 +390,21 @@ class Searcher:
         "verify" over every view searched, and "views". ``features``: the image's own
         query features, if the caller has already extracted them (a benchmark that also
         diagnoses them); the tilt views are extracted here as ever."""
-        spent = dict.fromkeys(("features", "shortlist", "verify", "views"), 0.0)
-        hits: list[Hit] = []
-        for n, view in enumerate(_views(gray, self.tuning)):
-            t = time.perf_counter()
-            if n == 0 and features is not None:
-                query = features
-            else:
-                query = extract_features(view, "query", self.tuning.query)
-            spent["features"] += time.perf_counter() - t
+        spent = dict.fromkeys(("shortlist", "verify"), 0.0)
+
+        def search_view(query: Features, whole_image: bool) -> list[Hit]:
             step: dict[str, float] = {}
-            hits = self.search(query, max_results=max_results, timings=step, whole_image=n == 0)
+            hits = self.search(
+                query, max_results=max_results, timings=step, whole_image=whole_image
+            )
             spent["shortlist"] += step.get("shortlist", 0.0)
             spent["verify"] += step.get("verify", 0.0)
-            spent["views"] = n + 1
-            if hits or max_results <= 0 or not self._ids:
-                break
+            return hits
+
+        searchable = max_results > 0 and bool(self._ids)
+        hits = search_views(
+            gray, self.tuning, search_view, features=features, timings=timings, more=searchable
+        )
         if timings is not None:
             timings.update(spent)
         return hits
@@ -426,8 +424,51 @@ class Searcher:
             r = residual(query.thumbnail, thumb, cfg) if thumb is not None else float("inf")
             if r <= cfg.max_residual:
                 hits.append(Hit(target_id=tid, inliers=0, score=-r, whole_image=True))
-        hits.sort(key=lambda h: (-h.score, h.target_id))
         return hits
+
+
+def search_views(
+    gray: np.ndarray,
+    tuning: Tuning,
+    search_view: Callable[[Features, bool], list[Hit]],
+    *,
+    features: Features | None = None,
+    timings: dict[str, float] | None = None,
+    more: bool = True,
+) -> list[Hit]:
+    """The tilt retry, wherever the views are searched (one searcher, or every partition of
+    a library at once): ``search_view(query, whole_image)`` on the query's own features,
+    then, while nothing is found and ``more``, on each tilt view in turn (made only once
+    the views before found nothing; searched by local features only). ``features``: view
+    0's, if already extracted. ``timings`` receives "features" (every view's extraction)
+    and "views" (how many were searched)."""
+    extracting = 0.0
+    hits: list[Hit] = []
+    views = 0
+    for n, view in enumerate(_views(gray, tuning)):
+        t = time.perf_counter()
+        if n == 0 and features is not None:
+            query = features
+        else:
+            query = extract_features(view, "query", tuning.query)
+        extracting += time.perf_counter() - t
+        hits = search_view(query, n == 0)
+        views = n + 1
+        if hits or not more:
+            break
+    if timings is not None:
+        timings.update(features=extracting, views=views)
+    return hits
+
+
+def ranked(hits: Iterable[Hit], max_results: int) -> list[Hit]:
+    """The ``max_results`` best of ``hits``: verified targets by score (ties: inliers,
+    id), then whole-image ones by score (smallest residual first). The one order of an
+    answer, whether the hits come from one searcher or from every partition of a library
+    (target ids are disjoint across partitions, so their top lists merge exactly)."""
+    return sorted(hits, key=lambda h: (h.whole_image, -h.score, -h.inliers, h.target_id))[
+        : max(max_results, 0)
+    ]
 
 
 def _views(gray: np.ndarray, tuning: Tuning) -> Iterator[np.ndarray]:
