@@ -6,7 +6,10 @@ adapters themselves, real faults and concurrency."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from opencrs.bootstrap import Services
@@ -15,14 +18,18 @@ from opencrs.domain.credentials import Keyring
 from opencrs.domain.errors import (
     BlobMissing,
     OutOfOrder,
+    PartitionFailed,
     SignatureReplayed,
     StaleRecord,
     TargetExists,
 )
+from opencrs.domain.partitions import STALE, PartitionAnswer, PartitionQuery
 from opencrs.domain.ports import Stores
 from opencrs.domain.target import DELETING, TargetRecord
+from opencrs.edge.partition import answer_partition_query
 from opencrs.index.bundle import Bundle
 from opencrs.store.bundles import shard_of
+from opencrs.usecases.partition import PartitionSearcher
 
 FAKE_BUCKET = "fake-bucket"
 FAKE_TABLE = "fake-table"
@@ -193,9 +200,18 @@ class FakeBundleStore:
         return self.manifests.get(gallery)
 
     def load(self, manifest: FakeManifest) -> FakeShards:
+        return self.load_shards(manifest.shard_keys)
+
+    def load_shards(
+        self, keys: Sequence[str], known: Mapping[str, Bundle] | None = None
+    ) -> FakeShards:
+        known = known or {}
         try:
             return FakeShards(
-                tuple(self.objects[k] if k else Bundle.empty() for k in manifest.shard_keys)
+                tuple(
+                    known[k] if k in known else self.objects[k] if k else Bundle.empty()
+                    for k in keys
+                )
             )
         except KeyError as missing:
             raise BlobMissing(str(missing)) from None
@@ -262,6 +278,34 @@ class FakeReplayLog:
         if (gallery, key) in self.claimed:
             raise SignatureReplayed(key[:8])
         self.claimed.add((gallery, key))
+
+
+class FakePartitions:
+    """``store.partitions.LambdaPartitions`` in process: each partition answered by the
+    partition function's own edge and use case over the fake bundles, its query and answer
+    passed through JSON as Invoke passes them. Fault hooks: partitions in ``failing``
+    raise PartitionFailed (a function error), every answer waits ``delay_s``, the next
+    ``stale`` answers report a replaced shard."""
+
+    def __init__(self, bundles: FakeBundleStore, capacity: int = 8) -> None:
+        self.searcher = PartitionSearcher(bundles, capacity)
+        self.failing: set[int] = set()
+        self.delay_s = 0.0
+        self.stale = 0
+        self.asked: list[PartitionQuery] = []
+        self._lock = threading.Lock()
+
+    def search(self, query: PartitionQuery) -> PartitionAnswer:
+        with self._lock:
+            self.asked.append(query)
+            stale, self.stale = self.stale > 0, max(self.stale - 1, 0)
+        part = query.partition
+        if part.index in self.failing:
+            raise PartitionFailed(f"library search failed: {part.label} failed (InjectedFault)")
+        time.sleep(self.delay_s)
+        sent = json.loads(json.dumps(query.to_payload()))
+        answer = STALE if stale else answer_partition_query(self.searcher, sent)
+        return PartitionAnswer.from_payload(json.loads(json.dumps(answer)), part)
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,17 @@ from functools import cached_property
 
 from opencrs.config import Settings
 from opencrs.domain.credentials import Keyring
-from opencrs.domain.ports import Stores
+from opencrs.domain.ports import PartitionSearch, Stores
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
+from opencrs.store.partitions import LambdaPartitions
 from opencrs.store.records import TargetTable, UploadKeys
 from opencrs.store.replays import ReplayLog
 from opencrs.store.secrets import load_keyring
 from opencrs.usecases.bundle_sync import BundleSync
 from opencrs.usecases.images import ImagePreparer
 from opencrs.usecases.objects import TargetObjects
+from opencrs.usecases.partition import PartitionSearcher
 from opencrs.usecases.query import SimilarityEngine
 from opencrs.usecases.targets import Targets
 from opencrs.usecases.uploads import UploadProcessor, UploadSource
@@ -34,6 +36,13 @@ def aws_stores(settings: Settings) -> Stores:
     )
 
 
+def partition_search(settings: Settings) -> PartitionSearch | None:
+    """The partition search function a library is fanned out over (None: searched here)."""
+    if settings.partition_shards <= 0 or not settings.partition_function:
+        return None
+    return LambdaPartitions(settings.partition_function, settings.partition_timeout_s)
+
+
 class Services:
     """One per process: the use cases over one set of stores, and the warm search index."""
 
@@ -43,7 +52,9 @@ class Services:
         self.settings = settings
         self.stores = stores or aws_stores(settings)
         self._keyring = keyring
-        self.engine = SimilarityEngine(self.stores)
+        self.engine = SimilarityEngine(
+            self.stores, partition_search(settings), settings.partition_shards
+        )
         self.images = ImagePreparer(self.engine)
         self.objects = TargetObjects(self.stores.blobs)
         self.targets = Targets(self.stores, self.images, self.objects, BundleSync(self.stores))
@@ -53,6 +64,11 @@ class Services:
     @classmethod
     def from_env(cls) -> Services:
         return cls(Settings.from_env())
+
+    @cached_property
+    def partition_searcher(self) -> PartitionSearcher:
+        """What a partition search function answers with (query functions never need it)."""
+        return PartitionSearcher(self.stores.bundles, self.settings.partition_cache)
 
     @cached_property
     def keyring(self) -> Keyring:

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_BUNDLE_SHARDS = 16
+DEFAULT_PARTITION_TIMEOUT_S = 15.0
+DEFAULT_PARTITION_CACHE = 2
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,17 @@ class Settings:
     # Shards of a gallery created from now on (see store.bundles); an existing gallery
     # keeps the count its manifest records.
     bundle_shards: int = DEFAULT_BUNDLE_SHARDS
+    # A library's search fanned out over partitions of this many consecutive shards, each
+    # searched by ``partition_function`` (see domain.partitions); 0 or no function: the
+    # query function searches the whole library itself.
+    partition_shards: int = 0
+    partition_function: str = ""
+    # The partition function's own timeout (its template Timeout): an invoke is given up
+    # a little after it.
+    partition_timeout_s: float = DEFAULT_PARTITION_TIMEOUT_S
+    # Partitions one partition search instance keeps loaded (Lambda routes any partition
+    # to any instance); each costs its share of the library's memory.
+    partition_cache: int = DEFAULT_PARTITION_CACHE
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -49,6 +62,12 @@ class Settings:
             app_id=env.get("OPENCRS_APP_ID", ""),
             default_gallery=env.get("OPENCRS_GALLERY", "default"),
             bundle_shards=int(env.get("OPENCRS_BUNDLE_SHARDS") or DEFAULT_BUNDLE_SHARDS),
+            partition_shards=int(env.get("OPENCRS_PARTITION_SHARDS") or 0),
+            partition_function=env.get("OPENCRS_PARTITION_FUNCTION", ""),
+            partition_timeout_s=float(
+                env.get("OPENCRS_PARTITION_TIMEOUT") or DEFAULT_PARTITION_TIMEOUT_S
+            ),
+            partition_cache=int(env.get("OPENCRS_PARTITION_CACHE") or DEFAULT_PARTITION_CACHE),
         )
 
     def __repr__(self) -> str:  # the secret must never reach a log line

@@ -58,6 +58,13 @@ class TargetKeptChanging(DomainError):
     code = wire.INTERNAL_ERROR
 
 
+class PartitionFailed(DomainError):
+    """A partition of a library errored, timed out or could not be invoked: the query is
+    answered with this (statusCode 500), never with the other partitions' hits alone."""
+
+    code = wire.INTERNAL_ERROR
+
+
 # -- what the ports raise (adapters translate their storage's errors into these) ---------
 
 

@@ -4,12 +4,15 @@ use case is tested without AWS. Errors the ports raise live in ``domain.errors``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from opencrs.domain.target import TargetRecord
 from opencrs.index.bundle import Bundle
+
+if TYPE_CHECKING:  # domain.partitions imports this module
+    from opencrs.domain.partitions import PartitionAnswer, PartitionQuery
 
 
 class TargetRepository(Protocol):
@@ -93,9 +96,25 @@ class BundleStore(Protocol):
         """The bundles ``manifest`` names; BlobMissing if one was already replaced."""
         ...
 
+    def load_shards(
+        self, keys: Sequence[str], known: Mapping[str, Bundle] | None = None
+    ) -> GalleryBundles:
+        """The bundles under ``keys`` (one partition of a manifest's), in order, taking
+        those in ``known`` as they are; BlobMissing if one was already replaced."""
+        ...
+
     def commit(self, gallery: str, target_id: str, change: Callable[[Bundle], Bundle]) -> object:
         """Apply ``change`` to the shard holding ``target_id`` and publish a new version;
         ``change`` may run more than once (it is re-run when another writer won)."""
+        ...
+
+
+class PartitionSearch(Protocol):
+    """One partition of a library searched where it is held (a partition search function)."""
+
+    def search(self, query: PartitionQuery) -> PartitionAnswer:
+        """The partition's answer; PartitionFailed if it errored, timed out or could not be
+        reached, BlobMissing if a shard it was given was already replaced."""
         ...
 
 

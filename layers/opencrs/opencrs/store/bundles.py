@@ -46,7 +46,7 @@ import random
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -246,11 +246,21 @@ class BundleStore:
         BlobMissing when one is gone (superseded meanwhile: read the manifest again)."""
         if manifest is None:
             return Shards()
-        cached = self._cache.get(manifest.gallery, {})
-        wanted = [k for k in dict.fromkeys(manifest.shard_keys) if k and k not in cached]
-        have = {**cached, **self._fetch(wanted)}
-        self._cache[manifest.gallery] = {k: have[k] for k in manifest.shard_keys if k}
-        return Shards(tuple(have[k] if k else Bundle.empty() for k in manifest.shard_keys))
+        shards = self.load_shards(manifest.shard_keys, self._cache.get(manifest.gallery, {}))
+        self._cache[manifest.gallery] = {
+            k: b for k, b in zip(manifest.shard_keys, shards.bundles, strict=True) if k
+        }
+        return shards
+
+    def load_shards(self, keys: Sequence[str], known: Mapping[str, Bundle] | None = None) -> Shards:
+        """The shards under ``keys`` (a partition of one manifest's), in order: those in
+        ``known`` as they are, the others downloaded in parallel; "" is a shard never
+        written. Caches nothing: a partition searcher keeps what it loaded. BlobMissing
+        when one is gone."""
+        known = known or {}
+        wanted = [k for k in dict.fromkeys(keys) if k and k not in known]
+        have = {**known, **self._fetch(wanted)}
+        return Shards(tuple(have[k] if k else Bundle.empty() for k in keys))
 
     def _read(self, key: str) -> Bundle:
         return Bundle.from_bytes(self.blobs.get(key))

@@ -3,24 +3,37 @@
 A warm Lambda keeps one Searcher per gallery in memory and rebuilds it only when the
 gallery's manifest names other shard objects, so most queries pay one DynamoDB GetItem
 for freshness and nothing for loading. A rebuild downloads only the shards that changed
-(``store.bundles`` caches the others by key).
+(``store.bundles`` caches the others by key). A library too big for one function is
+searched as partitions instead (``domain.partitions``), each by a partition search
+function the engine invokes in parallel.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
 
-from opencrs.domain.errors import BlobMissing
-from opencrs.domain.ports import Stores
+from opencrs.domain.errors import BlobMissing, PartitionFailed, TargetKeptChanging
+from opencrs.domain.partitions import Partition, PartitionAnswer, PartitionQuery, partitions_of
+from opencrs.domain.ports import GalleryVersion, PartitionSearch, Stores
 from opencrs.domain.target import TargetRecord
-from opencrs.index.search import Hit, Searcher
+from opencrs.index.search import Hit, Searcher, ranked, search_views
+from opencrs.vision.features import Features
+from opencrs.vision.params import DEFAULT, Tuning
 
 logger = logging.getLogger(__name__)
 
 MAX_RESULTS = 10
+# A fanned-out query gives up at this, well inside API Gateway's 29 s with the
+# coordinator's own decode, extraction and record reads.
+FAN_OUT_BUDGET_S = 20.0
+_FAN_OUT_THREADS = 64
+# Manifest reads before a library that keeps changing under a query is given up.
+_READS = 3
 
 
 @dataclass(frozen=True)
@@ -30,49 +43,78 @@ class Match:
 
 
 class SimilarityEngine:
-    def __init__(self, stores: Stores) -> None:
+    """Finds the targets an image depicts: with the whole library searched here, or (a
+    ``partitions`` port and ``shards_per_partition``) fanned out over its partitions in
+    parallel, the features extracted once here and every partition's hits merged."""
+
+    def __init__(
+        self,
+        stores: Stores,
+        partitions: PartitionSearch | None = None,
+        shards_per_partition: int = 0,
+        *,
+        tuning: Tuning = DEFAULT,
+        fan_out_budget_s: float = FAN_OUT_BUDGET_S,
+    ) -> None:
         self.stores = stores
+        self.partitions = partitions
+        self.shards_per_partition = shards_per_partition if partitions is not None else 0
+        self.tuning = tuning
+        self.fan_out_budget_s = fan_out_budget_s
         # Keyed by the shard objects, not the manifest version: a commit that changed
         # nothing advances the version but leaves every shard as it was.
         self._cache: dict[str, tuple[tuple[str, ...], Searcher]] = {}
+        # Invokes wait on the network, not the CPU: one thread per partition in flight.
+        self._pool = (
+            ThreadPoolExecutor(max_workers=_FAN_OUT_THREADS, thread_name_prefix="partition")
+            if partitions is not None
+            else None
+        )
 
     def searcher(self, gallery: str) -> Searcher | None:
-        """The gallery's searcher for its current manifest (None: no gallery yet)."""
-        for _ in range(3):
+        """The gallery's searcher for its current manifest (None: no gallery yet), when
+        this process searches the whole library itself."""
+        for _ in range(_READS):
             manifest = self.stores.bundles.manifest(gallery)
             if manifest is None:
                 return None
-            cached = self._cache.get(gallery)
-            if cached and cached[0] == manifest.shard_keys:
-                return cached[1]
             try:
-                shards = self.stores.bundles.load(manifest)
+                return self._searcher_of(gallery, manifest)
             except BlobMissing:
-                # Writers replaced a shard twice between our two reads: look again.
-                continue
-            searcher = Searcher(shards.bundles)
-            self._cache[gallery] = (manifest.shard_keys, searcher)
-            logger.info(
-                "loaded bundle",
-                extra={
-                    "gallery": gallery,
-                    "version": manifest.version,
-                    "shards": manifest.shard_count,
-                    "targets": len(shards),
-                },
-            )
-            return searcher
-        raise RuntimeError("the gallery's bundle kept changing while being loaded")
+                continue  # writers replaced a shard twice between our two reads
+        raise _kept_changing()
+
+    def _searcher_of(self, gallery: str, manifest: GalleryVersion) -> Searcher:
+        cached = self._cache.get(gallery)
+        if cached and cached[0] == manifest.shard_keys:
+            return cached[1]
+        shards = self.stores.bundles.load(manifest)
+        searcher = Searcher(shards.bundles, tuning=self.tuning)
+        self._cache[gallery] = (manifest.shard_keys, searcher)
+        logger.info(
+            "loaded bundle",
+            extra={
+                "gallery": gallery,
+                "version": manifest.version,
+                "shards": manifest.shard_count,
+                "targets": len(shards),
+            },
+        )
+        return searcher
 
     def find(
-        self, gallery: str, gray: np.ndarray, *, max_results: int = MAX_RESULTS
+        self,
+        gallery: str,
+        gray: np.ndarray,
+        *,
+        max_results: int = MAX_RESULTS,
+        timings: dict[str, float] | None = None,
     ) -> list[Match]:
         """Verified matches for a query image (grey uint8) that are active and fully
-        indexed, best first."""
-        searcher = self.searcher(gallery)
-        if searcher is None:
-            return []
-        hits = searcher.search_image(gray, max_results=max_results)
+        indexed, best first. ``timings``, if given, receives where the time went (see
+        ``Searcher.search_image``; a fan-out adds "fan_out", "slowest_partition",
+        "partition_load" and "partitions")."""
+        hits = self._hits(gallery, gray, max_results, timings)
         if not hits:
             return []
         records = self.stores.targets.get_many(gallery, [h.target_id for h in hits])
@@ -82,3 +124,80 @@ class SimilarityEngine:
             if record is not None and record.searchable:
                 matches.append(Match(record, hit))
         return matches
+
+    def _hits(
+        self, gallery: str, gray: np.ndarray, max_results: int, timings: dict[str, float] | None
+    ) -> list[Hit]:
+        for _ in range(_READS):
+            manifest = self.stores.bundles.manifest(gallery)
+            if manifest is None:
+                return []
+            parts = partitions_of(gallery, manifest, self.shards_per_partition)
+            try:
+                if len(parts) == 1:  # a library of one partition answers without a fan-out
+                    searcher = self._searcher_of(gallery, manifest)
+                    return searcher.search_image(gray, max_results=max_results, timings=timings)
+                return self._fan_out(parts, gray, max_results, timings)
+            except BlobMissing:
+                continue  # a shard was replaced twice since the manifest was read: read it again
+        raise _kept_changing()
+
+    def _fan_out(
+        self,
+        parts: list[Partition],
+        gray: np.ndarray,
+        max_results: int,
+        timings: dict[str, float] | None,
+    ) -> list[Hit]:
+        """Every view searched by every partition holding shards at once, a tilt view only
+        when no partition found anything in the view before (as one searcher would)."""
+        held = [p for p in parts if any(p.shard_keys)]
+        deadline = time.monotonic() + self.fan_out_budget_s
+        spent = dict.fromkeys(("fan_out", "slowest_partition", "partition_load"), 0.0)
+
+        def search_view(query: Features, whole_image: bool) -> list[Hit]:
+            t = time.perf_counter()
+            asked = [PartitionQuery(p, query, max_results, whole_image) for p in held]
+            answers = self._ask(asked, deadline)
+            spent["fan_out"] += time.perf_counter() - t
+            if answers:
+                slowest = max(answers, key=lambda a: a.load_seconds + a.search_seconds)
+                spent["slowest_partition"] += slowest.load_seconds + slowest.search_seconds
+                spent["partition_load"] += max(a.load_seconds for a in answers)
+            return ranked([hit for answer in answers for hit in answer.hits], max_results)
+
+        hits = search_views(
+            gray, self.tuning, search_view, timings=timings, more=max_results > 0 and bool(held)
+        )
+        if timings is not None:
+            timings.update(spent, partitions=len(held))
+        return hits
+
+    def _ask(self, queries: list[PartitionQuery], deadline: float) -> list[PartitionAnswer]:
+        """Every partition's answer, or an error: a partition that fails or is still
+        searching at ``deadline`` fails the whole query (never a partial answer)."""
+        if not queries:
+            return []
+        assert self._pool is not None and self.partitions is not None
+        futures = [self._pool.submit(self.partitions.search, q) for q in queries]
+        remaining = max(deadline - time.monotonic(), 0.0)
+        done, late = wait(futures, timeout=remaining, return_when=FIRST_EXCEPTION)
+        for future in late:
+            future.cancel()
+        errors = [e for e in (f.exception() for f in done) if e is not None]
+        failed = [e for e in errors if isinstance(e, PartitionFailed)]
+        if failed:
+            raise failed[0]
+        if errors:
+            raise errors[0]  # BlobMissing (stale keys: read the manifest again), or a fault
+        if late:
+            labels = [q.partition.label for q, f in zip(queries, futures, strict=True) if f in late]
+            raise PartitionFailed(
+                f"library search failed: {', '.join(labels)} did not answer within "
+                f"{self.fan_out_budget_s:g} s; try again"
+            )
+        return [f.result() for f in futures]
+
+
+def _kept_changing() -> TargetKeptChanging:
+    return TargetKeptChanging("the library kept changing while it was being read; try again")

@@ -1,0 +1,172 @@
+"""A library searched as partitions: which shards each partition holds, and what a query
+and an answer carry between the coordinator and a partition search function.
+
+A partition is a run of consecutive shards of one manifest (shards ``[p·k, (p+1)·k)``),
+so the manifest the coordinator read names every partition's objects: all partitions
+search the same library version, and a partition never reads DynamoDB. The payloads are
+JSON (Lambda's Invoke takes and returns JSON) with the query's features as base64 of
+``Features.to_bytes`` (~45 KB for 1,000 features, far under Invoke's 6 MB).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opencrs.domain.errors import BlobMissing, InvalidField, PartitionFailed
+from opencrs.domain.ports import GalleryVersion
+from opencrs.index.search import Hit
+from opencrs.vision.features import Features
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Partition ``index`` of ``count`` of one version of ``gallery``: its shards' keys
+    ("" for a shard never written)."""
+
+    gallery: str
+    index: int
+    count: int
+    version: int
+    shard_keys: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """How an operator reads it in a message: "partition 2 of 4" (1-based)."""
+        return f"partition {self.index + 1} of {self.count}"
+
+
+def partitions_of(gallery: str, manifest: GalleryVersion, shards_each: int) -> list[Partition]:
+    """``manifest``'s shards cut into partitions of ``shards_each`` (0, or at least the
+    shard count: one partition, the whole library)."""
+    keys = tuple(manifest.shard_keys)
+    size = shards_each if 0 < shards_each < len(keys) else max(len(keys), 1)
+    count = max(math.ceil(len(keys) / size), 1)
+    return [
+        Partition(gallery, n, count, manifest.version, keys[n * size : (n + 1) * size])
+        for n in range(count)
+    ]
+
+
+@dataclass(frozen=True)
+class PartitionQuery:
+    """One view of a query, for one partition: its features, how many hits to return,
+    and whether to try the whole-image check (the query as taken, not a tilt view)."""
+
+    partition: Partition
+    features: Features
+    max_results: int
+    whole_image: bool
+
+    def to_payload(self) -> dict[str, Any]:
+        part = self.partition
+        return {
+            "gallery": part.gallery,
+            "partition": part.index,
+            "partitions": part.count,
+            "version": part.version,
+            "shardKeys": list(part.shard_keys),
+            "features": base64.b64encode(self.features.to_bytes()).decode("ascii"),
+            "maxResults": self.max_results,
+            "wholeImage": self.whole_image,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: object) -> PartitionQuery:
+        """Inverse of :meth:`to_payload`; InvalidField names what is malformed."""
+        if not isinstance(payload, dict):
+            raise InvalidField("partition query: not a JSON object")
+        try:
+            keys = payload["shardKeys"]
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise InvalidField("partition query: shardKeys must be a list of strings")
+            partition = Partition(
+                gallery=_typed(payload, "gallery", str),
+                index=_typed(payload, "partition", int),
+                count=_typed(payload, "partitions", int),
+                version=_typed(payload, "version", int),
+                shard_keys=tuple(keys),
+            )
+            features = Features.from_bytes(
+                base64.b64decode(_typed(payload, "features", str), validate=True)
+            )
+            return cls(
+                partition,
+                features,
+                max_results=_typed(payload, "maxResults", int),
+                whole_image=_typed(payload, "wholeImage", bool),
+            )
+        except KeyError as missing:
+            raise InvalidField(f"partition query: {missing.args[0]} is missing") from None
+        except (ValueError, binascii.Error) as bad:
+            raise InvalidField(f"partition query: features unreadable ({bad})") from None
+
+
+# A partition's answer when a shard object it was given is already gone.
+STALE: dict[str, Any] = {"stale": True}
+
+
+@dataclass(frozen=True)
+class PartitionAnswer:
+    """A partition's hits (best first, at most the query's ``max_results``) and where its
+    time went: loading the partition (0 when warm) and searching it."""
+
+    hits: Sequence[Hit]
+    load_seconds: float = 0.0
+    search_seconds: float = 0.0
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "hits": [
+                {
+                    "targetId": h.target_id,
+                    "inliers": h.inliers,
+                    "score": h.score,
+                    "wholeImage": h.whole_image,
+                }
+                for h in self.hits
+            ],
+            "loadSeconds": self.load_seconds,
+            "searchSeconds": self.search_seconds,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: object, partition: Partition) -> PartitionAnswer:
+        """Inverse of :meth:`to_payload`; BlobMissing for :data:`STALE` (read the manifest
+        again), PartitionFailed for anything else (a partition function of another
+        release, say)."""
+        if payload == STALE:
+            raise BlobMissing(f"{partition.label} of {partition.gallery!r}: a shard was replaced")
+        try:
+            if not isinstance(payload, dict):
+                raise TypeError(type(payload).__name__)
+            hits = [
+                Hit(
+                    target_id=str(h["targetId"]),
+                    inliers=int(h["inliers"]),
+                    score=float(h["score"]),
+                    whole_image=bool(h["wholeImage"]),
+                )
+                for h in payload["hits"]
+            ]
+            return cls(hits, float(payload["loadSeconds"]), float(payload["searchSeconds"]))
+        except (KeyError, TypeError, ValueError):
+            raise PartitionFailed(
+                f"library search failed: {partition.label} answered "
+                "something that is not a partition answer"
+            ) from None
+
+
+_KINDS = {str: "a string", int: "an integer", bool: "true or false"}
+
+
+def _typed(payload: dict[str, Any], name: str, kind: type) -> Any:
+    value = payload[name]
+    # bool is an int in Python; a count given as true is still malformed.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InvalidField(f"partition query: {name} must be {_KINDS[kind]}")
+    return value

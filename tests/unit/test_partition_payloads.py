@@ -1,0 +1,84 @@
+"""What crosses Lambda Invoke between the coordinator and a partition search function
+(``domain.partitions``): a query and an answer survive JSON unchanged, a malformed query
+is refused by name, and an answer that is not one is a PartitionFailed, never a guess."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.demo_photos import load_gray
+from opencrs.domain.errors import BlobMissing, InvalidField, PartitionFailed
+from opencrs.domain.partitions import STALE, Partition, PartitionAnswer, PartitionQuery
+from opencrs.index.search import Hit
+from opencrs.vision.features import extract_features
+
+PART = Partition("lib", 1, 3, 42, ("bundles/lib/s0002/v1-a.bin", ""))
+
+
+def through_json(payload: object) -> object:
+    return json.loads(json.dumps(payload))
+
+
+@pytest.fixture(scope="module")
+def query() -> PartitionQuery:
+    return PartitionQuery(PART, extract_features(load_gray("coffee"), "query"), 10, True)
+
+
+def test_a_query_crosses_json_unchanged(query: PartitionQuery) -> None:
+    payload = query.to_payload()
+    back = PartitionQuery.from_payload(through_json(payload))
+    assert back.partition == PART and back.max_results == 10 and back.whole_image is True
+    for name in ("xy", "angle", "descriptors"):
+        assert np.array_equal(getattr(back.features, name), getattr(query.features, name))
+    assert back.features.thumbnail is not None and query.features.thumbnail is not None
+    assert back.features.thumbnail.phash == query.features.thumbnail.phash
+    assert len(json.dumps(payload)) < 200_000  # far under Invoke's 6 MB
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"shardKeys": "k"}, "shardKeys must be a list of strings"),
+        ({"partition": "1"}, "partition must be an integer"),
+        ({"maxResults": True}, "maxResults must be an integer"),
+        ({"wholeImage": 1}, "wholeImage must be true or false"),
+        ({"features": "not base64!"}, "features unreadable"),
+        ({"features": "AAAA"}, "features unreadable"),
+        ({"gallery": None}, "gallery must be a string"),
+    ],
+)
+def test_a_malformed_query_is_refused_by_name(
+    query: PartitionQuery, change: dict[str, object], message: str
+) -> None:
+    payload = {**query.to_payload(), **change}
+    with pytest.raises(InvalidField, match=message):
+        PartitionQuery.from_payload(payload)
+
+
+def test_a_query_missing_a_field_or_not_an_object_is_refused(query: PartitionQuery) -> None:
+    payload = query.to_payload()
+    del payload["version"]
+    with pytest.raises(InvalidField, match="version is missing"):
+        PartitionQuery.from_payload(payload)
+    with pytest.raises(InvalidField, match="not a JSON object"):
+        PartitionQuery.from_payload([1, 2])
+
+
+def test_an_answer_crosses_json_unchanged() -> None:
+    hits = [Hit("a", 40, 0.9), Hit("b", 0, -3.5, whole_image=True)]
+    answer = PartitionAnswer(hits, load_seconds=1.25, search_seconds=0.03)
+    assert PartitionAnswer.from_payload(through_json(answer.to_payload()), PART) == answer
+
+
+def test_a_stale_answer_reads_the_manifest_again() -> None:
+    with pytest.raises(BlobMissing):
+        PartitionAnswer.from_payload(through_json(STALE), PART)
+
+
+@pytest.mark.parametrize("payload", [None, [], {"hits": [{"targetId": "a"}]}, {"hits": 3}])
+def test_an_answer_that_is_not_one_fails_the_query(payload: object) -> None:
+    with pytest.raises(PartitionFailed, match="partition 2 of 3 answered something"):
+        PartitionAnswer.from_payload(payload, PART)
