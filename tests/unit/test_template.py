@@ -27,7 +27,10 @@ FUNCTIONS = {
     "SimilarFunction": "functions/similar/",
     "TargetsFunction": "functions/targets/",
     "IndexFunction": "functions/index/",
+    "PartitionSearchFunction": "functions/partition/",
 }
+# The functions that run the similarity engine, so may fan a library out over partitions.
+ENGINE_FUNCTIONS = ("SimilarFunction", "TargetsFunction", "IndexFunction")
 LAYERS = {"DepsLayer": "layers/deps/", "OpenCRSLayer": "layers/opencrs/"}
 # (method, path) -> function. GET /ping and POST /targets are required now; the rest of
 # EasyAR's target API is wired to TargetsFunction as well.
@@ -345,13 +348,56 @@ def test_least_privilege(doc):
         name: {next(iter(p)) if isinstance(p, dict) else p for p in props.get("Policies", [])}
         for name, props in functions.items()
     }
-    assert policy_kinds["SimilarFunction"] == READ_ONLY_POLICIES
+    assert policy_kinds["SimilarFunction"] == READ_ONLY_POLICIES | {"LambdaInvokePolicy"}
     for name in ("TargetsFunction", "IndexFunction"):
         assert policy_kinds[name] == {
             "S3CrudPolicy",
             "DynamoDBCrudPolicy",
             "AWSSecretsManagerGetSecretValuePolicy",
+            "LambdaInvokePolicy",
         }
+    assert policy_kinds["PartitionSearchFunction"] == {"S3ReadPolicy"}
+
+
+def test_engine_functions_invoke_the_partition_function_alias(doc):
+    functions = function_properties(doc)
+    for name in ENGINE_FUNCTIONS:
+        env = functions[name]["Environment"]["Variables"]
+        assert env["OPENCRS_PARTITION_SHARDS"] == {"Ref": "PartitionShards"}
+        assert env["OPENCRS_PARTITION_FUNCTION"] == {"Ref": "PartitionSearchFunction.Alias"}
+        assert env["OPENCRS_PARTITION_TIMEOUT"] == {"Ref": "PartitionTimeout"}
+        invoke = [p for p in functions[name]["Policies"] if "LambdaInvokePolicy" in p]
+        assert invoke == [
+            {"LambdaInvokePolicy": {"FunctionName": {"Ref": "PartitionSearchFunction"}}}
+        ]
+    partition = functions["PartitionSearchFunction"]
+    assert partition["Timeout"] == {"Ref": "PartitionTimeout"}
+    assert "OPENCRS_PARTITION_FUNCTION" not in partition["Environment"]["Variables"]
+    assert doc["Parameters"]["PartitionTimeout"]["MaxValue"] < 20  # the fan-out budget
+    assert doc["Parameters"]["PartitionShards"]["Default"] == 0  # no fan-out unless asked
+
+
+def test_partition_function_is_read_only_and_its_alias_can_be_kept_warm(doc):
+    transformed = sam_transform(doc)
+    resources = transformed["Resources"]
+    actions = role_actions(transformed, "PartitionSearchFunction")
+    assert "s3:GetObject" in actions
+    assert not {a for a in actions if WRITE_ACTION.match(a) or a.endswith("*")}
+    assert not {a for a in actions if a.startswith(("dynamodb:", "secretsmanager:", "lambda:"))}
+    for name in ENGINE_FUNCTIONS:
+        assert "lambda:InvokeFunction" in role_actions(transformed, name)
+    # Provisioned concurrency lives on the published alias, decided at deploy time.
+    (alias,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Alias"]
+    assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
+        "Fn::If": [
+            "PartitionInstancesProvisioned",
+            {"ProvisionedConcurrentExecutions": {"Ref": "PartitionProvisionedConcurrency"}},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert doc["Conditions"]["PartitionInstancesProvisioned"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "PartitionProvisionedConcurrency"}, 0]}]
+    }
 
 
 def test_storage_and_secret(doc):
