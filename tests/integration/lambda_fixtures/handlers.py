@@ -33,3 +33,9 @@ def crash(event: dict, context: Any) -> dict:
 
 def oversize(event: dict, context: Any) -> str:
     return "x" * (7 * 1024 * 1024)
+
+
+def stall(event: dict, context: Any) -> dict:
+    """A partition that never answers in time, whatever it is asked."""
+    time.sleep(60)
+    return {}
