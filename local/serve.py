@@ -27,6 +27,7 @@ import numpy as np
 
 from local.apigw import Router, proxy_event, proxy_result
 from local.event_source import QueuePoller
+from local.lambda_invoke import InvokeStandIn, LambdaFunction
 from local.runtime import REPO, FakeLambdaContext, LocalAws, embedded_aws, load_handler
 from local.template import api_routes
 from opencrs.domain.target import TargetRecord
@@ -38,6 +39,9 @@ DEMO_PHOTOS = REPO / "demo" / "photos"
 DEMO_TARGETS = ("astronaut", "coffee", "rocket", "chelsea", "hubble", "motorcycle", "ihc")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 CLIENT_CONFIG = REPO / ".opencrs.json"
+# The demo library's 16 shards searched as two partitions, as a big library would be.
+LOCAL_PARTITION_SHARDS = 8
+LOCAL_PARTITION_FUNCTION = "opencrs-local-partition"
 
 
 class LocalApi:
@@ -182,11 +186,36 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
+def serve_partitions(stack: ExitStack) -> InvokeStandIn | None:
+    """Run the partition search function behind the Lambda Invoke stand-in and point the
+    functions loaded from now on at it (``OPENCRS_PARTITION_SHARDS=0``: no fan-out). The
+    environment is the deployment's, restored when it ends."""
+    shards_each = int(os.environ.get("OPENCRS_PARTITION_SHARDS") or LOCAL_PARTITION_SHARDS)
+    if shards_each <= 0:
+        return None
+    function = LambdaFunction(LOCAL_PARTITION_FUNCTION, "partition", concurrency=2)
+    stand_in = stack.enter_context(InvokeStandIn([function]))
+    os.environ.update(
+        OPENCRS_PARTITION_SHARDS=str(shards_each),
+        OPENCRS_PARTITION_FUNCTION=LOCAL_PARTITION_FUNCTION,
+        AWS_ENDPOINT_URL_LAMBDA=stand_in.endpoint,
+    )
+    return stand_in
+
+
 def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
     with ExitStack() as stack:
         aws = stack.enter_context(embedded_aws())
         print(f"[opencrs] embedded S3 + DynamoDB (moto) on {aws.endpoint}", flush=True)
+        stand_in = serve_partitions(stack)
+        if stand_in is not None:
+            print(
+                f"[opencrs] partition search function behind the Lambda Invoke stand-in on "
+                f"{stand_in.endpoint}: libraries searched as partitions of "
+                f"{os.environ['OPENCRS_PARTITION_SHARDS']} shards",
+                flush=True,
+            )
         poller = QueuePoller(aws.queue_url, load_handler("index"))
         targets = index_demo_gallery(aws, poller)
         indexed = [t for t in targets if t.state == "indexed"]

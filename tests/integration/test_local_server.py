@@ -7,6 +7,7 @@ import stat
 import threading
 import urllib.error
 import urllib.request
+from contextlib import ExitStack
 
 import pytest
 
@@ -15,9 +16,11 @@ from local.runtime import DEFAULT_API_KEY, DEFAULT_API_SECRET, DEFAULT_APP_ID
 from local.serve import (
     DEMO_PHOTOS,
     DEMO_TARGETS,
+    LOCAL_PARTITION_FUNCTION,
     api_key_listing_url,
     build_server,
     index_demo_gallery,
+    serve_partitions,
     signed_similar_body,
     write_angled_photo,
     write_client_config,
@@ -56,6 +59,28 @@ def test_printed_request_finds_the_demo_target(server, stack):
     status, reply = post(f"{server}/similar", json.dumps(body).encode())
     assert status == 200 and reply["statusCode"] == 0
     assert [t["name"] for t in reply["result"]["results"]] == ["coffee"]
+
+
+def test_make_run_searches_the_demo_library_as_partitions(server, stack):
+    """``make run``'s wiring: the partition function behind the Invoke stand-in, and an API
+    whose functions fan the demo library's 16 shards out as two partitions."""
+    with pytest.MonkeyPatch.context() as patch, ExitStack() as exits:
+        for name in ("OPENCRS_PARTITION_SHARDS", "OPENCRS_PARTITION_FUNCTION"):
+            patch.delenv(name, raising=False)  # restored afterwards, as set by serve_partitions
+        patch.delenv("AWS_ENDPOINT_URL_LAMBDA", raising=False)
+        stand_in = serve_partitions(exits)
+        assert stand_in is not None
+        httpd = build_server(0)
+        exits.callback(httpd.server_close)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        exits.callback(httpd.shutdown)
+        body = signed_similar_body(DEMO_PHOTOS / "coffee.jpg", stack.app_key, stack.secret)
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/similar"
+        status, reply = post(url, json.dumps(body).encode())
+        assert status == 200 and [t["name"] for t in reply["result"]["results"]] == ["coffee"]
+        # Answered through the partition function (two partitions, unless random target ids
+        # put all seven demo targets in one half).
+        assert stand_in.pools[LOCAL_PARTITION_FUNCTION].started
 
 
 def test_trailing_slash_as_easyar_sdks_send_it(server, stack):
