@@ -102,6 +102,8 @@ class _Environment:
 
     def __init__(self, spec: LambdaFunction) -> None:
         context = multiprocessing.get_context("spawn")
+        self._stopping = threading.Lock()
+        self._stopped = False
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker, args=(spec, child), daemon=True)
         self.process.start()
@@ -116,6 +118,12 @@ class _Environment:
             raise EOFError("the environment did not finish its init")
 
     def stop(self) -> None:
+        """Kill the worker and close its pipe, once: the stand-in stopping and an invoke
+        retiring the same environment may both get here."""
+        with self._stopping:
+            if self._stopped:
+                return
+            self._stopped = True
         self.process.kill()
         self.process.join(5)
         self.conn.close()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opencrs.domain.errors import BlobMissing, PartitionFailed, TargetKeptChanging
+from opencrs.domain.errors import BlobMissing, PartitionFailed
 from opencrs.domain.partitions import Partition, PartitionAnswer, PartitionQuery, partitions_of
 from opencrs.domain.ports import GalleryVersion, PartitionSearch, Stores
 from opencrs.domain.target import TargetRecord
@@ -199,5 +199,7 @@ class SimilarityEngine:
         return [f.result() for f in futures]
 
 
-def _kept_changing() -> TargetKeptChanging:
-    return TargetKeptChanging("the library kept changing while it was being read; try again")
+def _kept_changing() -> RuntimeError:
+    """Not a DomainError: shard objects missing read after read are more often damage
+    than churn, so the caller gets EasyAR's generic internal error and the log the cause."""
+    return RuntimeError("the gallery's bundle kept changing while being loaded")
