@@ -525,12 +525,12 @@ def main_real(args: argparse.Namespace, tuning: Tuning) -> None:
         brief = {k: v for k, v in res.items() if k != "records"}
         print(f"size {n}: {json.dumps(brief)}", flush=True)
     print("\n".join(["", *real_table(results)]))
-    print(_machine())
+    print(machine())
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "speed-real.json").write_text(json.dumps(results, indent=1))
 
 
-def _machine() -> str:
+def machine() -> str:
     return (
         f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f}; Python {platform.python_version()}, OpenCV "
@@ -582,7 +582,7 @@ def main() -> None:
             )
             for line in r["false_positive_queries"]:
                 print(f"  {line}")
-    print(_machine())
+    print(machine())
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "speed.json").write_text(json.dumps(results, indent=1))
 

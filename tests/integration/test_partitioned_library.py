@@ -24,7 +24,9 @@ from tests.integration.conftest import Handler, Stack
 pytestmark = pytest.mark.integration
 
 SHARDS, SHARDS_EACH = 8, 2  # four partitions
-PARTITION = "opencrs-partition"
+# Two partition function slots for four partitions: partition p goes to slot p % 2.
+PARTITION = "opencrs-partition-{slot}"
+SLOTS = ("0", "1")
 FAILING = "opencrs-partition-failing"
 STALLED = "opencrs-partition-stalled"
 FIXTURES = "tests.integration.lambda_fixtures.handlers"
@@ -42,7 +44,9 @@ def environment(**values: str) -> Iterator[None]:
 def handler_fanning_out_to(function: str, name: str) -> Handler:
     """``functions/<name>`` as deployed with a library fanned out over ``function``."""
     with environment(
-        OPENCRS_PARTITION_SHARDS=str(SHARDS_EACH), OPENCRS_PARTITION_FUNCTION=function
+        OPENCRS_PARTITION_SHARDS=str(SHARDS_EACH),
+        OPENCRS_PARTITION_FUNCTION=function,
+        OPENCRS_PARTITION_SLOTS=",".join(SLOTS),
     ):
         return load_handler(name)
 
@@ -65,7 +69,7 @@ def library(moto_endpoint: str) -> Iterator[Library]:
     suffix = uuid.uuid4().hex[:8]
     bucket = table = f"opencrs-parts-{suffix}"
     functions = [
-        LambdaFunction(PARTITION, "partition", concurrency=4),
+        *(LambdaFunction(PARTITION.format(slot=s), "partition", concurrency=2) for s in SLOTS),
         LambdaFunction(FAILING, f"{FIXTURES}:fail", concurrency=1),
         LambdaFunction(STALLED, f"{FIXTURES}:stall", timeout_s=1.0, concurrency=4),
     ]
@@ -129,9 +133,9 @@ def test_a_fanned_out_library_answers_as_one_function(
 def test_the_fan_out_really_crossed_the_stand_in(library: Library) -> None:
     _, answer = library.similar(photo("coffee"), library.fanned_out)
     assert found(answer)[:1] == [(library.ids["coffee"], "coffee")]
-    # Every partition holding shards ran in the partition function's own workers.
-    pool = library.stand_in.pools[PARTITION]
-    assert len(pool.started) >= 2
+    # The partitions ran in the partition functions' own workers (which slots depends on
+    # where the random target ids put the targets; the routing itself is unit-tested).
+    assert any(library.stand_in.pools[PARTITION.format(slot=s)].started for s in SLOTS)
 
 
 def test_the_targets_api_refuses_a_duplicate_through_the_fan_out(library: Library) -> None:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from bench.demo_photos import load_gray
+from opencrs.bootstrap import partition_search
+from opencrs.config import Settings
 from opencrs.domain.errors import BlobMissing, InvalidField, PartitionFailed
 from opencrs.domain.partitions import STALE, Partition, PartitionAnswer, PartitionQuery
 from opencrs.index.search import Hit
@@ -82,3 +84,21 @@ def test_a_stale_answer_reads_the_manifest_again() -> None:
 def test_an_answer_that_is_not_one_fails_the_query(payload: object) -> None:
     with pytest.raises(PartitionFailed, match="partition 2 of 3 answered something"):
         PartitionAnswer.from_payload(payload, PART)
+
+
+def test_partition_functions_come_from_the_environment() -> None:
+    one = Settings.from_env(
+        {"OPENCRS_PARTITION_FUNCTION": "search", "OPENCRS_PARTITION_SHARDS": "4"}
+    )
+    assert one.partition_functions == ("search",) and one.partition_shards == 4
+    slots = {
+        "OPENCRS_PARTITION_FUNCTION": "stack-partition-{slot}:live",
+        "OPENCRS_PARTITION_SLOTS": "0, 1,2,",
+    }
+    assert Settings.from_env(slots).partition_functions == (
+        "stack-partition-0:live",
+        "stack-partition-1:live",
+        "stack-partition-2:live",
+    )
+    assert Settings.from_env({}).partition_functions == ()
+    assert partition_search(Settings.from_env({"OPENCRS_PARTITION_FUNCTION": "search"})) is None

@@ -38,9 +38,9 @@ def aws_stores(settings: Settings) -> Stores:
 
 def partition_search(settings: Settings) -> PartitionSearch | None:
     """The partition search function a library is fanned out over (None: searched here)."""
-    if settings.partition_shards <= 0 or not settings.partition_function:
+    if settings.partition_shards <= 0 or not settings.partition_functions:
         return None
-    return LambdaPartitions(settings.partition_function, settings.partition_timeout_s)
+    return LambdaPartitions(settings.partition_functions, settings.partition_timeout_s)
 
 
 class Services:

@@ -34,11 +34,13 @@ class Settings:
     # Shards of a gallery created from now on (see store.bundles); an existing gallery
     # keeps the count its manifest records.
     bundle_shards: int = DEFAULT_BUNDLE_SHARDS
-    # A library's search fanned out over partitions of this many consecutive shards, each
-    # searched by ``partition_function`` (see domain.partitions); 0 or no function: the
-    # query function searches the whole library itself.
+    # A library's search fanned out over partitions of this many consecutive shards (see
+    # domain.partitions); 0 or no function: the query function searches it whole itself.
+    # Partition p is searched by partition_functions[p % len(partition_functions)]: one
+    # function per partition keeps each function's instances holding one partition
+    # (Lambda routes an invoke to any instance of a function, never by partition).
     partition_shards: int = 0
-    partition_function: str = ""
+    partition_functions: tuple[str, ...] = ()
     # The partition function's own timeout (its template Timeout): an invoke is given up
     # a little after it.
     partition_timeout_s: float = DEFAULT_PARTITION_TIMEOUT_S
@@ -63,7 +65,9 @@ class Settings:
             default_gallery=env.get("OPENCRS_GALLERY", "default"),
             bundle_shards=int(env.get("OPENCRS_BUNDLE_SHARDS") or DEFAULT_BUNDLE_SHARDS),
             partition_shards=int(env.get("OPENCRS_PARTITION_SHARDS") or 0),
-            partition_function=env.get("OPENCRS_PARTITION_FUNCTION", ""),
+            partition_functions=partition_function_names(
+                env.get("OPENCRS_PARTITION_FUNCTION", ""), env.get("OPENCRS_PARTITION_SLOTS", "")
+            ),
             partition_timeout_s=float(
                 env.get("OPENCRS_PARTITION_TIMEOUT") or DEFAULT_PARTITION_TIMEOUT_S
             ),
@@ -72,3 +76,13 @@ class Settings:
 
     def __repr__(self) -> str:  # the secret must never reach a log line
         return f"Settings(bucket={self.bucket!r}, table={self.table!r})"
+
+
+def partition_function_names(name: str, slots: str) -> tuple[str, ...]:
+    """The partition functions: ``name`` with ``{slot}`` replaced by each of the
+    comma-separated ``slots`` (the template's one function per slot), or ``name`` alone."""
+    if not name:
+        return ()
+    if "{slot}" not in name:
+        return (name,)
+    return tuple(name.replace("{slot}", s.strip()) for s in slots.split(",") if s.strip())

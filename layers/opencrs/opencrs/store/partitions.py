@@ -1,4 +1,5 @@
-"""The partition search port on AWS Lambda: one synchronous ``Invoke`` per partition.
+"""The partition search port on AWS Lambda: one synchronous ``Invoke`` per partition, of
+partition p's function ``function_names[p % len(function_names)]``.
 
 One attempt, no SDK retries: a retry would double a slow partition's time inside the
 query's budget, and the coordinator's answer to a failed partition is a clear error, not
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
@@ -31,8 +33,10 @@ _CONNECTIONS = 64
 
 
 class LambdaPartitions:
-    def __init__(self, function_name: str, partition_timeout_s: float) -> None:
-        self.function_name = function_name
+    def __init__(self, function_names: Sequence[str], partition_timeout_s: float) -> None:
+        if not function_names:
+            raise ValueError("no partition function to invoke")
+        self.function_names = tuple(function_names)
         self.partition_timeout_s = partition_timeout_s
 
     @cached_property
@@ -49,7 +53,7 @@ class LambdaPartitions:
         part = query.partition
         try:
             response = self._client.invoke(
-                FunctionName=self.function_name,
+                FunctionName=self.function_names[part.index % len(self.function_names)],
                 InvocationType="RequestResponse",
                 Payload=json.dumps(query.to_payload(), separators=(",", ":")).encode(),
             )

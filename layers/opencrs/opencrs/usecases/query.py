@@ -114,7 +114,7 @@ class SimilarityEngine:
         indexed, best first. ``timings``, if given, receives where the time went (see
         ``Searcher.search_image``; a fan-out adds "fan_out", "slowest_partition",
         "partition_load" and "partitions")."""
-        hits = self._hits(gallery, gray, max_results, timings)
+        hits = self.hits(gallery, gray, max_results=max_results, timings=timings)
         if not hits:
             return []
         records = self.stores.targets.get_many(gallery, [h.target_id for h in hits])
@@ -125,9 +125,16 @@ class SimilarityEngine:
                 matches.append(Match(record, hit))
         return matches
 
-    def _hits(
-        self, gallery: str, gray: np.ndarray, max_results: int, timings: dict[str, float] | None
+    def hits(
+        self,
+        gallery: str,
+        gray: np.ndarray,
+        *,
+        max_results: int = MAX_RESULTS,
+        timings: dict[str, float] | None = None,
     ) -> list[Hit]:
+        """The verified hits of :meth:`find`, before their records are read (every target
+        the index holds, searchable or not)."""
         for _ in range(_READS):
             manifest = self.stores.bundles.manifest(gallery)
             if manifest is None:
