@@ -39,9 +39,11 @@ DEMO_PHOTOS = REPO / "demo" / "photos"
 DEMO_TARGETS = ("astronaut", "coffee", "rocket", "chelsea", "hubble", "motorcycle", "ihc")
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 CLIENT_CONFIG = REPO / ".opencrs.json"
-# The demo library's 16 shards searched as two partitions, as a big library would be.
+# The demo library's 16 shards searched as two partitions, one partition function slot
+# each, as a big library would be.
 LOCAL_PARTITION_SHARDS = 8
-LOCAL_PARTITION_FUNCTION = "opencrs-local-partition"
+LOCAL_PARTITION_FUNCTION = "opencrs-local-partition-{slot}"
+LOCAL_PARTITION_SLOTS = ("0", "1")
 
 
 class LocalApi:
@@ -193,11 +195,15 @@ def serve_partitions(stack: ExitStack) -> InvokeStandIn | None:
     shards_each = int(os.environ.get("OPENCRS_PARTITION_SHARDS") or LOCAL_PARTITION_SHARDS)
     if shards_each <= 0:
         return None
-    function = LambdaFunction(LOCAL_PARTITION_FUNCTION, "partition", concurrency=2)
-    stand_in = stack.enter_context(InvokeStandIn([function]))
+    functions = [
+        LambdaFunction(LOCAL_PARTITION_FUNCTION.format(slot=slot), "partition")
+        for slot in LOCAL_PARTITION_SLOTS
+    ]
+    stand_in = stack.enter_context(InvokeStandIn(functions))
     os.environ.update(
         OPENCRS_PARTITION_SHARDS=str(shards_each),
         OPENCRS_PARTITION_FUNCTION=LOCAL_PARTITION_FUNCTION,
+        OPENCRS_PARTITION_SLOTS=",".join(LOCAL_PARTITION_SLOTS),
         AWS_ENDPOINT_URL_LAMBDA=stand_in.endpoint,
     )
     return stand_in
@@ -211,9 +217,9 @@ def main() -> None:
         stand_in = serve_partitions(stack)
         if stand_in is not None:
             print(
-                f"[opencrs] partition search function behind the Lambda Invoke stand-in on "
-                f"{stand_in.endpoint}: libraries searched as partitions of "
-                f"{os.environ['OPENCRS_PARTITION_SHARDS']} shards",
+                f"[opencrs] {len(LOCAL_PARTITION_SLOTS)} partition search functions behind the "
+                f"Lambda Invoke stand-in on {stand_in.endpoint}: libraries searched as "
+                f"partitions of {os.environ['OPENCRS_PARTITION_SHARDS']} shards",
                 flush=True,
             )
         poller = QueuePoller(aws.queue_url, load_handler("index"))

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from scripts.transform_template import expand_language_extensions
+
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
 
@@ -34,8 +36,11 @@ def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any
 _CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_CfnLoader)
+def load_template(path: Path = TEMPLATE, *, expand: bool = True) -> dict[str, Any]:
+    """The template as parsed, its ``Fn::ForEach`` loops expanded with the parameters'
+    defaults (``expand=False``: as written)."""
+    doc = yaml.load(path.read_text(), Loader=_CfnLoader)
+    return expand_language_extensions(doc) if expand else doc
 
 
 @dataclass(frozen=True)

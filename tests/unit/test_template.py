@@ -27,8 +27,11 @@ FUNCTIONS = {
     "SimilarFunction": "functions/similar/",
     "TargetsFunction": "functions/targets/",
     "IndexFunction": "functions/index/",
-    "PartitionSearchFunction": "functions/partition/",
+    "PartitionSearchFunction0": "functions/partition/",
 }
+# One partition search function per default PartitionSlots entry (Fn::ForEach).
+SLOTS = ("0", "1", "2", "3")
+PARTITION_FUNCTIONS = tuple(f"PartitionSearchFunction{slot}" for slot in SLOTS)
 # The functions that run the similarity engine, so may fan a library out over partitions.
 ENGINE_FUNCTIONS = ("SimilarFunction", "TargetsFunction", "IndexFunction")
 LAYERS = {"DepsLayer": "layers/deps/", "OpenCRSLayer": "layers/opencrs/"}
@@ -356,45 +359,81 @@ def test_least_privilege(doc):
             "AWSSecretsManagerGetSecretValuePolicy",
             "LambdaInvokePolicy",
         }
-    assert policy_kinds["PartitionSearchFunction"] == {"S3ReadPolicy"}
+    for name in PARTITION_FUNCTIONS:
+        assert policy_kinds[name] == {"S3ReadPolicy"}
 
 
-def test_engine_functions_invoke_the_partition_function_alias(doc):
+def test_engine_functions_invoke_every_partition_slot_by_name(doc):
     functions = function_properties(doc)
+    pattern = "${AWS::StackName}-partition-{slot}:live"
     for name in ENGINE_FUNCTIONS:
         env = functions[name]["Environment"]["Variables"]
         assert env["OPENCRS_PARTITION_SHARDS"] == {"Ref": "PartitionShards"}
-        assert env["OPENCRS_PARTITION_FUNCTION"] == {"Ref": "PartitionSearchFunction.Alias"}
+        assert env["OPENCRS_PARTITION_FUNCTION"] == {"Fn::Sub": pattern}
+        assert env["OPENCRS_PARTITION_SLOTS"] == {"Fn::Join": [",", {"Ref": "PartitionSlots"}]}
         assert env["OPENCRS_PARTITION_TIMEOUT"] == {"Ref": "PartitionTimeout"}
         invoke = [p for p in functions[name]["Policies"] if "LambdaInvokePolicy" in p]
-        assert invoke == [
-            {"LambdaInvokePolicy": {"FunctionName": {"Ref": "PartitionSearchFunction"}}}
+        every_slot = {"FunctionName": {"Fn::Sub": "${AWS::StackName}-partition-"}}
+        assert invoke == [{"LambdaInvokePolicy": every_slot}]
+    for slot, name in zip(SLOTS, PARTITION_FUNCTIONS, strict=True):
+        partition = functions[name]
+        # The name the coordinator invokes is the name the slot is given.
+        assert {"Fn::Sub": pattern.replace("{slot}", slot).removesuffix(":live")} == partition[
+            "FunctionName"
         ]
-    partition = functions["PartitionSearchFunction"]
-    assert partition["Timeout"] == {"Ref": "PartitionTimeout"}
-    assert "OPENCRS_PARTITION_FUNCTION" not in partition["Environment"]["Variables"]
+        assert partition["AutoPublishAlias"] == "live"
+        assert partition["Timeout"] == {"Ref": "PartitionTimeout"}
+        assert "OPENCRS_PARTITION_FUNCTION" not in partition["Environment"]["Variables"]
+        group = doc["Resources"][f"{name}LogGroup"]["Properties"]["LogGroupName"]
+        assert group == {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-partition-{slot}"}
     assert doc["Parameters"]["PartitionTimeout"]["MaxValue"] < 20  # the fan-out budget
     assert doc["Parameters"]["PartitionShards"]["Default"] == 0  # no fan-out unless asked
 
 
-def test_partition_function_is_read_only_and_its_alias_can_be_kept_warm(doc):
+def test_partition_slots_are_one_loop_expanded_with_the_parameter():
+    raw = load_template(expand=False)
+    assert raw["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
+    assert "Fn::ForEach::PartitionSearchFunctions" in raw["Resources"]
+    two = transform_template.expand_language_extensions(raw, {"PartitionSlots": "a,b"})
+    assert {"PartitionSearchFunctiona", "PartitionSearchFunctionb"} <= set(two["Resources"])
+    assert "PartitionSearchFunction0" not in two["Resources"]
+    name = two["Resources"]["PartitionSearchFunctionb"]["Properties"]["FunctionName"]
+    assert name == {"Fn::Sub": "${AWS::StackName}-partition-b"}
+
+
+@pytest.mark.parametrize(
+    "collection", [{"Ref": "Stage"}, {"Fn::Split": [",", "a,b"]}], ids=["not a list", "intrinsic"]
+)
+def test_unsupported_loops_are_refused_not_expanded_wrongly(collection):
+    doc = {
+        "Parameters": {"Stage": {"Type": "String", "Default": "a"}},
+        "Resources": {"Fn::ForEach::X": ["N", collection, {"R${N}": {"Type": "T"}}]},
+    }
+    with pytest.raises(ValueError, match="Fn::ForEach"):
+        transform_template.expand_language_extensions(doc)
+
+
+def test_partition_functions_are_read_only_and_their_aliases_can_be_kept_warm(doc):
     transformed = sam_transform(doc)
     resources = transformed["Resources"]
-    actions = role_actions(transformed, "PartitionSearchFunction")
-    assert "s3:GetObject" in actions
-    assert not {a for a in actions if WRITE_ACTION.match(a) or a.endswith("*")}
-    assert not {a for a in actions if a.startswith(("dynamodb:", "secretsmanager:", "lambda:"))}
+    for name in PARTITION_FUNCTIONS:
+        actions = role_actions(transformed, name)
+        assert "s3:GetObject" in actions
+        assert not {a for a in actions if WRITE_ACTION.match(a) or a.endswith("*")}
+        assert not {a for a in actions if a.startswith(("dynamodb:", "secretsmanager:", "lambda:"))}
     for name in ENGINE_FUNCTIONS:
         assert "lambda:InvokeFunction" in role_actions(transformed, name)
-    # Provisioned concurrency lives on the published alias, decided at deploy time.
-    (alias,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Alias"]
-    assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
-        "Fn::If": [
-            "PartitionInstancesProvisioned",
-            {"ProvisionedConcurrentExecutions": {"Ref": "PartitionProvisionedConcurrency"}},
-            {"Ref": "AWS::NoValue"},
-        ]
-    }
+    # Provisioned concurrency lives on each slot's published alias, decided at deploy time.
+    aliases = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Alias"]
+    assert len(aliases) == len(SLOTS)
+    for alias in aliases:
+        assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {
+            "Fn::If": [
+                "PartitionInstancesProvisioned",
+                {"ProvisionedConcurrentExecutions": {"Ref": "PartitionProvisionedConcurrency"}},
+                {"Ref": "AWS::NoValue"},
+            ]
+        }
     assert doc["Conditions"]["PartitionInstancesProvisioned"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "PartitionProvisionedConcurrency"}, 0]}]
     }
