@@ -31,7 +31,7 @@ MAX_RESULTS = 10
 # A fanned-out query gives up at this, well inside API Gateway's 29 s with the
 # coordinator's own decode, extraction and record reads.
 FAN_OUT_BUDGET_S = 20.0
-_FAN_OUT_THREADS = 64
+FAN_OUT_THREADS = 64
 # Manifest reads before a library that keeps changing under a query is given up.
 _READS = 3
 
@@ -55,7 +55,10 @@ class SimilarityEngine:
         *,
         tuning: Tuning = DEFAULT,
         fan_out_budget_s: float = FAN_OUT_BUDGET_S,
+        fan_out_threads: int = FAN_OUT_THREADS,
     ) -> None:
+        """``fan_out_threads``: partitions asked at once (1: one after the other, for a
+        benchmark measuring each partition alone on a small machine)."""
         self.stores = stores
         self.partitions = partitions
         self.shards_per_partition = shards_per_partition if partitions is not None else 0
@@ -66,7 +69,7 @@ class SimilarityEngine:
         self._cache: dict[str, tuple[tuple[str, ...], Searcher]] = {}
         # Invokes wait on the network, not the CPU: one thread per partition in flight.
         self._pool = (
-            ThreadPoolExecutor(max_workers=_FAN_OUT_THREADS, thread_name_prefix="partition")
+            ThreadPoolExecutor(max_workers=fan_out_threads, thread_name_prefix="partition")
             if partitions is not None
             else None
         )
@@ -112,8 +115,9 @@ class SimilarityEngine:
     ) -> list[Match]:
         """Verified matches for a query image (grey uint8) that are active and fully
         indexed, best first. ``timings``, if given, receives where the time went (see
-        ``Searcher.search_image``; a fan-out adds "fan_out", "slowest_partition",
-        "partition_load" and "partitions")."""
+        ``Searcher.search_image``; a fan-out adds "fan_out" (its wall time),
+        "slowest_partition", "partition_load" (the slowest load), "partition_sum" (every
+        partition's own time) and "partitions")."""
         hits = self.hits(gallery, gray, max_results=max_results, timings=timings)
         if not hits:
             return []
@@ -160,7 +164,9 @@ class SimilarityEngine:
         when no partition found anything in the view before (as one searcher would)."""
         held = [p for p in parts if any(p.shard_keys)]
         deadline = time.monotonic() + self.fan_out_budget_s
-        spent = dict.fromkeys(("fan_out", "slowest_partition", "partition_load"), 0.0)
+        spent = dict.fromkeys(
+            ("fan_out", "slowest_partition", "partition_load", "partition_sum"), 0.0
+        )
 
         def search_view(query: Features, whole_image: bool) -> list[Hit]:
             t = time.perf_counter()
@@ -171,6 +177,7 @@ class SimilarityEngine:
                 slowest = max(answers, key=lambda a: a.load_seconds + a.search_seconds)
                 spent["slowest_partition"] += slowest.load_seconds + slowest.search_seconds
                 spent["partition_load"] += max(a.load_seconds for a in answers)
+                spent["partition_sum"] += sum(a.load_seconds + a.search_seconds for a in answers)
             return ranked([hit for answer in answers for hit in answer.hits], max_results)
 
         hits = search_views(
