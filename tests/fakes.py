@@ -98,6 +98,9 @@ class FakeTargetRepository:
     def count(self, gallery: str) -> int:
         return len(self._visible(gallery))
 
+    def ids(self, gallery: str) -> list[str]:
+        return sorted(r.target_id for r in self._visible(gallery))
+
     def recent(self, gallery: str, before_ms: int, limit: int) -> list[TargetRecord]:
         older = [r for r in self._visible(gallery) if r.modified_ms < before_ms]
         return sorted(older, key=lambda r: (-r.modified_ms, r.target_id))[:limit]
@@ -217,7 +220,11 @@ class FakeBundleStore:
             raise BlobMissing(str(missing)) from None
 
     def commit(
-        self, gallery: str, target_id: str, change: Callable[[Bundle], Bundle]
+        self,
+        gallery: str,
+        target_id: str,
+        change: Callable[[Bundle], Bundle],
+        rebuild: Callable[[Callable[[str], bool]], Bundle] | None = None,
     ) -> FakeManifest:
         if self.failing_commits > 0:
             self.failing_commits -= 1
@@ -226,10 +233,17 @@ class FakeBundleStore:
         keys = list(current.shard_keys if current else ("",) * self.shards)
         version = (current.version if current else 0) + 1
         shard = shard_of(target_id, len(keys))
-        base = self.objects[keys[shard]] if keys[shard] else Bundle.empty()
+        lost = bool(keys[shard]) and keys[shard] not in self.objects
+        if lost and rebuild is None:
+            raise BlobMissing(keys[shard])
+        if lost:
+            assert rebuild is not None
+            base = rebuild(lambda t: shard_of(t, len(keys)) == shard)
+        else:
+            base = self.objects[keys[shard]] if keys[shard] else Bundle.empty()
         updated = change(base)
         retired: tuple[str, ...] = ()
-        if updated is not base:
+        if updated is not base or lost:
             key = f"bundles/{gallery}/s{shard:04d}/v{version:08d}-{next(self._fresh)}.bin"
             self.objects[key] = updated
             retired = (keys[shard],) if keys[shard] else ()

@@ -42,6 +42,10 @@ class TargetRepository(Protocol):
         """How many visible targets the gallery holds."""
         ...
 
+    def ids(self, gallery: str) -> list[str]:
+        """Every visible target's id (a key-only read of the whole gallery)."""
+        ...
+
     def recent(self, gallery: str, before_ms: int, limit: int) -> list[TargetRecord]:
         """Up to ``limit`` visible targets modified before ``before_ms``, newest first."""
         ...
@@ -103,9 +107,17 @@ class BundleStore(Protocol):
         those in ``known`` as they are; BlobMissing if one was already replaced."""
         ...
 
-    def commit(self, gallery: str, target_id: str, change: Callable[[Bundle], Bundle]) -> object:
+    def commit(
+        self,
+        gallery: str,
+        target_id: str,
+        change: Callable[[Bundle], Bundle],
+        rebuild: Callable[[Callable[[str], bool]], Bundle] | None = None,
+    ) -> object:
         """Apply ``change`` to the shard holding ``target_id`` and publish a new version;
-        ``change`` may run more than once (it is re-run when another writer won)."""
+        ``change`` may run more than once (it is re-run when another writer won).
+        ``rebuild(holds)`` makes the shard afresh (``holds``: whether a target id lives in
+        it) when its object is lost or unreadable, instead of refusing the write."""
         ...
 
 

@@ -189,6 +189,7 @@ class _CommitRun:
     target_id: str
     deadline: float
     attempt: int = 0
+    rebuild: Callable[[Callable[[str], bool]], Bundle] | None = None
     missing: list[str] = field(default_factory=list)
     pending: _Pending | None = None
 
@@ -288,13 +289,23 @@ class BundleStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def commit(self, gallery: str, target_id: str, change: Callable[[Bundle], Bundle]) -> Manifest:
+    def commit(
+        self,
+        gallery: str,
+        target_id: str,
+        change: Callable[[Bundle], Bundle],
+        rebuild: Callable[[Callable[[str], bool]], Bundle] | None = None,
+    ) -> Manifest:
         """Apply ``change`` to the shard holding ``target_id`` and publish the result;
         return the manifest published. ``change`` may read other state (it runs again
         whenever the shard changed under it) and returns its argument unchanged when there
         is nothing to do: then no object is written, but the manifest still advances (see
-        the module docstring)."""
-        run = _CommitRun(gallery, target_id, time.monotonic() + _COMMIT_BUDGET_S)
+        the module docstring). ``rebuild(holds)``: the shard made afresh from what the
+        records hold (``holds(target_id)``: whether a target lives in it), used when its
+        object is lost or unreadable (corrupt, or a format this code does not read)
+        instead of refusing the write; the rebuilt shard is written even if ``change``
+        leaves it as it is."""
+        run = _CommitRun(gallery, target_id, time.monotonic() + _COMMIT_BUDGET_S, rebuild=rebuild)
         try:
             while True:
                 current = self.manifest(gallery)
@@ -302,10 +313,13 @@ class BundleStore:
                 shard = shard_of(target_id, count)
                 self._drop_if_overtaken(run, current, shard, count)
                 if run.pending is None:
-                    base = self._base(run, current, shard)
-                    if base is None:
+                    found = self._base(run, current, shard, count)
+                    if found is None:
                         continue  # superseded while we looked: read the manifest again
-                    run.pending = self._prepare(gallery, current, shard, count, base, change(base))
+                    base, rebuilt = found
+                    run.pending = self._prepare(
+                        gallery, current, shard, count, base, change(base), rebuilt
+                    )
                 published = self._publish(run, current)
                 if published is not None:
                     self._retire(current)
@@ -328,14 +342,39 @@ class BundleStore:
                 self._discard(pending.key)
             run.pending = None
 
-    def _base(self, run: _CommitRun, current: Manifest | None, shard: int) -> Bundle | None:
-        """The shard ``current`` names, to apply the change to; None if it was gone."""
+    def _base(
+        self, run: _CommitRun, current: Manifest | None, shard: int, count: int
+    ) -> tuple[Bundle, bool] | None:
+        """The shard ``current`` names, to apply the change to, and whether it had to be
+        rebuilt; None if it was gone (superseded: read the manifest again)."""
         key = current.shard_keys[shard] if current else ""
         try:
-            return self._shard(run.gallery, key)
+            return self._shard(run.gallery, key), False
         except BlobMissing:
-            run.note_missing(key)
+            try:
+                run.note_missing(key)
+            except BundleUnavailable:
+                if run.rebuild is None:
+                    raise
+                return self._rebuilt(run, shard, count, key, "missing"), True
             return None
+        except ValueError as unreadable:  # corrupt, truncated, or another format version
+            if run.rebuild is None:
+                raise
+            return self._rebuilt(run, shard, count, key, str(unreadable)), True
+
+    def _rebuilt(self, run: _CommitRun, shard: int, count: int, key: str, why: str) -> Bundle:
+        assert run.rebuild is not None
+        logger.warning(
+            "rebuilding a lost or unreadable bundle shard from the target records",
+            extra={"gallery": run.gallery, "shard": shard, "key": key, "reason": why},
+        )
+        bundle = run.rebuild(lambda target_id: shard_of(target_id, count) == shard)
+        logger.warning(
+            "rebuilt bundle shard",
+            extra={"gallery": run.gallery, "shard": shard, "targets": len(bundle)},
+        )
+        return bundle
 
     def _publish(self, run: _CommitRun, current: Manifest | None) -> Manifest | None:
         """Advance the manifest with the pending change; None if there is none or another
@@ -367,11 +406,12 @@ class BundleStore:
         count: int,
         base: Bundle,
         updated: Bundle,
+        rebuilt: bool = False,
     ) -> _Pending | None:
         """The change to publish: ``updated`` put under a fresh key, or a confirmation of
         ``base`` when nothing changed; None if the key was taken (try again)."""
         base_version = current.shard_versions[shard] if current else 0
-        if updated is base:
+        if updated is base and not rebuilt:
             return _Pending(shard, count, base_version, None, base, 0)
         key = _object_key(gallery, shard, (current.version if current else 0) + 1)
         if not self.blobs.put_new(key, updated.to_bytes()):

@@ -173,11 +173,15 @@ class TargetTable:
         """Page ``page_num`` (1-based) of the gallery's targets in a stable order (by id),
         and the total count. Pages are cut client-side after a key-only scan of the
         gallery's partition, so numbering is exact even with deleted targets around."""
-        pages = self._visible(gallery, ProjectionExpression="targetId")
-        keys = [item["targetId"]["S"] for page in pages for item in page.get("Items", [])]
+        keys = self.ids(gallery)
         wanted = keys[(page_num - 1) * page_size : page_num * page_size]
         found = self.get_many(gallery, wanted)
         return [found[t] for t in wanted if t in found], len(keys)
+
+    def ids(self, gallery: str) -> list[str]:
+        """Every visible target's id (a key-only Query of the gallery's partition)."""
+        pages = self._visible(gallery, ProjectionExpression="targetId")
+        return [item["targetId"]["S"] for page in pages for item in page.get("Items", [])]
 
     def count(self, gallery: str) -> int:
         """How many visible targets the gallery holds (a counting Query, no items read)."""

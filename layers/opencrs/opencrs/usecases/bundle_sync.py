@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from opencrs.domain.errors import BlobMissing
 from opencrs.domain.ports import Stores
 from opencrs.domain.target import TargetRecord
 from opencrs.index.bundle import Bundle
 from opencrs.usecases.retry import optimistic
 from opencrs.vision.features import Features
+
+logger = logging.getLogger(__name__)
 
 
 class BundleSync:
@@ -41,4 +46,30 @@ class BundleSync:
                 retry_on=(BlobMissing,),
             )
 
-        self.stores.bundles.commit(gallery, target_id, change)
+        self.stores.bundles.commit(
+            gallery, target_id, change, lambda holds: self.rebuild_shard(gallery, holds)
+        )
+
+    def rebuild_shard(self, gallery: str, holds: Callable[[str], bool]) -> Bundle:
+        """A shard made afresh from the records (for one whose object was lost or cannot
+        be read): every target ``holds`` accepts whose record says it belongs in the
+        bundle, with the features it was indexed with. A target whose features object is
+        gone too is left out and logged: its record stays, unsearchable, until it is
+        updated or indexed again."""
+        targets = self.stores.targets
+        records = targets.get_many(gallery, [t for t in targets.ids(gallery) if holds(t)])
+        members = []
+        for target_id in sorted(records):
+            record = records[target_id]
+            if not record.belongs_in_bundle:
+                continue
+            try:
+                features = Features.from_bytes(self.stores.blobs.get(record.features_key))
+            except (BlobMissing, ValueError):
+                logger.error(
+                    "a target's features are lost too: left out of the rebuilt shard",
+                    extra={"gallery": gallery, "target_id": target_id},
+                )
+                continue
+            members.append((target_id, features))
+        return Bundle.from_targets(members)
