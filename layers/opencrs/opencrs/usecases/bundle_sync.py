@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from opencrs.domain.errors import BlobMissing
 from opencrs.domain.ports import Stores
@@ -13,6 +14,8 @@ from opencrs.usecases.retry import optimistic
 from opencrs.vision.features import Features
 
 logger = logging.getLogger(__name__)
+
+_FETCH_THREADS = 16
 
 
 class BundleSync:
@@ -58,18 +61,20 @@ class BundleSync:
         updated or indexed again."""
         targets = self.stores.targets
         records = targets.get_many(gallery, [t for t in targets.ids(gallery) if holds(t)])
-        members = []
-        for target_id in sorted(records):
-            record = records[target_id]
-            if not record.belongs_in_bundle:
-                continue
+        wanted = sorted(t for t, r in records.items() if r.belongs_in_bundle)
+
+        def features_of(target_id: str) -> Features | None:
             try:
-                features = Features.from_bytes(self.stores.blobs.get(record.features_key))
+                return Features.from_bytes(self.stores.blobs.get(records[target_id].features_key))
             except (BlobMissing, ValueError):
                 logger.error(
                     "a target's features are lost too: left out of the rebuilt shard",
                     extra={"gallery": gallery, "target_id": target_id},
                 )
-                continue
-            members.append((target_id, features))
+                return None
+
+        # Feature objects are fetched in parallel: a shard of a big library holds thousands.
+        with ThreadPoolExecutor(max_workers=_FETCH_THREADS) as pool:
+            fetched = list(pool.map(features_of, wanted))
+        members = [(t, f) for t, f in zip(wanted, fetched, strict=True) if f is not None]
         return Bundle.from_targets(members)
