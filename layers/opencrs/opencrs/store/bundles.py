@@ -36,7 +36,9 @@ writers never lose each other's targets, and readers always see a complete set o
 
 Retired objects are deleted by the commit after the one that retired them, so a reader
 that saw the previous manifest can still fetch every shard it names; a reader slower
-than two commits finds a shard missing and reads the manifest again.
+than two commits finds a shard missing and reads the manifest again. A shard object that
+stays missing, or cannot be read (corrupt, another format), is damage: a writer given a
+``rebuild`` makes the shard afresh from the records and publishes it like any change.
 """
 
 from __future__ import annotations
