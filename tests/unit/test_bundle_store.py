@@ -19,7 +19,7 @@ from opencrs.domain.ports import Stores
 from opencrs.index.bundle import Bundle, UnsupportedFormat
 from opencrs.store import bundles as bundles_module
 from opencrs.store.aws import reset_clients
-from opencrs.store.blobs import BlobStore
+from opencrs.store.blobs import RANGE_BYTES, BlobStore
 from opencrs.store.bundles import (
     MANIFEST_SORT_KEY,
     BundleStore,
@@ -49,12 +49,12 @@ class CountingBlobs(BlobStore):
         self.deletes: list[str] = []
         self.missing: dict[str, int] = {}
 
-    def get(self, key: str) -> bytes:
+    def get_ranged(self, key: str, part_bytes: int = RANGE_BYTES, threads: int = 8) -> bytes:
         self.gets.append(key)
         if self.missing.get(key, 0) > 0:
             self.missing[key] -= 1
             raise BlobMissing(key)
-        return super().get(key)
+        return super().get_ranged(key, part_bytes, threads)
 
     def put_new(self, key: str, data: bytes) -> bool:
         self.puts.append(key)

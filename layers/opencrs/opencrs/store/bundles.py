@@ -266,7 +266,7 @@ class BundleStore:
         return Shards(tuple(have[k] if k else Bundle.empty() for k in keys))
 
     def _read(self, key: str) -> Bundle:
-        return Bundle.from_bytes(self.blobs.get(key))
+        return Bundle.from_bytes(self.blobs.get_ranged(key))
 
     def _fetch(self, keys: list[str]) -> dict[str, Bundle]:
         if len(keys) <= 1:

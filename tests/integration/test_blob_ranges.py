@@ -1,0 +1,54 @@
+"""store.blobs.BlobStore.get_ranged against moto over HTTP: an object read as parallel
+ranged GETs is byte for byte the object, however its size falls on the parts; one part
+is one GET; a missing object is BlobMissing; an empty one is empty."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from opencrs.domain.errors import BlobMissing
+from opencrs.store.aws import client
+from opencrs.store.blobs import BlobStore
+
+pytestmark = pytest.mark.integration
+
+PART = 64 * 1024
+
+
+@pytest.mark.parametrize("size", [1, PART - 1, PART, PART + 1, 7 * PART + 123])
+def test_ranged_reads_return_the_object(stack, size: int) -> None:
+    data = os.urandom(size)
+    blobs = BlobStore(stack.aws.bucket)
+    blobs.put(f"ranges/{size}.bin", data)
+    assert blobs.get_ranged(f"ranges/{size}.bin", part_bytes=PART, threads=4) == data
+
+
+def test_one_part_is_one_get_and_many_parts_are_ranges(stack) -> None:
+    blobs = BlobStore(stack.aws.bucket)
+    blobs.put("ranges/count.bin", os.urandom(3 * PART))
+    ranges: list[str] = []
+
+    def record(request, **_: object) -> None:  # type: ignore[no-untyped-def]
+        value = request.headers.get("Range")
+        ranges.append(value.decode() if isinstance(value, bytes) else str(value))
+
+    events = client("s3").meta.events  # the adapters' own client
+    events.register("before-send.s3.GetObject", record)
+    try:
+        blobs.get_ranged("ranges/count.bin", part_bytes=4 * PART)
+        assert len(ranges) == 1
+        ranges.clear()
+        blobs.get_ranged("ranges/count.bin", part_bytes=PART, threads=2)
+    finally:
+        events.unregister("before-send.s3.GetObject", record)
+    assert sorted(ranges) == sorted(f"bytes={a}-{a + PART - 1}" for a in range(0, 3 * PART, PART))
+
+
+def test_a_missing_object_is_blob_missing_and_an_empty_one_is_empty(stack) -> None:
+    blobs = BlobStore(stack.aws.bucket)
+    with pytest.raises(BlobMissing):
+        blobs.get_ranged("ranges/absent.bin")
+    blobs.put("ranges/empty.bin", b"")
+    assert blobs.get_ranged("ranges/empty.bin") == b""
