@@ -17,4 +17,4 @@ searcher = Services.from_env().partition_searcher
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return answer_partition_query(searcher, event)
+    return answer_partition_query(searcher, event, context.get_remaining_time_in_millis() / 1000)

@@ -108,6 +108,18 @@ class PartitionQuery:
 
 # A partition's answer when a shard object it was given is already gone.
 STALE: dict[str, Any] = {"stale": True}
+# A partition's answer while it is still loading the shards it was given.
+LOADING: dict[str, Any] = {"loading": True}
+
+
+class PartitionLoading(PartitionFailed):
+    """The partition function is still loading the partition (its first invokes after a
+    cold start or a new library version): this query fails, a later one finds it warm."""
+
+    def __init__(self, partition: Partition) -> None:
+        super().__init__(
+            f"library search failed: {partition.label} is still loading; try again shortly"
+        )
 
 
 @dataclass(frozen=True)
@@ -137,10 +149,12 @@ class PartitionAnswer:
     @classmethod
     def from_payload(cls, payload: object, partition: Partition) -> PartitionAnswer:
         """Inverse of :meth:`to_payload`; BlobMissing for :data:`STALE` (read the manifest
-        again), PartitionFailed for anything else (a partition function of another
-        release, say)."""
+        again), PartitionLoading for :data:`LOADING`, PartitionFailed for anything else (a
+        partition function of another release, say)."""
         if payload == STALE:
             raise BlobMissing(f"{partition.label} of {partition.gallery!r}: a shard was replaced")
+        if payload == LOADING:
+            raise PartitionLoading(partition)
         try:
             if not isinstance(payload, dict):
                 raise TypeError(type(payload).__name__)
