@@ -19,12 +19,17 @@ from urllib.parse import quote_plus, unquote_plus
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, S3Event, SQSEvent
 
+from opencrs.domain.partitions import PartitionAnswer, PartitionQuery
+from opencrs.edge.partition import answer_partition_query
+from opencrs.usecases.partition import PartitionSearcher
+from tests.fakes import FakeBundleStore
 from tests.unit.test_template import api_routes, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 EVENT_FILES = sorted(EVENTS.glob("*.json"))
-API_EVENTS = [p for p in EVENT_FILES if not p.name.startswith(("s3_", "sqs_"))]
+API_EVENTS = [p for p in EVENT_FILES if not p.name.startswith(("s3_", "sqs_", "partition_"))]
+PARTITION_EVENTS = [p for p in EVENT_FILES if p.name.startswith("partition_")]
 S3_EVENTS = [p for p in EVENT_FILES if p.name.startswith("s3_")]
 SQS_EVENTS = [p for p in EVENT_FILES if p.name.startswith("sqs_")]
 EXPECTED = {
@@ -45,6 +50,7 @@ EXPECTED = {
     "targets_bulk_delete.json",
     "search.json",
     "search_v2.json",
+    "partition_query.json",
 }
 
 API_KEYS = {
@@ -337,3 +343,18 @@ def test_shape_checks_catch_broken_events(routes):
     assert any("URL-encoded" in p for p in problems)
     assert any("sequencer" in p for p in problems)
     assert s3_event_problems({"Records": []})
+
+
+@pytest.mark.parametrize("path", PARTITION_EVENTS, ids=lambda p: p.name)
+def test_partition_events_are_partition_queries_the_handler_answers(path: Path) -> None:
+    """What a query function sends a partition function (``sam local invoke
+    PartitionSearchFunction0 -e events/partition_query.json``): shards never written, so
+    any bucket answers it, with no hits."""
+    payload = json.loads(path.read_text())
+    query = PartitionQuery.from_payload(payload)
+    assert query.partition.shard_keys and not any(query.partition.shard_keys)
+    searcher = PartitionSearcher(FakeBundleStore())
+    answer = PartitionAnswer.from_payload(
+        answer_partition_query(searcher, payload), query.partition
+    )
+    assert answer.hits == []
