@@ -140,7 +140,8 @@ def main() -> None:
             }
         )
     print(
-        "\n| library | partitions | photos | top-1 (view 0) | wrong first | p50 / p95, a core each |"
+        "\n| library | partitions | photos | top-1 (view 0) | wrong first "
+        "| p50 / p95, a core each |"
     )
     print("|---|---|---|---|---|---|")
     for r in rows:
