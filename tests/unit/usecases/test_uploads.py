@@ -12,7 +12,9 @@ import pytest
 from bench.demo_photos import load_gray, photo
 from local.runtime import load_event
 from opencrs.bootstrap import Services
+from opencrs.domain.errors import PartitionFailed
 from opencrs.domain.target import FAILED, INDEXED, PENDING
+from opencrs.usecases.query import SimilarityEngine
 from opencrs.usecases.uploads import (
     UploadedObject,
     event_order,
@@ -20,7 +22,7 @@ from opencrs.usecases.uploads import (
     uploaded_objects,
 )
 from opencrs.vision.params import IMAGE_LIMITS
-from tests.fakes import FAKE_BUCKET, InjectedFault, fakes_of
+from tests.fakes import FAKE_BUCKET, FakePartitions, InjectedFault, fakes_of
 
 GALLERY = "default"  # Settings.default_gallery: where uploads go
 KEY = "uploads/cups/coffee.jpg"
@@ -232,6 +234,27 @@ def test_a_fault_is_raised_so_the_event_is_retried(app: Services) -> None:
     with pytest.raises(InjectedFault):
         app.uploads.process(upload)
     assert app.uploads.process(upload).status == INDEXED
+
+
+def test_a_partition_failure_in_the_similar_check_is_retried_not_recorded_failed(
+    app: Services,
+) -> None:
+    """The upload's similar check fans out over the library's partitions: one that fails
+    is a fault of the service, not of the image, so the event is retried (never a
+    ``failed`` target for a good image) and indexes once the partition is back."""
+    fakes = fakes_of(app)
+    assert app.uploads.process(put(app, "uploads/first.jpg", "rocket")).status == INDEXED
+    partitions = FakePartitions(fakes.bundles)
+    app.images.engine = SimilarityEngine(fakes, partitions, 1)  # 4 shards: 4 partitions
+    partitions.failing = {0, 1, 2, 3}
+    upload = put(app, KEY, "hubble")
+    with pytest.raises(PartitionFailed):
+        app.uploads.process(upload)
+    states = [r.state for (g, _), r in fakes.targets.records.items() if g == GALLERY]
+    assert states == [INDEXED]  # the first upload's; no failed record for the second
+    partitions.failing = set()
+    assert app.uploads.process(upload).status == INDEXED
+    assert partitions.asked  # the check did fan out
 
 
 def test_a_retried_upload_is_indexed_even_when_the_undo_also_failed(app: Services) -> None:

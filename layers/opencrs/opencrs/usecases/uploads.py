@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from opencrs import wire
 from opencrs.domain.errors import (
     BlobMissing,
     DomainError,
@@ -177,6 +178,10 @@ class UploadProcessor:
                 gallery, image, fields, target_id=target_id, source=f"upload:{key}", image_key=key
             )
         except (DomainError, ImageError) as error:
+            if isinstance(error, DomainError) and error.code == wire.INTERNAL_ERROR:
+                # A fault (a partition of the library down or still loading, writers that
+                # kept winning), not a refusal of the image: raised so the event is retried.
+                raise
             return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
         except TargetExists:
             return Outcome(key, "duplicate", target_id, reason="indexed by a concurrent delivery")
