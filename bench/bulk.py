@@ -22,7 +22,7 @@ import boto3
 import cv2
 
 from bench import speed
-from bench.quality import OUT, load_manifest
+from bench.quality import load_manifest, save
 from local.event_source import QueuePoller
 from local.runtime import embedded_aws, load_handler
 from opencrs.store.records import TargetTable
@@ -80,8 +80,7 @@ def main() -> None:
         )
     print(f"\n{args.targets} targets in {total:.0f} s (distractor generation included)")
     print(speed.machine())
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "bulk.json").write_text(json.dumps(rows, indent=1))
+    save("bulk.json", rows)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from bench import real, speed
-from bench.quality import OUT
+from bench.quality import OUT, save
 from local.lambda_invoke import InvokeStandIn, LambdaFunction
 from opencrs.config import DEFAULT_BUNDLE_SHARDS
 from opencrs.domain.errors import BlobMissing
@@ -277,8 +277,7 @@ def main() -> None:
         print(f"size {n}: {json.dumps(row)}", flush=True)
     print("\n".join(["", *table(rows)]))
     print(speed.machine())
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "fanout.json").write_text(json.dumps(rows, indent=1))
+    save("fanout.json", rows)
 
 
 if __name__ == "__main__":

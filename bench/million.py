@@ -27,7 +27,6 @@ distinct images.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import real, speed
-from bench.quality import OUT
+from bench.quality import save
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Hit, Searcher, ranked
 from opencrs.vision.features import Features, extract_features, make_features
@@ -150,8 +149,7 @@ def main() -> None:
             f"| {r['wrong_first']} | {r['p50_ms']:.0f} / {r['p95_ms']:.0f} ms |"
         )
     print(speed.machine())
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "million.json").write_text(json.dumps(rows, indent=1))
+    save("million.json", rows)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,16 @@ from opencrs.vision.params import DEFAULT, Tuning
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "bench" / "photos"
 OUT = ROOT / "bench" / "out"
+
+
+def save(name: str, results: object) -> Path:
+    """Write a benchmark's results as ``bench/out/<name>`` (JSON, never committed)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / name
+    path.write_text(json.dumps(results, indent=1))
+    return path
+
+
 SSIM_SIZE = 256
 PHASH_MAX_DISTANCE = 10
 TOP_K = 5

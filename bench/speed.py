@@ -74,6 +74,7 @@ from bench.quality import (
     encode,
     load_manifest,
     read_gray,
+    save,
 )
 from bench.tuning import overridden
 from opencrs.config import DEFAULT_BUNDLE_SHARDS
@@ -526,8 +527,7 @@ def main_real(args: argparse.Namespace, tuning: Tuning) -> None:
         print(f"size {n}: {json.dumps(brief)}", flush=True)
     print("\n".join(["", *real_table(results)]))
     print(machine())
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "speed-real.json").write_text(json.dumps(results, indent=1))
+    save("speed-real.json", results)
 
 
 def machine() -> str:
@@ -583,8 +583,7 @@ def main() -> None:
             for line in r["false_positive_queries"]:
                 print(f"  {line}")
     print(machine())
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "speed.json").write_text(json.dumps(results, indent=1))
+    save("speed.json", results)
 
 
 if __name__ == "__main__":

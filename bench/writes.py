@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench import real, speed
-from bench.quality import OUT
+from bench.quality import save
 from opencrs.vision.features import extract_features
 from opencrs.vision.image import check_and_decode
 from opencrs.vision.params import DEFAULT
@@ -73,8 +73,7 @@ def main() -> None:
         )
     print(f"\nthe added target's own features: {rows[0]['target_bytes'] / 1e3:.0f} KB")
     print(speed.machine())
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "writes.json").write_text(json.dumps(rows, indent=1))
+    save("writes.json", rows)
 
 
 if __name__ == "__main__":
