@@ -317,7 +317,7 @@ class FakePartitions:
         if part.index in self.failing:
             raise PartitionFailed(f"library search failed: {part.label} failed (InjectedFault)")
         time.sleep(self.delay_s)
-        sent = json.loads(json.dumps(query.to_payload()))
+        sent = json.loads(query.to_json())
         answer = STALE if stale else answer_partition_query(self.searcher, sent)
         return PartitionAnswer.from_payload(json.loads(json.dumps(answer)), part)
 

@@ -40,6 +40,16 @@ def test_a_query_crosses_json_unchanged(query: PartitionQuery) -> None:
     assert len(json.dumps(payload)) < 200_000  # far under Invoke's 6 MB
 
 
+def test_one_view_encoded_once_for_every_partition_is_each_partitions_own_payload(
+    query: PartitionQuery,
+) -> None:
+    parts = [Partition("lib", n, 3, 42, (f"k{n}",)) for n in range(3)]
+    shared = PartitionQuery.for_each(parts, query.features, 10, True)
+    alone = [PartitionQuery(p, query.features, 10, True) for p in parts]
+    assert [json.loads(q.to_json()) for q in shared] == [json.loads(q.to_json()) for q in alone]
+    assert [PartitionQuery.from_payload(q.to_payload()).partition for q in shared] == parts
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

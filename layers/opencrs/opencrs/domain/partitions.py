@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opencrs.domain.errors import BlobMissing, InvalidField, PartitionFailed
@@ -62,19 +63,38 @@ class PartitionQuery:
     features: Features
     max_results: int
     whole_image: bool
+    # The view's part of the payload, when made once for every partition (``for_each``).
+    view_json: str = field(default="", compare=False, repr=False)
 
-    def to_payload(self) -> dict[str, Any]:
+    @classmethod
+    def for_each(
+        cls,
+        partitions: Sequence[Partition],
+        features: Features,
+        max_results: int,
+        whole_image: bool,
+    ) -> list[PartitionQuery]:
+        """One view's query to every partition in ``partitions``: the features are
+        encoded once for all of them (base64 and JSON of ~130 KB, ~0.5 ms a partition)."""
+        shared = _view_json(features, max_results, whole_image)
+        return [cls(p, features, max_results, whole_image, shared) for p in partitions]
+
+    def to_json(self) -> bytes:
+        """The Invoke payload: the partition's fields, then the view's."""
         part = self.partition
-        return {
+        header = {
             "gallery": part.gallery,
             "partition": part.index,
             "partitions": part.count,
             "version": part.version,
             "shardKeys": list(part.shard_keys),
-            "features": base64.b64encode(self.features.to_bytes()).decode("ascii"),
-            "maxResults": self.max_results,
-            "wholeImage": self.whole_image,
         }
+        view = self.view_json or _view_json(self.features, self.max_results, self.whole_image)
+        return f"{_members(header)},{view}}}".encode()
+
+    def to_payload(self) -> dict[str, Any]:
+        """:meth:`to_json` as the handler receives it."""
+        return dict(json.loads(self.to_json()))
 
     @classmethod
     def from_payload(cls, payload: object) -> PartitionQuery:
@@ -177,6 +197,21 @@ class PartitionAnswer:
 
 
 _KINDS = {str: "a string", int: "an integer", bool: "true or false"}
+
+
+def _members(obj: dict[str, Any]) -> str:
+    """A JSON object's text without its closing brace, to append members to."""
+    return json.dumps(obj, separators=(",", ":"))[:-1]
+
+
+def _view_json(features: Features, max_results: int, whole_image: bool) -> str:
+    """The members of a query payload that are the same for every partition."""
+    view = {
+        "features": base64.b64encode(features.to_bytes()).decode("ascii"),
+        "maxResults": max_results,
+        "wholeImage": whole_image,
+    }
+    return _members(view)[1:]
 
 
 def _typed(payload: dict[str, Any], name: str, kind: type) -> Any:

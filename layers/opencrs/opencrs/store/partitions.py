@@ -55,7 +55,7 @@ class LambdaPartitions:
             response = self._client.invoke(
                 FunctionName=self.function_names[part.index % len(self.function_names)],
                 InvocationType="RequestResponse",
-                Payload=json.dumps(query.to_payload(), separators=(",", ":")).encode(),
+                Payload=query.to_json(),
             )
             body = response["Payload"].read()
         except (ClientError, BotoCoreError) as error:

@@ -170,7 +170,7 @@ class SimilarityEngine:
 
         def search_view(query: Features, whole_image: bool) -> list[Hit]:
             t = time.perf_counter()
-            asked = [PartitionQuery(p, query, max_results, whole_image) for p in held]
+            asked = PartitionQuery.for_each(held, query, max_results, whole_image)
             answers = self._ask(asked, deadline)
             spent["fan_out"] += time.perf_counter() - t
             if answers:
