@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from botocore.exceptions import ClientError
 
@@ -36,12 +38,8 @@ class BlobStore:
         return True
 
     def get(self, key: str) -> bytes:
-        try:
+        with _missing_as_blob_missing(key):
             return client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as error:
-            if error_code(error) in {"NoSuchKey", "404"}:
-                raise BlobMissing(key) from error
-            raise
 
     def get_ranged(
         self, key: str, part_bytes: int = RANGE_BYTES, threads: int = RANGE_THREADS
@@ -74,26 +72,29 @@ class BlobStore:
         return data
 
     def _range(self, key: str, first: int, last: int) -> dict:
-        try:
-            return client("s3").get_object(
-                Bucket=self.bucket, Key=key, Range=f"bytes={first}-{last}"
-            )
-        except ClientError as error:
-            if error_code(error) in {"NoSuchKey", "404"}:
-                raise BlobMissing(key) from error
-            raise
+        with _missing_as_blob_missing(key):
+            span = f"bytes={first}-{last}"
+            return client("s3").get_object(Bucket=self.bucket, Key=key, Range=span)
 
     def head_metadata(self, key: str) -> dict[str, str]:
         """User metadata (``x-amz-meta-*``) of an object; BlobMissing if it is gone."""
-        try:
+        with _missing_as_blob_missing(key):
             return client("s3").head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
-        except ClientError as error:
-            if error_code(error) in {"NoSuchKey", "404"}:
-                raise BlobMissing(key) from error
-            raise
 
     def delete(self, key: str) -> None:
         client("s3").delete_object(Bucket=self.bucket, Key=key)
+
+
+@contextmanager
+def _missing_as_blob_missing(key: str) -> Iterator[None]:
+    """S3's answers for an absent object (NoSuchKey on a GET, a bare 404 on a HEAD) as the
+    port's BlobMissing; any other error as it is."""
+    try:
+        yield
+    except ClientError as error:
+        if error_code(error) in {"NoSuchKey", "404"}:
+            raise BlobMissing(key) from error
+        raise
 
 
 def _total_size(response: dict, length: int) -> int:
