@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -34,6 +36,7 @@ FAN_OUT_BUDGET_S = 20.0
 FAN_OUT_THREADS = 64
 # Manifest reads before a library that keeps changing under a query is given up.
 _READS = 3
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -77,15 +80,24 @@ class SimilarityEngine:
     def searcher(self, gallery: str) -> Searcher | None:
         """The gallery's searcher for its current manifest (None: no gallery yet), when
         this process searches the whole library itself."""
+        return self._on_current_manifest(gallery, lambda m: self._searcher_of(gallery, m))
+
+    def _on_current_manifest(self, gallery: str, use: Callable[[GalleryVersion], _T]) -> _T | None:
+        """``use`` of the gallery's current manifest (None: no gallery yet), with the
+        manifest read again when a shard it names was replaced twice meanwhile.
+
+        Giving up is not a DomainError: shard objects missing read after read are more
+        often damage than churn, so the caller gets EasyAR's generic internal error and
+        the log the cause."""
         for _ in range(_READS):
             manifest = self.stores.bundles.manifest(gallery)
             if manifest is None:
                 return None
             try:
-                return self._searcher_of(gallery, manifest)
+                return use(manifest)
             except BlobMissing:
-                continue  # writers replaced a shard twice between our two reads
-        raise _kept_changing()
+                continue
+        raise RuntimeError("the gallery's bundle kept changing while being loaded")
 
     def _searcher_of(self, gallery: str, manifest: GalleryVersion) -> Searcher:
         cached = self._cache.get(gallery)
@@ -139,19 +151,16 @@ class SimilarityEngine:
     ) -> list[Hit]:
         """The verified hits of :meth:`find`, before their records are read (every target
         the index holds, searchable or not)."""
-        for _ in range(_READS):
-            manifest = self.stores.bundles.manifest(gallery)
-            if manifest is None:
-                return []
+
+        def search(manifest: GalleryVersion) -> list[Hit]:
             parts = partitions_of(gallery, manifest, self.shards_per_partition)
-            try:
-                if len(parts) == 1:  # a library of one partition answers without a fan-out
-                    searcher = self._searcher_of(gallery, manifest)
-                    return searcher.search_image(gray, max_results=max_results, timings=timings)
-                return self._fan_out(parts, gray, max_results, timings)
-            except BlobMissing:
-                continue  # a shard was replaced twice since the manifest was read: read it again
-        raise _kept_changing()
+            if len(parts) == 1:  # a library of one partition answers without a fan-out
+                searcher = self._searcher_of(gallery, manifest)
+                return searcher.search_image(gray, max_results=max_results, timings=timings)
+            return self._fan_out(parts, gray, max_results, timings)
+
+        found = self._on_current_manifest(gallery, search)
+        return [] if found is None else found
 
     def _fan_out(
         self,
@@ -211,9 +220,3 @@ class SimilarityEngine:
                 f"{self.fan_out_budget_s:g} s; try again"
             )
         return [f.result() for f in futures]
-
-
-def _kept_changing() -> RuntimeError:
-    """Not a DomainError: shard objects missing read after read are more often damage
-    than churn, so the caller gets EasyAR's generic internal error and the log the cause."""
-    return RuntimeError("the gallery's bundle kept changing while being loaded")
