@@ -264,9 +264,7 @@ def main() -> None:
     parser.add_argument("--phones", help="comma-separated phone folders only")
     parser.add_argument("--limit", type=int, help="the first N references only")
     args = parser.parse_args()
-    photos = real.load(Path(args.real), args.phones.split(",") if args.phones else None, args.limit)
-    if not photos.references:
-        raise SystemExit(f"no reference covers in {Path(args.real) / 'Reference'}")
+    photos = real.load_or_exit(args.real, args.phones, args.limit)
     sent = [real.client_bytes(p.path) for p in photos.photos]
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -75,7 +74,7 @@ def main() -> None:
     parser.add_argument("--invoke-ms", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    photos = real.load(Path(args.real))
+    photos = real.load_or_exit(args.real)
     chosen = photos.photos[:: max(1, len(photos.photos) // args.photos)][: args.photos]
     queries, coordinator_ms = [], []
     for photo in chosen:

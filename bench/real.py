@@ -81,6 +81,17 @@ def load(directory: Path, phones: list[str] | None = None, limit: int | None = N
     return PhotoSet(references, photos, skipped)
 
 
+def load_or_exit(
+    directory: str | Path, phones: str | None = None, limit: int | None = None
+) -> PhotoSet:
+    """:func:`load` for a benchmark's ``--real``/``--phones`` (comma-separated)/``--limit``,
+    ending it with a message when ``directory`` holds no reference."""
+    photos = load(Path(directory), phones.split(",") if phones else None, limit)
+    if not photos.references:
+        raise SystemExit(f"no reference covers in {Path(directory) / 'Reference'}")
+    return photos
+
+
 def client_image(path: Path) -> np.ndarray:
     """The photo (colour) as a client sends it: long side <= ``CLIENT_SIDE``, area-downscaled
     if larger; encode it at ``CLIENT_QUALITY``."""

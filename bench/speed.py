@@ -507,10 +507,7 @@ def real_table(rows: list[dict]) -> list[str]:
 def main_real(args: argparse.Namespace, tuning: Tuning) -> None:
     """``--real``: the real photos of ``args.real`` against galleries of their references
     plus distractors, one result set per size."""
-    phones = args.phones.split(",") if args.phones else None
-    photos = real.load(Path(args.real), phones, args.limit)
-    if not photos.references:
-        raise SystemExit(f"no reference covers in {Path(args.real) / 'Reference'}")
+    photos = real.load_or_exit(args.real, args.phones, args.limit)
     print(
         f"{len(photos.references)} references, {len(photos.photos)} photos; "
         f"{photos.skipped} photos skipped (no reference with their stem)",

@@ -17,7 +17,6 @@ import json
 import os
 import statistics
 import time
-from pathlib import Path
 
 from bench import real, speed
 from bench.quality import save
@@ -57,7 +56,7 @@ def main() -> None:
     parser.add_argument("--shards", default="16,64", help="comma-separated shard counts")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    photos = real.load(Path(args.real), None, 5)
+    photos = real.load_or_exit(args.real, limit=5)
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         for shards in (int(s) for s in args.shards.split(",")):
