@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -187,50 +187,68 @@ class Bundle:
         )
 
     def with_target(self, target_id: str, features: Features) -> Bundle:
-        """A new bundle holding ``features`` under ``target_id`` (replacing any previous);
-        only the new target's descriptors are quantised."""
+        """A new bundle holding ``features`` under ``target_id`` (replacing any previous),
+        last; only the new target's descriptors are quantised."""
         _check_target(target_id, features)
         new = Bundle._encode([(target_id, features)], shipped().quantise)
-        rest = self.without_target(target_id)
-        return Bundle(
-            rest._ids + new._ids,
-            np.concatenate([rest._sizes, new._sizes]),
-            np.concatenate([rest._offsets, rest._offsets[-1] + new._offsets[1:]]),
-            np.concatenate([rest._xy, new._xy]),
-            np.concatenate([rest._angle, new._angle]),
-            np.concatenate([rest._descriptors, new._descriptors]),
-            np.concatenate([rest._words, new._words]),
-            new._fingerprint,
-            (
-                np.concatenate([rest._has_thumb, new._has_thumb]),
-                np.concatenate([rest._phashes, new._phashes]),
-                np.concatenate([rest._thumbs, new._thumbs]),
-            ),
-        )
+        return Bundle.concat([self.without_target(target_id), new])
 
     def without_target(self, target_id: str) -> Bundle:
         """A bundle without ``target_id`` (this one, unchanged, if absent)."""
-        i = self._pos.get(target_id)
-        if i is None:
+        return self.without_targets([target_id])
+
+    def without_targets(self, target_ids: Iterable[str]) -> Bundle:
+        """A bundle without any of ``target_ids``, the others in their order (this one,
+        unchanged, if it holds none of them): one cut however many go."""
+        gone = sorted({self._pos[t] for t in target_ids if t in self._pos})
+        if not gone:
             return self
-        a, b = int(self._offsets[i]), int(self._offsets[i + 1])
-
-        def cut(arr: np.ndarray) -> np.ndarray:
-            return np.concatenate([arr[:a], arr[b:]])
-
+        keep = np.ones(len(self._ids), dtype=bool)
+        keep[gone] = False
+        counts = np.diff(self._offsets)
+        rows = np.repeat(keep, counts)
         return Bundle(
-            self._ids[:i] + self._ids[i + 1 :],
-            np.delete(self._sizes, i, axis=0),
-            np.concatenate([self._offsets[: i + 1], self._offsets[i + 2 :] - (b - a)]),
-            cut(self._xy),
-            cut(self._angle),
-            cut(self._descriptors),
-            cut(self._words),
+            [tid for tid, k in zip(self._ids, keep, strict=True) if k],
+            self._sizes[keep],
+            np.concatenate([[0], np.cumsum(counts[keep])]),
+            self._xy[rows],
+            self._angle[rows],
+            self._descriptors[rows],
+            self._words[rows],
             self._fingerprint,
+            (self._has_thumb[keep], self._phashes[keep], self._thumbs[keep]),
+        )
+
+    def only(self, target_id: str) -> Bundle:
+        """A bundle of ``target_id`` alone, its values as stored here (a write's delta);
+        ``KeyError`` if absent."""
+        i = self._pos[target_id]
+        return self.without_targets(self._ids[:i] + self._ids[i + 1 :])
+
+    @classmethod
+    def concat(cls, bundles: Sequence[Bundle]) -> Bundle:
+        """The targets of ``bundles`` one after the other, in one copy of each array;
+        ``ValueError`` if a target is in two of them. All bundles in memory hold the shipped
+        vocabulary's words (``from_bytes`` re-quantises others)."""
+        parts = [b for b in bundles if len(b)]
+        if len(parts) <= 1:
+            return parts[0] if parts else (bundles[0] if bundles else cls.empty())
+        ends = np.cumsum([int(b._offsets[-1]) for b in parts])[:-1]
+        return cls(
+            [tid for b in parts for tid in b._ids],
+            np.concatenate([b._sizes for b in parts]),
+            np.concatenate(
+                [[0], *(b._offsets[1:] + e for b, e in zip(parts, [0, *ends], strict=True))]
+            ),
+            np.concatenate([b._xy for b in parts]),
+            np.concatenate([b._angle for b in parts]),
+            np.concatenate([b._descriptors for b in parts]),
+            np.concatenate([b._words for b in parts]),
+            parts[-1]._fingerprint,
             (
-                np.delete(self._has_thumb, i),
-                np.delete(self._phashes, i),
-                np.delete(self._thumbs, i, axis=0),
+                np.concatenate([b._has_thumb for b in parts]),
+                np.concatenate([b._phashes for b in parts]),
+                np.concatenate([b._thumbs for b in parts]),
             ),
         )
 
