@@ -102,7 +102,7 @@ def assert_consistent(stack) -> set[str]:
 
 
 def assert_no_stray_bundle_objects(stack) -> None:
-    """The bucket holds exactly the shards the manifest names and those its latest commit
+    """The bucket holds exactly the objects the manifest names and those its latest commit
     retired (the next commit deletes them): a writer that lost a race removed what it
     wrote, and every commit deleted what the one before it retired."""
     manifest = BundleStore(stack.aws.table, BlobStore(stack.aws.bucket)).manifest("default")
@@ -112,7 +112,7 @@ def assert_no_stray_bundle_objects(stack) -> None:
         for page in pages.paginate(Bucket=stack.aws.bucket, Prefix="bundles/default/")
         for o in page.get("Contents", [])
     }
-    assert stored == {k for k in manifest.shard_keys if k} | set(manifest.retired)
+    assert stored == manifest.object_keys | set(manifest.retired)
 
 
 def test_concurrent_writers_lose_nothing(stack):

@@ -127,6 +127,32 @@ def test_without_target_removes(feats: dict[str, Features]) -> None:
     assert b2.without_target("absent").target_ids() == b2.target_ids()
 
 
+def test_many_removed_at_once_only_one_and_concatenation_agree_with_one_at_a_time(
+    feats: dict[str, Features],
+) -> None:
+    """What the bundle store merges deltas with: the same bytes as with_target and
+    without_target applied one by one."""
+    b = _gallery(feats)
+    one_by_one = b.without_target("id-coins").without_target("id-camera")
+    at_once = b.without_targets(["id-camera", "id-coins", "absent"])
+    assert at_once.to_bytes() == one_by_one.to_bytes()
+    assert b.without_targets(["absent"]) is b
+    alone = b.only("id-page")
+    assert alone.target_ids() == ["id-page"] and _same(
+        alone.features_of("id-page"), b.features_of("id-page")
+    )
+    parts = [b.only(t) for t in b.target_ids()]
+    assert Bundle.concat(parts).to_bytes() == b.to_bytes()
+    assert Bundle.concat([at_once, Bundle.empty(), b.only("id-camera")]).to_bytes() == (
+        at_once.with_target("id-camera", b.features_of("id-camera")).to_bytes()
+    )
+    assert len(Bundle.concat([])) == 0
+    with pytest.raises(ValueError, match="duplicate"):
+        Bundle.concat([b, alone])
+    with pytest.raises(KeyError):
+        b.only("absent")
+
+
 def test_words_are_the_shipped_vocabulary_leaves(feats: dict[str, Features]) -> None:
     parts = [(f"id-{n}", f) for n, f in feats.items()]
     built = Bundle.from_targets(parts)

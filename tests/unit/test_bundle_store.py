@@ -78,10 +78,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reset_clients()
 
 
-def store(shards: int = SHARDS) -> tuple[BundleStore, CountingBlobs]:
-    """A fresh process's store: nothing cached."""
+def store(shards: int = SHARDS, max_deltas: int = 0) -> tuple[BundleStore, CountingBlobs]:
+    """A fresh process's store: nothing cached. Every write rewrites its shard unless
+    ``max_deltas`` (the tests of deltas and compaction are in test_bundle_deltas)."""
     blobs = CountingBlobs()
-    return BundleStore(TABLE, blobs, shards), blobs
+    return BundleStore(TABLE, blobs, shards, max_deltas=max_deltas), blobs
 
 
 def features(target_id: str) -> Features:
@@ -181,6 +182,8 @@ def test_the_shard_count_is_fixed_when_the_gallery_is_created(aws: None) -> None
 def test_shard_count_settings() -> None:
     assert Settings.from_env({}).bundle_shards == 16
     assert Settings.from_env({"OPENCRS_BUNDLE_SHARDS": "64"}).bundle_shards == 64
+    assert Settings.from_env({}).bundle_deltas == 32
+    assert Settings.from_env({"OPENCRS_BUNDLE_DELTAS": "0"}).bundle_deltas == 0
     with pytest.raises(ValueError):
         BundleStore(TABLE, BlobStore(BUCKET), 0)
     with pytest.raises(ValueError):

@@ -30,7 +30,9 @@ def aws_stores(settings: Settings) -> Stores:
     return Stores(
         targets=TargetTable(settings.table),
         blobs=blobs,
-        bundles=BundleStore(settings.table, blobs, settings.bundle_shards),
+        bundles=BundleStore(
+            settings.table, blobs, settings.bundle_shards, max_deltas=settings.bundle_deltas
+        ),
         upload_keys=UploadKeys(settings.table),
         replays=ReplayLog(settings.table),
     )

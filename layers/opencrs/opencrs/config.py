@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_BUNDLE_SHARDS = 16
+DEFAULT_BUNDLE_DELTAS = 32
 DEFAULT_PARTITION_TIMEOUT_S = 15.0
 DEFAULT_PARTITION_CACHE = 2
 
@@ -34,6 +35,10 @@ class Settings:
     # Shards of a gallery created from now on (see store.bundles); an existing gallery
     # keeps the count its manifest records.
     bundle_shards: int = DEFAULT_BUNDLE_SHARDS
+    # Deltas a shard carries before a write folds them into it (see store.bundles): a
+    # write appends its target's own features, not the whole shard; 0: every write
+    # rewrites its shard.
+    bundle_deltas: int = DEFAULT_BUNDLE_DELTAS
     # A library's search fanned out over partitions of this many consecutive shards (see
     # domain.partitions); 0 or no function: the query function searches it whole itself.
     # Partition p is searched by partition_functions[p % len(partition_functions)]: one
@@ -64,6 +69,7 @@ class Settings:
             app_id=env.get("OPENCRS_APP_ID", ""),
             default_gallery=env.get("OPENCRS_GALLERY", "default"),
             bundle_shards=int(env.get("OPENCRS_BUNDLE_SHARDS") or DEFAULT_BUNDLE_SHARDS),
+            bundle_deltas=int(env.get("OPENCRS_BUNDLE_DELTAS") or DEFAULT_BUNDLE_DELTAS),
             partition_shards=int(env.get("OPENCRS_PARTITION_SHARDS") or 0),
             partition_functions=partition_function_names(
                 env.get("OPENCRS_PARTITION_FUNCTION", ""), env.get("OPENCRS_PARTITION_SLOTS", "")

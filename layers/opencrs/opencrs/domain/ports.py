@@ -76,7 +76,10 @@ class GalleryVersion(Protocol):
     def version(self) -> int: ...
 
     @property
-    def shard_keys(self) -> tuple[str, ...]: ...
+    def shard_keys(self) -> tuple[str, ...]:
+        """Each shard's token: a name for its whole content (its object and any deltas),
+        never reused for another, which readers load and cache by."""
+        ...
 
     @property
     def shard_count(self) -> int: ...
@@ -118,6 +121,14 @@ class BundleStore(Protocol):
         ``change`` may run more than once (it is re-run when another writer won).
         ``rebuild(holds)`` makes the shard afresh (``holds``: whether a target id lives in
         it) when its object is lost or unreadable, instead of refusing the write."""
+        ...
+
+
+class CompactionRequests(Protocol):
+    """Where shards are sent to have their deltas folded in, off the request path."""
+
+    def request(self, gallery: str, shard: int) -> None:
+        """Ask for the shard's deltas to be folded; at least once (duplicates are harmless)."""
         ...
 
 

@@ -3,46 +3,63 @@
 Why shards: one bundle object per gallery (~36 KB per target) meant every add rewrote
 the whole gallery, ~3.6 GB at 100k targets. A gallery is instead split into a fixed
 number of shards, each an ordinary :class:`~opencrs.index.bundle.Bundle` object; target
-``t`` lives in shard ``crc32(t) % shard_count``, so a commit downloads (unless cached),
-rebuilds and uploads that one shard only. Pick ``OPENCRS_BUNDLE_SHARDS`` so a shard stays
-at tens of MB: the default 16 suits ~10k targets (~23 MB per shard); 256 suit 100k.
+``t`` lives in shard ``crc32(t) % shard_count``. Pick ``OPENCRS_BUNDLE_SHARDS`` so a
+shard stays at tens of MB: the default 16 suits ~10k targets (~23 MB per shard); 64 to
+256 suit 100k.
 
-Layout. Objects: ``bundles/<gallery>/s<shard>/v<version>-<uuid>.bin``, a fresh key per
-write (written with ``IfNoneMatch``, never overwritten; ``<version>`` is the version it
-was first written for). The manifest item (``pk = G#<gallery>``, ``sk = MANIFEST``)::
+Why deltas: even one shard is tens of MB, so a write does not rewrite it. It appends a
+*delta* to its shard instead: the target's own features as a one-target bundle object
+(~45 KB), or, for a removal, nothing but the manifest entry. A shard is its object plus
+its deltas, merged in order by every reader (the last delta of a target wins). When a
+shard holds ``compact_at`` deltas the writer asks for a compaction (``compact``, run off
+the request path from a queue); a write that finds ``max_deltas`` already there folds
+them into a new shard object itself, so nothing depends on the compactor keeping up.
+
+Layout. Objects: ``bundles/<gallery>/s<shard>/v<version>-<uuid>.bin`` (shards) and
+``.../d<version>-<uuid>.bin`` (deltas), a fresh key per write (written with
+``IfNoneMatch``, never overwritten; ``<version>`` is the version it was first written
+for). The manifest item (``pk = G#<gallery>``, ``sk = MANIFEST``)::
 
     version      N   bumped by every commit (the optimistic-concurrency token)
     shardCount   N   fixed when the gallery is created
     shardKeys    L   one S per shard: its object's key, "" for a shard never written
+    shardDeltas  L   one L per shard of M {t: target id, k: delta key, "" = removed}
     shardVersions L  one N per shard: the version that last wrote or confirmed it
     retiredKeys  L   the keys this version's commit replaced (deleted by the next commit)
     targets      N   total targets over all shards
     updatedMs    N
 
-A manifest item without ``shardKeys`` is refused (``UnsupportedFormat``). Re-sharding a
-gallery means re-indexing it into a new one.
+A manifest item without ``shardKeys`` is refused (``UnsupportedFormat``); one without
+``shardDeltas`` has none. Re-sharding a gallery means re-indexing it into a new one.
+Readers name a shard by its *token* (``Manifest.shard_keys``): the object key alone, or
+the object key and its deltas as JSON, so a token never names two contents and a reader
+holding a shard with fewer deltas applies only the new ones.
 
-Commits are optimistic and lock-free: read the manifest, rebuild the target's shard,
-write it under a fresh key, then advance the manifest with a condition on the version
-read. A writer that loses the race re-reads the manifest: if its shard is unchanged (the
-winner changed another shard) it publishes the object it already wrote on the newer
-manifest; otherwise it deletes that object and applies its change again to the new
-shard. A commit that finds nothing to change still advances the manifest (no object is
-written) and stamps its shard with the new version: its decision was taken on what it
-read too, and a writer of the same shard still holding an older read (a sync that read
-the record before a delete, say) must rebuild rather than publish over it. "Unchanged"
-therefore means the same ``shardVersions`` entry, not merely the same key. Concurrent
-writers never lose each other's targets, and readers always see a complete set of shards.
+Commits are optimistic and lock-free: read the manifest, decide the change on the
+target's shard, write its object (a delta, or a whole shard), then advance the manifest
+with a condition on the version read. A writer that loses the race re-reads the
+manifest: if its shard is unchanged (the winner changed another shard) it publishes the
+change it already decided on the newer manifest; otherwise it deletes that object and
+applies its change again to the new shard. A commit that finds nothing to change still
+advances the manifest (no object is written) and stamps its shard with the new version:
+its decision was taken on what it read too, and a writer of the same shard still holding
+an older read (a sync that read the record before a delete, say) must rebuild rather
+than publish over it. "Unchanged" therefore means the same ``shardVersions`` entry, not
+merely the same key. A compaction changes a shard's objects but not its content, so it
+does not stamp it: a write decided before it is published on top of it unchanged.
+Concurrent writers never lose each other's targets, and readers always see a complete
+set of shards.
 
 Retired objects are deleted by the commit after the one that retired them, so a reader
-that saw the previous manifest can still fetch every shard it names; a reader slower
-than two commits finds a shard missing and reads the manifest again. A shard object that
+that saw the previous manifest can still fetch every object it names; a reader slower
+than two commits finds one missing and reads the manifest again. A shard object that
 stays missing, or cannot be read (corrupt, another format), is damage: a writer given a
 ``rebuild`` makes the shard afresh from the records and publishes it like any change.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -55,8 +72,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from opencrs.config import DEFAULT_BUNDLE_SHARDS
+from opencrs.config import DEFAULT_BUNDLE_DELTAS, DEFAULT_BUNDLE_SHARDS
 from opencrs.domain.errors import BlobMissing
+from opencrs.domain.ports import CompactionRequests
 from opencrs.index.bundle import Bundle, UnsupportedFormat
 from opencrs.store.aws import client, error_code
 from opencrs.store.blobs import BlobStore
@@ -67,12 +85,18 @@ logger = logging.getLogger(__name__)
 MANIFEST_SORT_KEY = "MANIFEST"
 # The manifest item must stay far below DynamoDB's 400 KB (~100 B per shard key).
 MAX_SHARDS = 1024
+# Deltas over all shards of a gallery (~150 B each in the manifest item): past it a write
+# folds its shard's deltas itself, so the item stays under ~250 KB at 1024 shards.
+MAX_GALLERY_DELTAS = 1024
 # Optimistic commits retry with jittered backoff until this budget is spent: enough for
 # tens of concurrent writers, well inside API Gateway's 29 s.
 _COMMIT_BUDGET_S = 20.0
 _BACKOFF_CAP_S = 0.4
 # Parallel shard downloads of a cold reader: S3 GETs are latency-bound, not CPU-bound.
 _FETCH_THREADS = 8
+
+# A delta: (target id, key of its one-target bundle object; "" = the target was removed).
+Delta = tuple[str, str]
 
 
 class CommitConflict(Exception):
@@ -89,9 +113,9 @@ class BundleUnavailable(Exception):
 _MAX_MISSING_READS = 3
 
 
-def _object_key(gallery: str, shard: int, version: int) -> str:
+def _object_key(gallery: str, shard: int, version: int, kind: str = "v") -> str:
     """A key never used before: objects are written once and never overwritten."""
-    return f"bundles/{gallery}/s{shard:04d}/v{version:08d}-{uuid.uuid4().hex}.bin"
+    return f"bundles/{gallery}/s{shard:04d}/{kind}{version:08d}-{uuid.uuid4().hex}.bin"
 
 
 def shard_of(target_id: str, shard_count: int) -> int:
@@ -99,30 +123,89 @@ def shard_of(target_id: str, shard_count: int) -> int:
     return zlib.crc32(target_id.encode("utf-8")) % shard_count
 
 
+def shard_token(base: str, deltas: Sequence[Delta] = ()) -> str:
+    """What a reader loads for a shard: its object key alone when it has no deltas (so a
+    shard never given one keeps the key as its name), else the key and the deltas."""
+    if not deltas:
+        return base
+    return json.dumps([base, [list(d) for d in deltas]], separators=(",", ":"))
+
+
+def parse_token(token: str) -> tuple[str, tuple[Delta, ...]]:
+    """The object key and deltas a :func:`shard_token` names; ValueError if malformed."""
+    if not token.startswith("["):
+        return token, ()
+    try:
+        base, deltas = json.loads(token)
+        parsed = tuple((str(t), str(k)) for t, k in deltas)
+    except (ValueError, TypeError) as bad:
+        raise ValueError(f"bundle: malformed shard token ({bad})") from None
+    if not isinstance(base, str):
+        raise ValueError("bundle: malformed shard token")
+    return base, parsed
+
+
+def _latest(deltas: Sequence[Delta]) -> dict[str, str]:
+    """Each target's last delta, in the order of those last deltas: what they amount to."""
+    latest: dict[str, str] = {}
+    for target_id, key in deltas:
+        latest.pop(target_id, None)
+        latest[target_id] = key
+    return latest
+
+
 @dataclass(frozen=True)
 class Manifest:
-    """One version of a gallery: the object key of each shard ("" = never written)."""
+    """One version of a gallery: each shard's object key ("" = never written) and its
+    deltas, in the order they were written."""
 
     gallery: str
     version: int
-    shard_keys: tuple[str, ...]
+    base_keys: tuple[str, ...]
     # The version that last wrote or confirmed each shard (0: never).
     shard_versions: tuple[int, ...]
     retired: tuple[str, ...] = ()
     targets: int = 0
     updated_ms: int = 0
+    # One tuple per shard; () for a gallery without any.
+    deltas: tuple[tuple[Delta, ...], ...] = ()
 
     @property
     def shard_count(self) -> int:
-        return len(self.shard_keys)
+        return len(self.base_keys)
+
+    def deltas_of(self, shard: int) -> tuple[Delta, ...]:
+        return self.deltas[shard] if self.deltas else ()
+
+    @property
+    def delta_count(self) -> int:
+        return sum(len(d) for d in self.deltas)
+
+    @property
+    def shard_keys(self) -> tuple[str, ...]:
+        """Each shard's token (:func:`shard_token`): what a reader loads and caches by."""
+        return tuple(shard_token(k, self.deltas_of(i)) for i, k in enumerate(self.base_keys))
+
+    @property
+    def object_keys(self) -> frozenset[str]:
+        """Every object this version names: shard objects and the deltas still read."""
+        deltas = (k for i in range(self.shard_count) for k in _latest(self.deltas_of(i)).values())
+        return frozenset(k for k in (*self.base_keys, *deltas) if k)
 
     def to_item(self) -> dict[str, Any]:
+        deltas = self.deltas or ((),) * self.shard_count
         return {
             "pk": {"S": gallery_key(self.gallery)},
             "sk": {"S": MANIFEST_SORT_KEY},
             "version": {"N": str(self.version)},
             "shardCount": {"N": str(self.shard_count)},
-            "shardKeys": {"L": [{"S": k} for k in self.shard_keys]},
+            "shardKeys": {"L": [{"S": k} for k in self.base_keys]},
+            "shardDeltas": {
+                "L": [
+                    {"L": [{"M": {"t": {"S": t}, "k": {"S": k}}} for t, k in shard]}
+                    for shard in deltas
+                ]
+            },
             "shardVersions": {"L": [{"N": str(v)} for v in self.shard_versions]},
             "retiredKeys": {"L": [{"S": k} for k in self.retired]},
             "targets": {"N": str(self.targets)},
@@ -145,8 +228,23 @@ class Manifest:
         count = int(item["shardCount"]["N"])
         if not 1 <= count <= MAX_SHARDS or not count == len(keys) == len(stamps):
             raise ValueError(f"gallery {gallery!r}: manifest shard count disagrees with keys")
+        deltas = tuple(
+            tuple((d["M"]["t"]["S"], d["M"]["k"]["S"]) for d in shard["L"])
+            for shard in item.get("shardDeltas", {}).get("L", [])
+        )
+        if deltas and len(deltas) != count:
+            raise ValueError(f"gallery {gallery!r}: manifest shard count disagrees with deltas")
         retired = tuple(k["S"] for k in item.get("retiredKeys", {}).get("L", []))
-        return cls(gallery, version, keys, stamps, retired, targets, updated_ms)
+        return cls(
+            gallery,
+            version,
+            keys,
+            stamps,
+            retired,
+            targets,
+            updated_ms,
+            deltas if any(deltas) else (),
+        )
 
 
 @dataclass(frozen=True)
@@ -170,17 +268,35 @@ class Shards:
 
 
 @dataclass(frozen=True)
+class _Plan:
+    """How a reader makes one shard token: from a bundle it holds (the token's own, or one
+    of the same object with fewer deltas) or the object, plus the deltas after it."""
+
+    start: Bundle | None  # None: download ``base``
+    base: str
+    deltas: tuple[Delta, ...]
+
+    @property
+    def keys(self) -> list[str]:
+        """The objects to download for it."""
+        wanted = [k for k in _latest(self.deltas).values() if k]
+        return ([self.base] if self.start is None and self.base else []) + wanted
+
+
+@dataclass(frozen=True)
 class _Pending:
     """A shard change this writer has not published yet, and the shard version it was
-    decided on. ``key`` is the object already put, or None when nothing changed (the
-    commit only confirms the shard)."""
+    decided on: ``key``, a whole shard object already put (its deltas folded in);
+    ``delta``, one appended to the shard; neither when nothing changed (the commit only
+    confirms the shard)."""
 
     shard: int
     shard_count: int
     base_version: int
     key: str | None
     bundle: Bundle
-    delta: int  # targets added to the gallery (negative when removed)
+    added: int  # targets added to the gallery (negative when removed)
+    delta: Delta | None = None
 
 
 @dataclass
@@ -216,17 +332,33 @@ class _CommitRun:
 
 
 class BundleStore:
-    def __init__(self, table: str, blobs: BlobStore, shards: int = DEFAULT_BUNDLE_SHARDS) -> None:
+    def __init__(
+        self,
+        table: str,
+        blobs: BlobStore,
+        shards: int = DEFAULT_BUNDLE_SHARDS,
+        *,
+        max_deltas: int = DEFAULT_BUNDLE_DELTAS,
+        compaction: CompactionRequests | None = None,
+    ) -> None:
+        """``max_deltas``: deltas a shard may hold before a write folds them in itself (0:
+        every write rewrites its shard). ``compaction``: where a shard half way there is
+        sent to be folded off the request path (None: only writes fold)."""
         if not 1 <= shards <= MAX_SHARDS:
             raise ValueError(f"bundle shards must be 1-{MAX_SHARDS}, not {shards}")
+        if max_deltas < 0:
+            raise ValueError(f"bundle deltas must be 0 or more, not {max_deltas}")
         self.table = table
         self.blobs = blobs
         self.shards = shards
-        # Shard bundles by object key, per gallery: a warm reader fetches only the shards
-        # a new version changed, and a warm writer commits on top of the shard it wrote
-        # itself without downloading it again. Keys are never reused, so an entry is never
-        # stale; entries the manifest no longer names are dropped. Replaced whole (never
-        # mutated), so threads of one process can share the store.
+        self.max_deltas = max_deltas
+        self.compaction = compaction
+        self.compact_at = max(max_deltas // 2, 1)
+        # Shard bundles by token, per gallery: a warm reader fetches only the shards (and
+        # deltas) a new version changed, and a warm writer commits on top of the shard it
+        # wrote itself without downloading it again. Tokens are never reused, so an entry
+        # is never stale; entries the manifest no longer names are dropped. Replaced whole
+        # (never mutated), so threads of one process can share the store.
         self._cache: dict[str, dict[str, Bundle]] = {}
 
     def manifest(self, gallery: str) -> Manifest | None:
@@ -245,25 +377,58 @@ class BundleStore:
     # -- reading ----------------------------------------------------------------------------
 
     def load(self, manifest: Manifest | None) -> Shards:
-        """Every shard ``manifest`` names, downloading in parallel those not cached.
-        BlobMissing when one is gone (superseded meanwhile: read the manifest again)."""
+        """Every shard ``manifest`` names, downloading in parallel what is not cached.
+        BlobMissing when an object is gone (superseded meanwhile: read the manifest again)."""
         if manifest is None:
             return Shards()
-        shards = self.load_shards(manifest.shard_keys, self._cache.get(manifest.gallery, {}))
+        tokens = manifest.shard_keys
+        shards = self.load_shards(tokens, self._cache.get(manifest.gallery, {}))
         self._cache[manifest.gallery] = {
-            k: b for k, b in zip(manifest.shard_keys, shards.bundles, strict=True) if k
+            t: b for t, b in zip(tokens, shards.bundles, strict=True) if t
         }
         return shards
 
-    def load_shards(self, keys: Sequence[str], known: Mapping[str, Bundle] | None = None) -> Shards:
-        """The shards under ``keys`` (a partition of one manifest's), in order: those in
-        ``known`` as they are, the others downloaded in parallel; "" is a shard never
-        written. Caches nothing: a partition searcher keeps what it loaded. BlobMissing
-        when one is gone."""
+    def load_shards(
+        self, tokens: Sequence[str], known: Mapping[str, Bundle] | None = None
+    ) -> Shards:
+        """The shards under ``tokens`` (a partition of one manifest's), in order: those in
+        ``known`` as they are, a shard whose object ``known`` holds with fewer deltas by
+        applying the new ones, the others downloaded (every object at once, in parallel);
+        "" is a shard never written. Caches nothing: a partition searcher keeps what it
+        loaded. BlobMissing when an object is gone."""
         known = known or {}
-        wanted = [k for k in dict.fromkeys(keys) if k and k not in known]
-        have = {**known, **self._fetch(wanted)}
-        return Shards(tuple(have[k] if k else Bundle.empty() for k in keys))
+        plans = {t: self._plan(t, known) for t in dict.fromkeys(tokens) if t and t not in known}
+        fetched = self._fetch(list(dict.fromkeys(k for p in plans.values() for k in p.keys)))
+        made = {t: self._assemble(plan, fetched) for t, plan in plans.items()}
+        have = {**known, **made}
+        return Shards(tuple(have[t] if t else Bundle.empty() for t in tokens))
+
+    @staticmethod
+    def _plan(token: str, known: Mapping[str, Bundle]) -> _Plan:
+        base, deltas = parse_token(token)
+        for held in range(len(deltas) - 1, -1, -1):
+            start = known.get(shard_token(base, deltas[:held]))
+            if start is not None:
+                return _Plan(start, base, deltas[held:])
+        return _Plan(None, base, deltas)
+
+    @staticmethod
+    def _assemble(plan: _Plan, fetched: Mapping[str, Bundle]) -> Bundle:
+        """The shard a plan makes: its start without the targets the deltas touch, then
+        each touched target's last delta in order (as ``with_target`` would place them)."""
+        start = plan.start
+        if start is None:
+            start = fetched[plan.base] if plan.base else Bundle.empty()
+        latest = _latest(plan.deltas)
+        added = []
+        for target_id, key in latest.items():
+            if not key:
+                continue
+            one = fetched[key]
+            if one.target_ids() != [target_id]:
+                raise ValueError(f"bundle: delta {key} does not hold target {target_id!r}")
+            added.append(one)
+        return Bundle.concat([start.without_targets(latest), *added])
 
     def _read(self, key: str) -> Bundle:
         return Bundle.from_bytes(self.blobs.get_ranged(key))
@@ -278,15 +443,12 @@ class BundleStore:
             # After a failure, shards still queued are not worth fetching.
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _shard(self, gallery: str, key: str) -> Bundle:
-        """One shard for a writer: cached, fetched, or empty if never written."""
-        if not key:
-            return Bundle.empty()
+    def _shard(self, gallery: str, token: str) -> Bundle:
+        """One shard for a writer: cached, made from what is cached, or fetched."""
         cached = self._cache.get(gallery, {})
-        if key in cached:
-            return cached[key]
-        bundle = self._read(key)
-        self._cache[gallery] = {**cached, key: bundle}
+        bundle = self.load_shards([token], cached).bundles[0]
+        if token:
+            self._cache[gallery] = {**cached, token: bundle}
         return bundle
 
     # -- writing ----------------------------------------------------------------------------
@@ -300,13 +462,13 @@ class BundleStore:
     ) -> Manifest:
         """Apply ``change`` to the shard holding ``target_id`` and publish the result;
         return the manifest published. ``change`` may read other state (it runs again
-        whenever the shard changed under it) and returns its argument unchanged when there
-        is nothing to do: then no object is written, but the manifest still advances (see
-        the module docstring). ``rebuild(holds)``: the shard made afresh from what the
-        records hold (``holds(target_id)``: whether a target lives in it), used when its
-        object is lost or unreadable (corrupt, or a format this code does not read)
-        instead of refusing the write; the rebuilt shard is written even if ``change``
-        leaves it as it is."""
+        whenever the shard changed under it), changes ``target_id`` only, and returns its
+        argument unchanged when there is nothing to do: then no object is written, but the
+        manifest still advances (see the module docstring). ``rebuild(holds)``: the shard
+        made afresh from what the records hold (``holds(target_id)``: whether a target
+        lives in it), used when its object is lost or unreadable (corrupt, or a format
+        this code does not read) instead of refusing the write; the rebuilt shard is
+        written even if ``change`` leaves it as it is."""
         run = _CommitRun(gallery, target_id, time.monotonic() + _COMMIT_BUDGET_S, rebuild=rebuild)
         try:
             while True:
@@ -320,16 +482,19 @@ class BundleStore:
                         continue  # superseded while we looked: read the manifest again
                     base, rebuilt = found
                     run.pending = self._prepare(
-                        gallery, current, shard, count, base, change(base), rebuilt
+                        run, current, shard, count, base, change(base), fold=rebuilt
                     )
+                pending = run.pending
                 published = self._publish(run, current)
-                if published is not None:
+                if published is not None and pending is not None:
                     self._retire(current)
+                    self._ask_compaction(published, pending)
                     return published
                 run.back_off()
         except BaseException:
-            if run.pending is not None and run.pending.key:
-                self._discard(run.pending.key)  # never published: nobody can be reading it
+            if run.pending is not None:
+                for key in _written(run.pending):
+                    self._discard(key)  # never published: nobody can be reading it
             raise
 
     def _drop_if_overtaken(
@@ -340,8 +505,8 @@ class BundleStore:
         pending = run.pending
         seen = (count, current.shard_versions[shard] if current else 0)
         if pending is not None and (pending.shard_count, pending.base_version) != seen:
-            if pending.key:
-                self._discard(pending.key)
+            for key in _written(pending):
+                self._discard(key)
             run.pending = None
 
     def _base(
@@ -349,21 +514,21 @@ class BundleStore:
     ) -> tuple[Bundle, bool] | None:
         """The shard ``current`` names, to apply the change to, and whether it had to be
         rebuilt; None if it was gone (superseded: read the manifest again)."""
-        key = current.shard_keys[shard] if current else ""
+        token = current.shard_keys[shard] if current else ""
         try:
-            return self._shard(run.gallery, key), False
+            return self._shard(run.gallery, token), False
         except BlobMissing:
             try:
-                run.note_missing(key)
+                run.note_missing(token)
             except BundleUnavailable:
                 if run.rebuild is None:
                     raise
-                return self._rebuilt(run, shard, count, key, "missing"), True
+                return self._rebuilt(run, shard, count, token, "missing"), True
             return None
         except ValueError as unreadable:  # corrupt, truncated, or another format version
             if run.rebuild is None:
                 raise
-            return self._rebuilt(run, shard, count, key, str(unreadable)), True
+            return self._rebuilt(run, shard, count, token, str(unreadable)), True
 
     def _rebuilt(self, run: _CommitRun, shard: int, count: int, key: str, why: str) -> Bundle:
         assert run.rebuild is not None
@@ -390,7 +555,7 @@ class BundleStore:
             run.pending = None  # outcome unknown (the write may have landed): keep the object
             raise
         if published is not None:
-            self._published(published, pending)
+            self._cache_published(published, pending.shard, pending.bundle)
             run.pending = None
         return published
 
@@ -402,44 +567,59 @@ class BundleStore:
 
     def _prepare(
         self,
-        gallery: str,
+        run: _CommitRun,
         current: Manifest | None,
         shard: int,
         count: int,
         base: Bundle,
         updated: Bundle,
-        rebuilt: bool = False,
+        *,
+        fold: bool = False,
     ) -> _Pending | None:
-        """The change to publish: ``updated`` put under a fresh key, or a confirmation of
-        ``base`` when nothing changed; None if the key was taken (try again)."""
+        """The change to publish: a delta of the target (its one-target bundle put under a
+        fresh key, or its removal), the whole shard put under a fresh key when ``fold`` or
+        the shard or gallery holds as many deltas as it may, or a confirmation of ``base``
+        when nothing changed; None if the key was taken (try again)."""
         base_version = current.shard_versions[shard] if current else 0
-        if updated is base and not rebuilt:
+        added = len(updated) - len(base)
+        if updated is base and not fold:
             return _Pending(shard, count, base_version, None, base, 0)
-        key = _object_key(gallery, shard, (current.version if current else 0) + 1)
-        if not self.blobs.put_new(key, updated.to_bytes()):
+        version = (current.version if current else 0) + 1
+        held = len(current.deltas_of(shard)) if current else 0
+        total = current.delta_count if current else 0
+        if fold or held >= self.max_deltas or total >= MAX_GALLERY_DELTAS:
+            key = _object_key(run.gallery, shard, version)
+            if not self.blobs.put_new(key, updated.to_bytes()):
+                return None
+            return _Pending(shard, count, base_version, key, updated, added)
+        if run.target_id not in updated:
+            return _Pending(shard, count, base_version, None, updated, added, (run.target_id, ""))
+        key = _object_key(run.gallery, shard, version, "d")
+        if not self.blobs.put_new(key, updated.only(run.target_id).to_bytes()):
             return None
-        return _Pending(shard, count, base_version, key, updated, len(updated) - len(base))
+        return _Pending(shard, count, base_version, None, updated, added, (run.target_id, key))
 
     def _advance(
         self, gallery: str, current: Manifest | None, pending: _Pending
     ) -> Manifest | None:
         """Publish ``pending`` on top of ``current``; None if another commit came first."""
-        version = (current.version if current else 0) + 1
-        keys = list(current.shard_keys if current else ("",) * pending.shard_count)
-        stamps = list(current.shard_versions if current else (0,) * pending.shard_count)
-        replaced = keys[pending.shard] if pending.key else ""
-        if pending.key:
-            keys[pending.shard] = pending.key
-        stamps[pending.shard] = version
-        new = Manifest(
-            gallery=gallery,
-            version=version,
-            shard_keys=tuple(keys),
-            shard_versions=tuple(stamps),
-            retired=(replaced,) if replaced else (),
-            targets=(current.targets if current else 0) + pending.delta,
-            updated_ms=int(time.time() * 1000),
-        )
+        count = pending.shard_count
+        shard = pending.shard
+        base = current.base_keys[shard] if current else ""
+        deltas = current.deltas_of(shard) if current else ()
+        retired: list[str] = []
+        if pending.key:  # a whole shard: its object and deltas are replaced
+            retired = [base, *_latest(deltas).values()]
+            base, deltas = pending.key, ()
+        elif pending.delta:  # a delta: the target's previous one is no longer read
+            retired = [_latest(deltas).get(pending.delta[0], "")]
+            deltas = (*deltas, pending.delta)
+        new = _next_manifest(gallery, current, count, shard, base, deltas, retired, pending.added)
+        return new if self._put_manifest(current, new) else None
+
+    def _put_manifest(self, current: Manifest | None, new: Manifest) -> bool:
+        """Write ``new`` if the manifest is still ``current``; False if another commit
+        came first."""
         condition: dict[str, Any]
         if current is None:
             condition = {"ConditionExpression": "attribute_not_exists(sk)"}
@@ -452,19 +632,88 @@ class BundleStore:
             client("dynamodb").put_item(TableName=self.table, Item=new.to_item(), **condition)
         except ClientError as error:
             if error_code(error) == "ConditionalCheckFailedException":
-                logger.info("bundle commit lost a race; retrying", extra={"gallery": gallery})
-                return None
+                logger.info("bundle commit lost a race; retrying", extra={"gallery": new.gallery})
+                return False
             raise
-        return new
+        return True
 
-    def _published(self, manifest: Manifest, pending: _Pending) -> None:
+    def _cache_published(self, manifest: Manifest, shard: int, bundle: Bundle) -> None:
         """Cache the shard just published, keeping only shards the manifest names."""
         live = set(manifest.shard_keys)
         cached = self._cache.get(manifest.gallery, {})
         kept = {k: b for k, b in cached.items() if k in live}
-        if pending.key:
-            kept[pending.key] = pending.bundle
+        token = manifest.shard_keys[shard]
+        if token:
+            kept[token] = bundle
         self._cache[manifest.gallery] = kept
+
+    def _ask_compaction(self, published: Manifest, pending: _Pending) -> None:
+        """A shard reaching ``compact_at`` deltas is sent to be folded off the request
+        path, once (a lost request only means a later write folds it at ``max_deltas``)."""
+        held = len(published.deltas_of(pending.shard))
+        if self.compaction is not None and pending.delta and held == self.compact_at:
+            self.compaction.request(published.gallery, pending.shard)
+
+    # -- compaction -------------------------------------------------------------------------
+
+    def compact(self, gallery: str, shard: int) -> bool:
+        """Fold a shard's deltas into a new shard object; whether there were any. Off the
+        request path (the compaction queue's function). It changes the shard's objects, not
+        its content, so it neither stamps the shard nor disturbs a write decided before it;
+        deltas written meanwhile are kept on top of the folded object."""
+        run = _CommitRun(gallery, f"shard {shard}", time.monotonic() + _COMMIT_BUDGET_S)
+        written: tuple[str, str, tuple[Delta, ...], Bundle] | None = None
+        try:
+            while True:
+                current = self.manifest(gallery)
+                if current is None or not 0 <= shard < current.shard_count:
+                    return False
+                base, deltas = current.base_keys[shard], current.deltas_of(shard)
+                if written is not None and (base, deltas[: len(written[2])]) != written[1:3]:
+                    self._discard(written[0])  # folded or rebuilt by a writer meanwhile
+                    written = None
+                if written is None:
+                    if not deltas:
+                        return False
+                    token = current.shard_keys[shard]
+                    try:
+                        merged = self._shard(gallery, token)
+                    except BlobMissing:
+                        run.note_missing(token)
+                        continue
+                    key = _object_key(gallery, shard, current.version + 1)
+                    if not self.blobs.put_new(key, merged.to_bytes()):
+                        continue
+                    written = (key, base, deltas, merged)
+                key, _, folded, merged = written
+                new = _next_manifest(
+                    gallery,
+                    current,
+                    current.shard_count,
+                    shard,
+                    key,
+                    deltas[len(folded) :],
+                    [base, *_latest(folded).values()],
+                    stamp=False,
+                )
+                if self._put_manifest(current, new):
+                    self._retire(current)
+                    self._cache_published(new, shard, self._shard_after_fold(new, shard, merged))
+                    logger.info(
+                        "compacted bundle shard",
+                        extra={"gallery": gallery, "shard": shard, "deltas": len(folded)},
+                    )
+                    return True
+                run.back_off()
+        except BaseException:
+            if written is not None:
+                self._discard(written[0])
+            raise
+
+    def _shard_after_fold(self, manifest: Manifest, shard: int, folded: Bundle) -> Bundle:
+        """The shard a fold published: the folded bundle plus any deltas kept on top."""
+        key = manifest.base_keys[shard]
+        return self.load_shards([manifest.shard_keys[shard]], {key: folded}).bundles[0]
 
     def _discard(self, key: str) -> None:
         """Delete an object no manifest needs; a failure only leaves an unreferenced object
@@ -473,3 +722,41 @@ class BundleStore:
             self.blobs.delete(key)
         except (ClientError, BotoCoreError):
             logger.warning("could not delete a superseded bundle object", extra={"key": key})
+
+
+def _written(pending: _Pending) -> list[str]:
+    """The objects a pending change has put."""
+    return [k for k in (pending.key, pending.delta[1] if pending.delta else "") if k]
+
+
+def _next_manifest(
+    gallery: str,
+    current: Manifest | None,
+    count: int,
+    shard: int,
+    base: str,
+    deltas: tuple[Delta, ...],
+    retired: Sequence[str],
+    added: int = 0,
+    *,
+    stamp: bool = True,
+) -> Manifest:
+    """The version after ``current`` with ``shard`` made of ``base`` and ``deltas`` and
+    (``stamp``) stamped with the new version; ``retired``: objects no longer named."""
+    version = (current.version if current else 0) + 1
+    keys = list(current.base_keys if current else ("",) * count)
+    stamps = list(current.shard_versions if current else (0,) * count)
+    all_deltas = list(current.deltas if current and current.deltas else ((),) * count)
+    keys[shard], all_deltas[shard] = base, deltas
+    if stamp:
+        stamps[shard] = version
+    return Manifest(
+        gallery=gallery,
+        version=version,
+        base_keys=tuple(keys),
+        shard_versions=tuple(stamps),
+        retired=tuple(k for k in retired if k),
+        targets=(current.targets if current else 0) + added,
+        updated_ms=int(time.time() * 1000),
+        deltas=tuple(all_deltas) if any(all_deltas) else (),
+    )
