@@ -1,5 +1,6 @@
 """Many writers at once — API creates, updates, deactivations and deletes, uploads and
-upload removals, each through its own function instances — leave the records, the
+upload removals, each through its own function instances, with compactions folding the
+shards' deltas all the while and writes folding them too — leave the records, the
 bundle shards and their manifest consistent: every live target findable (in its own
 shard), every removed one gone, and no bundle object left behind by a lost race."""
 
@@ -8,7 +9,8 @@ from __future__ import annotations
 import base64
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import boto3
 import pytest
@@ -42,6 +44,41 @@ def run_concurrently(writers: list[Callable[[], None]]) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=300)
+    assert not errors, errors
+
+
+@pytest.fixture(autouse=True)
+def folds_often(monkeypatch):
+    """Functions loaded in these tests fold a shard at its second delta: writes fold
+    shards as well as the compactor, racing each other."""
+    monkeypatch.setenv("OPENCRS_BUNDLE_DELTAS", "2")
+
+
+@contextmanager
+def compacting(stack) -> Iterator[list[int]]:
+    """A compactor folding every shard of the gallery over and over while the block runs
+    (as the compaction queue's function would, at any moment); yields the folds count."""
+    stop = threading.Event()
+    folds: list[int] = []
+    errors: list[BaseException] = []
+    bundles = BundleStore(stack.aws.table, BlobStore(stack.aws.bucket))
+
+    def run() -> None:
+        try:
+            while not stop.is_set():
+                manifest = bundles.manifest("default")
+                for shard in range(manifest.shard_count if manifest else 0):
+                    folds.append(int(bundles.compact("default", shard)))
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield folds
+    finally:
+        stop.set()
+        thread.join(timeout=120)
     assert not errors, errors
 
 
@@ -146,10 +183,12 @@ def test_concurrent_writers_lose_nothing(stack):
         return work
 
     plans = ["rename", "keep", "deactivate", "delete", "rename", "delete"]
-    run_concurrently(
-        [api_writer(w, n, p) for w, n, p in zip(writers, API_PHOTOS, plans, strict=True)]
-        + [uploader("chelsea", False), uploader("camera", True), uploader("coins", False)]
-    )
+    with compacting(stack) as folds:
+        run_concurrently(
+            [api_writer(w, n, p) for w, n, p in zip(writers, API_PHOTOS, plans, strict=True)]
+            + [uploader("chelsea", False), uploader("camera", True), uploader("coins", False)]
+        )
+    assert sum(folds) > 0  # the compactor did fold shards while they were being written
     QueuePoller(stack.aws.queue_url, stack.index_handler, retry_now=True).drain()
 
     expected = {
@@ -173,12 +212,13 @@ def test_racing_updates_of_one_target_converge(stack):
     target = Writer(stack).create("retina")
     writers = [Writer(stack) for _ in range(8)]
     flips = ["0", "1"] * 4  # the last write wins; whichever it is, bundle must agree
-    run_concurrently(
-        [
-            (lambda w=w, flag=flag, i=i: w.update(target, active=flag, name=f"retina {i}"))
-            for i, (w, flag) in enumerate(zip(writers, flips, strict=True))
-        ]
-    )
+    with compacting(stack):
+        run_concurrently(
+            [
+                (lambda w=w, flag=flag, i=i: w.update(target, active=flag, name=f"retina {i}"))
+                for i, (w, flag) in enumerate(zip(writers, flips, strict=True))
+            ]
+        )
     records, _ = TargetTable(stack.aws.table).page("default", 1, 100)
     [record] = [r for r in records if r.target_id == target]
     assert similar_names(stack, "retina") == ([record.name] if record.active == "1" else [])
