@@ -18,7 +18,7 @@ import pytest
 
 from local.template import api_routes as template_routes
 from local.template import load_template
-from opencrs.config import DEFAULT_BUNDLE_SHARDS
+from opencrs.config import DEFAULT_BUNDLE_DELTAS, DEFAULT_BUNDLE_SHARDS
 from scripts import transform_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +61,7 @@ ENV_VARS = {
     "OPENCRS_TABLE",
     "OPENCRS_UPLOAD_PREFIX",
     "OPENCRS_BUNDLE_SHARDS",
+    "OPENCRS_BUNDLE_DELTAS",
     "OPENCRS_CREDENTIALS_SECRET_ARN",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_LOG_LEVEL",
@@ -479,6 +480,7 @@ def test_parameters_and_outputs(doc):
     assert doc["Parameters"]["Architecture"]["Default"] == "arm64"
     # The deployed default is the one the library (and the local runner) uses.
     assert doc["Parameters"]["BundleShards"]["Default"] == DEFAULT_BUNDLE_SHARDS
+    assert doc["Parameters"]["BundleDeltas"]["Default"] == DEFAULT_BUNDLE_DELTAS
     assert doc["Parameters"]["Tracing"]["Default"] == "Disabled"
     assert {"ApiUrl", "GalleryBucketName", "TargetsTableName", "CredentialsSecretArn"} <= set(
         doc["Outputs"]

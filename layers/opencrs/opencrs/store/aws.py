@@ -17,10 +17,13 @@ from botocore.config import Config
 # limit (3 attempts x (2 s connect + 6 s read) + backoff < 29 s), answered as our own
 # 500 rather than the gateway's 504.
 TOTAL_ATTEMPTS = 3
+# The pool holds a cold reader's parallel GETs (store.bundles: up to 32 deltas, or 8
+# shards of 8 ranges each) instead of opening and discarding connections past 10.
 _CONFIG = Config(
     retries={"total_max_attempts": TOTAL_ATTEMPTS, "mode": "standard"},
     connect_timeout=2,
     read_timeout=6,
+    max_pool_connections=64,
 )
 
 

@@ -92,8 +92,11 @@ MAX_GALLERY_DELTAS = 1024
 # tens of concurrent writers, well inside API Gateway's 29 s.
 _COMMIT_BUDGET_S = 20.0
 _BACKOFF_CAP_S = 0.4
-# Parallel shard downloads of a cold reader: S3 GETs are latency-bound, not CPU-bound.
+# Parallel downloads of a cold reader: S3 GETs are latency-bound, not CPU-bound. Shards
+# are big and read as ranges 8 at a time each; deltas are one small GET each, and a cold
+# reader of a library may need hundreds.
 _FETCH_THREADS = 8
+_DELTA_FETCH_THREADS = 32
 
 # A delta: (target id, key of its one-target bundle object; "" = the target was removed).
 Delta = tuple[str, str]
@@ -277,10 +280,9 @@ class _Plan:
     deltas: tuple[Delta, ...]
 
     @property
-    def keys(self) -> list[str]:
-        """The objects to download for it."""
-        wanted = [k for k in _latest(self.deltas).values() if k]
-        return ([self.base] if self.start is None and self.base else []) + wanted
+    def delta_keys(self) -> list[str]:
+        """The delta objects to download for it: each touched target's last, if any."""
+        return [k for k in _latest(self.deltas).values() if k]
 
 
 @dataclass(frozen=True)
@@ -398,7 +400,9 @@ class BundleStore:
         loaded. BlobMissing when an object is gone."""
         known = known or {}
         plans = {t: self._plan(t, known) for t in dict.fromkeys(tokens) if t and t not in known}
-        fetched = self._fetch(list(dict.fromkeys(k for p in plans.values() for k in p.keys)))
+        bases = list(dict.fromkeys(p.base for p in plans.values() if p.start is None and p.base))
+        deltas = list(dict.fromkeys(k for p in plans.values() for k in p.delta_keys))
+        fetched = {**self._fetch(bases), **self._fetch(deltas, _DELTA_FETCH_THREADS)}
         made = {t: self._assemble(plan, fetched) for t, plan in plans.items()}
         have = {**known, **made}
         return Shards(tuple(have[t] if t else Bundle.empty() for t in tokens))
@@ -433,10 +437,10 @@ class BundleStore:
     def _read(self, key: str) -> Bundle:
         return Bundle.from_bytes(self.blobs.get_ranged(key))
 
-    def _fetch(self, keys: list[str]) -> dict[str, Bundle]:
+    def _fetch(self, keys: list[str], threads: int = _FETCH_THREADS) -> dict[str, Bundle]:
         if len(keys) <= 1:
             return {key: self._read(key) for key in keys}
-        pool = ThreadPoolExecutor(max_workers=min(_FETCH_THREADS, len(keys)))
+        pool = ThreadPoolExecutor(max_workers=min(threads, len(keys)))
         try:
             return dict(zip(keys, pool.map(self._read, keys), strict=True))
         finally:
