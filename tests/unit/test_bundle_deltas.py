@@ -156,11 +156,17 @@ def test_compaction_folds_without_changing_content_or_stamps() -> None:
     assert not set(after.retired) & bucket_keys()
 
 
-def test_deltas_written_during_a_compaction_stay_on_top_of_the_folded_shard() -> None:
-    a, b, late = ids_in(0, 3)
+def shard_of_two_deltas(shard: int) -> tuple[BundleStore, list[str]]:
+    """A writer that put two targets in ``shard`` as deltas, and three ids of that shard."""
+    ids = ids_in(shard, 3)
     writer, _ = store()
-    writer.commit(GALLERY, a, add(a))
-    writer.commit(GALLERY, b, add(b))
+    for t in ids[:2]:
+        writer.commit(GALLERY, t, add(t))
+    return writer, ids
+
+
+def test_deltas_written_during_a_compaction_stay_on_top_of_the_folded_shard() -> None:
+    writer, (a, b, late) = shard_of_two_deltas(0)
     compactor, blobs = store()
     put_new = blobs.put_new
 
@@ -179,10 +185,7 @@ def test_deltas_written_during_a_compaction_stay_on_top_of_the_folded_shard() ->
 
 
 def test_a_write_decided_before_a_compaction_is_published_on_top_of_it() -> None:
-    a, b, mine = ids_in(3, 3)
-    writer, _ = store()
-    writer.commit(GALLERY, a, add(a))
-    writer.commit(GALLERY, b, add(b))
+    _, (a, b, mine) = shard_of_two_deltas(3)
     compactor, _ = store()
     calls = []
 
