@@ -228,6 +228,9 @@ def test_manifest_deltas_round_trip_and_an_item_without_them_has_none() -> None:
     assert m.object_keys == {"bundles/g/s0001/a.bin", "bundles/g/s0001/d1.bin"}
     with pytest.raises(ValueError, match="malformed"):
         parse_token("[not json")
+    item["shardDeltas"] = {"L": [{"S": ""}, {"S": "[[1]]"}, {"S": ""}]}
+    with pytest.raises(ValueError, match="malformed shard deltas"):
+        Manifest.from_item(GALLERY, item)
 
 
 def test_no_deltas_setting_rewrites_the_shard_on_every_write() -> None:
