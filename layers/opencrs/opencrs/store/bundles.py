@@ -68,6 +68,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -198,9 +199,11 @@ class Manifest:
     def delta_count(self) -> int:
         return sum(len(d) for d in self.deltas)
 
-    @property
+    @cached_property
     def shard_keys(self) -> tuple[str, ...]:
-        """Each shard's token (:func:`shard_token`): what a reader loads and caches by."""
+        """Each shard's token (:func:`shard_token`): what a reader loads and caches by.
+        Derived once per manifest: a query and a commit each ask for it several times, and
+        a token of a shard with deltas is a JSON encoding of them."""
         return tuple(shard_token(k, self.deltas_of(i)) for i, k in enumerate(self.base_keys))
 
     @property
