@@ -184,6 +184,25 @@ def test_deltas_written_during_a_compaction_stay_on_top_of_the_folded_shard() ->
     assert after.targets == 3
 
 
+def test_a_target_updated_during_a_compaction_has_its_old_delta_retired_once() -> None:
+    writer, (a, b, _) = shard_of_two_deltas(1)
+    compactor, blobs = store()
+    put_new = blobs.put_new
+
+    def put_then_update(key: str, data: bytes) -> bool:
+        written = put_new(key, data)
+        writer.commit(GALLERY, a, add(a))  # supersedes a delta the fold is folding
+        blobs.put_new = put_new
+        return written
+
+    blobs.put_new = put_then_update  # type: ignore[method-assign]
+    assert compactor.compact(GALLERY, 1) is True
+    after = compactor.manifest(GALLERY)
+    assert [t for t, _ in after.deltas_of(1)] == [a]
+    assert store()[0].load(after).bundles[1].target_ids() == [b, a]
+    assert bucket_keys() == after.object_keys | set(after.retired)
+
+
 def test_a_write_decided_before_a_compaction_is_published_on_top_of_it() -> None:
     _, (a, b, mine) = shard_of_two_deltas(3)
     compactor, _ = store()

@@ -704,14 +704,15 @@ class BundleStore:
                         continue
                     written = (key, base, deltas, merged)
                 key, _, folded, merged = written
+                kept = deltas[len(folded) :]
                 new = _next_manifest(
                     gallery,
                     current,
                     current.shard_count,
                     shard,
                     key,
-                    deltas[len(folded) :],
-                    [base, *_latest(folded).values()],
+                    kept,
+                    [base, *_folded_away(folded, kept)],
                     stamp=False,
                 )
                 if self._put_manifest(current, new):
@@ -740,6 +741,14 @@ class BundleStore:
             self.blobs.delete(key)
         except (ClientError, BotoCoreError):
             logger.warning("could not delete a superseded bundle object", extra={"key": key})
+
+
+def _folded_away(folded: Sequence[Delta], kept: Sequence[Delta]) -> list[str]:
+    """The delta objects a fold stops naming: the latest of each folded target, unless a
+    delta kept on top superseded it, which retired it already (retiring it twice would
+    name an object the next commit has deleted)."""
+    superseded = {target for target, _ in kept}
+    return [key for target, key in _latest(folded).items() if target not in superseded]
 
 
 def _written(pending: _Pending) -> list[str]:
