@@ -1,5 +1,5 @@
-"""The SQS → Lambda event source mapping, played locally: receive a batch from the upload
-queue, deliver it as the SQS event Lambda would, delete what succeeded, leave the
+"""The SQS → Lambda event source mapping, played locally: receive a batch from a queue
+(uploads, compaction), deliver it as the SQS event Lambda would, delete what succeeded, leave the
 reported failures for redelivery (and, after maxReceiveCount, the dead-letter queue)."""
 
 from __future__ import annotations
@@ -37,7 +37,12 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
 
 class QueuePoller:
     def __init__(
-        self, queue_url: str, handler: Handler, batch_size: int = 10, retry_now: bool = False
+        self,
+        queue_url: str,
+        handler: Handler,
+        batch_size: int = 10,
+        retry_now: bool = False,
+        function_name: str = "IndexFunction",
     ) -> None:
         self.sqs = boto3.client("sqs")
         self.queue_url = queue_url
@@ -45,6 +50,7 @@ class QueuePoller:
             QueueUrl=queue_url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
         self.handler = handler
+        self.function_name = function_name
         self.batch_size = batch_size
         # Tests make reported failures visible again at once instead of after the
         # visibility timeout, which is all that differs from the deployed mapping.
@@ -62,7 +68,9 @@ class QueuePoller:
         ).get("Messages", [])
         if not messages:
             return 0
-        result = self.handler(sqs_event(messages, self.queue_arn), FakeLambdaContext("Index"))
+        result = self.handler(
+            sqs_event(messages, self.queue_arn), FakeLambdaContext(self.function_name)
+        )
         failed = {item["itemIdentifier"] for item in (result or {}).get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]
         if failed and self.retry_now:
@@ -100,7 +108,9 @@ class QueuePoller:
             while not self._stop.is_set():
                 self.poll_once(wait_s=1)
 
-        self._thread = threading.Thread(target=run, daemon=True, name="upload-queue-poller")
+        self._thread = threading.Thread(
+            target=run, daemon=True, name=f"{self.function_name}-poller"
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -45,11 +45,18 @@ FUNCTION_ARN_PREFIX = "arn:aws:lambda:us-east-1:000000000000:function:"
 
 
 @dataclass(frozen=True)
+class Queues:
+    uploads: str
+    compaction: str
+
+
+@dataclass(frozen=True)
 class LocalAws:
     endpoint: str
     bucket: str
     table: str
     queue_url: str
+    compaction_queue_url: str
 
 
 def local_environment(endpoint: str, bucket: str, table: str) -> dict[str, str]:
@@ -77,10 +84,10 @@ def local_environment(endpoint: str, bucket: str, table: str) -> dict[str, str]:
     }
 
 
-def provision(bucket: str, table: str, upload_prefix: str = "uploads/") -> str:
-    """Create the gallery bucket, targets table and upload queue (with its dead-letter
-    queue and the bucket's notifications to it) as template.yaml declares them; return
-    the queue URL."""
+def provision(bucket: str, table: str, upload_prefix: str = "uploads/") -> Queues:
+    """Create the gallery bucket, targets table, upload queue (the bucket's notifications
+    go to it) and compaction queue, each queue with its dead-letter queue, as
+    template.yaml declares them; return the queues' URLs."""
     s3, sqs, dynamodb = boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb")
     s3.create_bucket(Bucket=bucket)
     dynamodb.create_table(
@@ -95,20 +102,7 @@ def provision(bucket: str, table: str, upload_prefix: str = "uploads/") -> str:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
-    dead_letters = sqs.create_queue(QueueName=f"{bucket}-uploads-dlq")["QueueUrl"]
-    dead_letter_arn = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    queue_url = sqs.create_queue(
-        QueueName=f"{bucket}-uploads",
-        Attributes={
-            # Short locally, so a failed message comes back within the same run.
-            "VisibilityTimeout": "5",
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": "5"}
-            ),
-        },
-    )["QueueUrl"]
+    queue_url = _queue_with_dead_letters(sqs, f"{bucket}-uploads")
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
@@ -125,11 +119,30 @@ def provision(bucket: str, table: str, upload_prefix: str = "uploads/") -> str:
             ]
         },
     )
+    compaction_url = _queue_with_dead_letters(sqs, f"{bucket}-compaction")
     dynamodb.get_waiter("table_exists").wait(TableName=table)
     dynamodb.update_time_to_live(
         TableName=table, TimeToLiveSpecification={"AttributeName": "expiresAt", "Enabled": True}
     )
-    return queue_url
+    return Queues(queue_url, compaction_url)
+
+
+def _queue_with_dead_letters(sqs: Any, name: str) -> str:
+    """A queue whose messages go to ``<name>-dlq`` after 5 receives; its URL."""
+    dead_letters = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dead_letter_arn = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    return sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            # Short locally, so a failed message comes back within the same run.
+            "VisibilityTimeout": "5",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": "5"}
+            ),
+        },
+    )["QueueUrl"]
 
 
 @contextmanager
@@ -153,8 +166,10 @@ def deployment(endpoint: str, bucket: str, table: str) -> Iterator[LocalAws]:
     os.environ.update(local_environment(endpoint, bucket, table))
     reset_clients()
     try:
-        queue_url = provision(bucket, table)
-        yield LocalAws(endpoint, bucket, table, queue_url)
+        queues = provision(bucket, table)
+        # As the template gives the writing functions the compaction queue's URL.
+        os.environ["OPENCRS_COMPACTION_QUEUE"] = queues.compaction
+        yield LocalAws(endpoint, bucket, table, queues.uploads, queues.compaction)
     finally:
         os.environ.clear()
         os.environ.update(saved)

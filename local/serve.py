@@ -235,6 +235,11 @@ def main() -> None:
         )
         poller.start()  # later uploads are indexed too, as the deployed pipeline does
         stack.callback(poller.stop)
+        compactor = QueuePoller(
+            aws.compaction_queue_url, load_handler("compact"), function_name="CompactFunction"
+        )
+        compactor.start()  # shards half way to their deltas are folded, as deployed
+        stack.callback(compactor.stop)
         server = build_server(port)
         stack.callback(server.server_close)
         base = f"http://127.0.0.1:{server.server_address[1]}"

@@ -198,6 +198,8 @@ class FakeBundleStore:
         # ``after_commit(gallery, target_id)`` runs once a commit was published.
         self.failing_commits = 0
         self.after_commit: Callable[[str, str], None] | None = None
+        # Shards written since they were last folded: the fake's stand-in for deltas.
+        self.unfolded: set[tuple[str, int]] = set()
 
     def manifest(self, gallery: str) -> FakeManifest | None:
         return self.manifests.get(gallery)
@@ -252,9 +254,18 @@ class FakeBundleStore:
             self.objects.pop(old, None)
         published = FakeManifest(gallery, version, tuple(keys), retired)
         self.manifests[gallery] = published
+        if retired or updated is not base:
+            self.unfolded.add((gallery, shard))
         if self.after_commit is not None:
             self.after_commit(gallery, target_id)
         return published
+
+    def compact(self, gallery: str, shard: int) -> bool:
+        """Content stays as it is; whether the shard was written since its last fold."""
+        if (gallery, shard) not in self.unfolded:
+            return False
+        self.unfolded.discard((gallery, shard))
+        return True
 
     # -- test helpers ---------------------------------------------------------------------
 
@@ -343,6 +354,7 @@ def clone(stores: FakeStores) -> FakeStores:
     bundles = FakeBundleStore(stores.bundles.shards)
     bundles.manifests = dict(stores.bundles.manifests)
     bundles.objects = dict(stores.bundles.objects)
+    bundles.unfolded = set(stores.bundles.unfolded)
     bundles._fresh = itertools.count(10_000 + len(bundles.objects))
     upload_keys = FakeUploadKeys()
     upload_keys.keys = dict(stores.upload_keys.keys)

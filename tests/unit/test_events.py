@@ -19,6 +19,7 @@ from urllib.parse import quote_plus, unquote_plus
 import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, S3Event, SQSEvent
 
+from opencrs.domain.compaction import CompactionRequest
 from opencrs.domain.partitions import PartitionAnswer, PartitionQuery
 from opencrs.edge.partition import answer_partition_query
 from opencrs.usecases.partition import PartitionSearcher
@@ -28,7 +29,9 @@ from tests.unit.test_template import api_routes, load_template
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 EVENT_FILES = sorted(EVENTS.glob("*.json"))
-API_EVENTS = [p for p in EVENT_FILES if not p.name.startswith(("s3_", "sqs_", "partition_"))]
+API_EVENTS = [
+    p for p in EVENT_FILES if not p.name.startswith(("s3_", "sqs_", "partition_", "compaction_"))
+]
 PARTITION_EVENTS = [p for p in EVENT_FILES if p.name.startswith("partition_")]
 S3_EVENTS = [p for p in EVENT_FILES if p.name.startswith("s3_")]
 SQS_EVENTS = [p for p in EVENT_FILES if p.name.startswith("sqs_")]
@@ -51,6 +54,8 @@ EXPECTED = {
     "search.json",
     "search_v2.json",
     "partition_query.json",
+    "compaction_request.json",
+    "compaction_queue.json",
 }
 
 API_KEYS = {
@@ -358,3 +363,15 @@ def test_partition_events_are_partition_queries_the_handler_answers(path: Path) 
         answer_partition_query(searcher, payload), query.partition
     )
     assert answer.hits == []
+
+
+def test_compaction_events_are_requests_the_compaction_function_reads() -> None:
+    """``sam local invoke CompactFunction -e events/compaction_request.json`` folds the
+    default gallery; ``compaction_queue.json`` is the queue's delivery of one shard's."""
+    direct = CompactionRequest.from_fields(load(EVENTS / "compaction_request.json"))
+    assert direct == CompactionRequest("default")
+    (record,) = list(SQSEvent(load(EVENTS / "compaction_queue.json")).records)
+    assert record.event_source == "aws:sqs" and record.message_id and record.receipt_handle
+    assert record.event_source_arn.endswith("-compaction")
+    assert record.md5_of_body == hashlib.md5(record.body.encode()).hexdigest()
+    assert CompactionRequest.from_json(record.body) == CompactionRequest("default", 3)

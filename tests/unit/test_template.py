@@ -27,6 +27,7 @@ FUNCTIONS = {
     "SimilarFunction": "functions/similar/",
     "TargetsFunction": "functions/targets/",
     "IndexFunction": "functions/index/",
+    "CompactFunction": "functions/compact/",
     "PartitionSearchFunction0": "functions/partition/",
 }
 # One partition search function per default PartitionSlots entry (Fn::ForEach).
@@ -292,6 +293,30 @@ def test_uploads_reach_the_index_function_through_a_queue(doc):
     assert "GalleryBucket" not in referenced_ids(source)  # named, not Ref'd: no cycle
 
 
+def test_writes_ask_the_compaction_function_through_its_queue(doc):
+    resources = doc["Resources"]
+    functions = function_properties(doc)
+    props = functions["CompactFunction"]
+    (event,) = props["Events"].values()
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["CompactionQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = resources["CompactionQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * props["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["CompactionDeadLetterQueue", "Arn"]
+    }
+    send = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["CompactionQueue", "QueueName"]}}}
+    for name, function in functions.items():
+        variables = function.get("Environment", {}).get("Variables", {})
+        writes = name in ("TargetsFunction", "IndexFunction")
+        assert (variables.get("OPENCRS_COMPACTION_QUEUE") == {"Ref": "CompactionQueue"}) == writes
+        assert (send in function.get("Policies", [])) == writes, name
+    assert doc["Outputs"]["CompactionDeadLetterQueueUrl"]["Value"] == {
+        "Ref": "CompactionDeadLetterQueue"
+    }
+
+
 def test_no_function_references_the_bucket(doc):
     assert check_no_bucket_ref_from_functions(doc) == []
 
@@ -359,7 +384,9 @@ def test_least_privilege(doc):
             "DynamoDBCrudPolicy",
             "AWSSecretsManagerGetSecretValuePolicy",
             "LambdaInvokePolicy",
+            "SQSSendMessagePolicy",
         }
+    assert policy_kinds["CompactFunction"] == {"S3CrudPolicy", "DynamoDBCrudPolicy"}
     for name in PARTITION_FUNCTIONS:
         assert policy_kinds[name] == {"S3ReadPolicy"}
 
@@ -518,6 +545,10 @@ def test_similar_function_cannot_write(doc):
         actions = role_actions(transformed, name)
         assert {"s3:PutObject", "dynamodb:PutItem"} <= actions
         assert not {a for a in actions if a.startswith("secretsmanager:") and WRITE_ACTION.match(a)}
+        assert "sqs:SendMessage*" in actions  # SendMessage and SendMessageBatch
+    compact = role_actions(transformed, "CompactFunction")
+    assert {"s3:PutObject", "s3:DeleteObject", "dynamodb:PutItem"} <= compact
+    assert not {a for a in compact if a.startswith(("secretsmanager:", "lambda:"))}
 
 
 @pytest.mark.parametrize("tracing", ["Disabled", "Active"])

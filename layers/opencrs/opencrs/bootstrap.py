@@ -11,11 +11,13 @@ from opencrs.domain.credentials import Keyring
 from opencrs.domain.ports import PartitionSearch, Stores
 from opencrs.store.blobs import BlobStore
 from opencrs.store.bundles import BundleStore
+from opencrs.store.compaction import SqsCompactionRequests
 from opencrs.store.partitions import LambdaPartitions
 from opencrs.store.records import TargetTable, UploadKeys
 from opencrs.store.replays import ReplayLog
 from opencrs.store.secrets import load_keyring
 from opencrs.usecases.bundle_sync import BundleSync
+from opencrs.usecases.compaction import Compaction
 from opencrs.usecases.images import ImagePreparer
 from opencrs.usecases.objects import TargetObjects
 from opencrs.usecases.partition import PartitionSearcher
@@ -31,7 +33,15 @@ def aws_stores(settings: Settings) -> Stores:
         targets=TargetTable(settings.table),
         blobs=blobs,
         bundles=BundleStore(
-            settings.table, blobs, settings.bundle_shards, max_deltas=settings.bundle_deltas
+            settings.table,
+            blobs,
+            settings.bundle_shards,
+            max_deltas=settings.bundle_deltas,
+            compaction=(
+                SqsCompactionRequests(settings.compaction_queue)
+                if settings.compaction_queue
+                else None
+            ),
         ),
         upload_keys=UploadKeys(settings.table),
         replays=ReplayLog(settings.table),
@@ -71,6 +81,11 @@ class Services:
     def partition_searcher(self) -> PartitionSearcher:
         """What a partition search function answers with (query functions never need it)."""
         return PartitionSearcher(self.stores.bundles, self.settings.partition_cache)
+
+    @cached_property
+    def compaction(self) -> Compaction:
+        """What the compaction function runs (no other function needs it)."""
+        return Compaction(self.stores.bundles)
 
     @cached_property
     def keyring(self) -> Keyring:

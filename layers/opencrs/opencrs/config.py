@@ -39,6 +39,9 @@ class Settings:
     # write appends its target's own features, not the whole shard; 0: every write
     # rewrites its shard.
     bundle_deltas: int = DEFAULT_BUNDLE_DELTAS
+    # The compaction queue's URL: where a write sends a shard half way to its deltas to
+    # be folded off the request path; "": folded only by the write that fills it.
+    compaction_queue: str = ""
     # A library's search fanned out over partitions of this many consecutive shards (see
     # domain.partitions); 0 or no function: the query function searches it whole itself.
     # Partition p is searched by partition_functions[p % len(partition_functions)]: one
@@ -70,6 +73,7 @@ class Settings:
             default_gallery=env.get("OPENCRS_GALLERY", "default"),
             bundle_shards=int(env.get("OPENCRS_BUNDLE_SHARDS") or DEFAULT_BUNDLE_SHARDS),
             bundle_deltas=int(env.get("OPENCRS_BUNDLE_DELTAS") or DEFAULT_BUNDLE_DELTAS),
+            compaction_queue=env.get("OPENCRS_COMPACTION_QUEUE", ""),
             partition_shards=int(env.get("OPENCRS_PARTITION_SHARDS") or 0),
             partition_functions=partition_function_names(
                 env.get("OPENCRS_PARTITION_FUNCTION", ""), env.get("OPENCRS_PARTITION_SLOTS", "")

@@ -123,6 +123,11 @@ class BundleStore(Protocol):
         it) when its object is lost or unreadable, instead of refusing the write."""
         ...
 
+    def compact(self, gallery: str, shard: int) -> bool:
+        """Fold the shard's deltas into one object without changing what it holds; whether
+        it had any (False too for an unknown gallery or a shard past its count)."""
+        ...
+
 
 class CompactionRequests(Protocol):
     """Where shards are sent to have their deltas folded in, off the request path."""
