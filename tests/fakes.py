@@ -145,6 +145,10 @@ class FakeBlobStore:
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.delete(key)
+
     # -- test helpers ---------------------------------------------------------------------
 
     def upload(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:

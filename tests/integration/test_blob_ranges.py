@@ -52,3 +52,24 @@ def test_a_missing_object_is_blob_missing_and_an_empty_one_is_empty(stack) -> No
         blobs.get_ranged("ranges/absent.bin")
     blobs.put("ranges/empty.bin", b"")
     assert blobs.get_ranged("ranges/empty.bin") == b""
+
+
+def test_many_objects_are_deleted_a_thousand_a_call(stack) -> None:
+    blobs = BlobStore(stack.aws.bucket)
+    keys = [f"deletes/{i:04d}.bin" for i in range(1234)]
+    for key in keys[:1200:7]:
+        blobs.put(key, b"x")  # the rest are absent: deleting them is a no-op, as S3's
+    calls: list[int] = []
+
+    def record(params, **_: object) -> None:  # type: ignore[no-untyped-def]
+        calls.append(len(params["Delete"]["Objects"]))
+
+    events = client("s3").meta.events
+    events.register("provide-client-params.s3.DeleteObjects", record)
+    try:
+        blobs.delete_many(keys)
+    finally:
+        events.unregister("provide-client-params.s3.DeleteObjects", record)
+    assert calls == [1000, 234]
+    listed = client("s3").list_objects_v2(Bucket=stack.aws.bucket, Prefix="deletes/")
+    assert listed.get("KeyCount", 0) == 0

@@ -5,7 +5,7 @@ a commit that loses a race finishes."""
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import boto3
 import numpy as np
@@ -63,6 +63,10 @@ class CountingBlobs(BlobStore):
     def delete(self, key: str) -> None:
         self.deletes.append(key)
         super().delete(key)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        self.deletes.extend(keys)
+        super().delete_many(keys)
 
 
 @pytest.fixture

@@ -68,6 +68,10 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete every key (absent ones are no-ops), in as few calls as the store allows."""
+        ...
+
 
 class GalleryVersion(Protocol):
     """One published version of a gallery's bundle (a manifest)."""

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -18,6 +18,7 @@ from opencrs.store.aws import client, error_code
 RANGE_BYTES = 8 * 1024 * 1024
 RANGE_THREADS = 8
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+_DELETE_BATCH = 1000
 
 
 class BlobStore:
@@ -83,6 +84,26 @@ class BlobStore:
 
     def delete(self, key: str) -> None:
         client("s3").delete_object(Bucket=self.bucket, Key=key)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete ``keys`` in DeleteObjects calls of up to 1,000 (S3's limit), not one call
+        a key: a fold retires a shard and its deltas, a re-index every object."""
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            answer = client("s3").delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise BlobsNotDeleted(
+                    f"{len(answer['Errors'])} of {len(batch)} objects not deleted "
+                    f"({first.get('Code')} on {first.get('Key')})"
+                )
+
+
+class BlobsNotDeleted(Exception):
+    """S3 answered a DeleteObjects call with per-key errors."""
 
 
 @contextmanager

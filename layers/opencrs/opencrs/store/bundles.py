@@ -64,7 +64,6 @@ import logging
 import random
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -76,9 +75,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from opencrs.config import DEFAULT_BUNDLE_DELTAS, DEFAULT_BUNDLE_SHARDS
 from opencrs.domain.errors import BlobMissing
 from opencrs.domain.ports import CompactionRequests
+from opencrs.domain.shards import shard_of
 from opencrs.index.bundle import Bundle, UnsupportedFormat
 from opencrs.store.aws import client, error_code
-from opencrs.store.blobs import BlobStore
+from opencrs.store.blobs import BlobsNotDeleted, BlobStore
 from opencrs.store.records import gallery_key
 
 logger = logging.getLogger(__name__)
@@ -120,11 +120,6 @@ _MAX_MISSING_READS = 3
 def _object_key(gallery: str, shard: int, version: int, kind: str = "v") -> str:
     """A key never used before: objects are written once and never overwritten."""
     return f"bundles/{gallery}/s{shard:04d}/{kind}{version:08d}-{uuid.uuid4().hex}.bin"
-
-
-def shard_of(target_id: str, shard_count: int) -> int:
-    """The shard holding ``target_id``: stable across processes (unlike ``hash``)."""
-    return zlib.crc32(target_id.encode("utf-8")) % shard_count
 
 
 def shard_token(base: str, deltas: Sequence[Delta] = ()) -> str:
@@ -580,8 +575,8 @@ class BundleStore:
     def _retire(self, current: Manifest | None) -> None:
         """Delete the objects ``current`` retired one commit ago: no reader of the manifest
         just published needs them any more."""
-        for old in current.retired if current else ():
-            self._discard(old)
+        if current and current.retired:
+            self._discard_many(current.retired)
 
     def _prepare(
         self,
@@ -737,10 +732,16 @@ class BundleStore:
     def _discard(self, key: str) -> None:
         """Delete an object no manifest needs; a failure only leaves an unreferenced object
         behind, which must not fail a commit that already succeeded."""
+        self._discard_many([key])
+
+    def _discard_many(self, keys: Sequence[str]) -> None:
         try:
-            self.blobs.delete(key)
-        except (ClientError, BotoCoreError):
-            logger.warning("could not delete a superseded bundle object", extra={"key": key})
+            self.blobs.delete_many(list(keys))
+        except (ClientError, BotoCoreError, BlobsNotDeleted):
+            logger.warning(
+                "could not delete superseded bundle objects",
+                extra={"keys": len(keys), "first": keys[0] if keys else ""},
+            )
 
 
 def _folded_away(folded: Sequence[Delta], kept: Sequence[Delta]) -> list[str]:
