@@ -277,6 +277,10 @@ Sign fresh requests for any image with the command-line client:
   .venv/bin/opencrs similar demo/photos/camera.jpg     # not in the gallery: results []
   (endpoint and keys for the client are in {CLIENT_CONFIG}, written for this run)
 
+Re-index the demo library into 4 shards, as the deployed re-index state machine does:
+
+  .venv/bin/python -m local.reindex --endpoint {aws.endpoint} --shards 4
+
 Keys: OPENCRS_APP_ID={env["OPENCRS_APP_ID"]} OPENCRS_API_KEY={env["OPENCRS_API_KEY"]} \
 (secret from OPENCRS_API_SECRET)
       legacy OPENCRS_APP_KEY={env["OPENCRS_APP_KEY"]} (secret from OPENCRS_APP_SECRET)

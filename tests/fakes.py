@@ -271,6 +271,28 @@ class FakeBundleStore:
         self.unfolded.discard((gallery, shard))
         return True
 
+    def put_layout_shard(self, gallery: str, run: str, shard: int, bundle: Bundle) -> str:
+        key = f"bundles/{gallery}/s{shard:04d}/x{run}.bin"
+        self.objects[key] = bundle
+        return key
+
+    def switch_layout(
+        self, gallery: str, seen_version: int, keys: Sequence[str], targets: int
+    ) -> FakeManifest | None:
+        current = self.manifests.get(gallery)
+        if (current.version if current else 0) != seen_version:
+            return None
+        for old in current.retired if current else ():
+            self.objects.pop(old, None)
+        retired = tuple(k for k in current.shard_keys if k) if current else ()
+        published = FakeManifest(gallery, seen_version + 1, tuple(keys), retired)
+        self.manifests[gallery] = published
+        return published
+
+    def discard_layout(self, gallery: str, run: str, shards: int) -> None:
+        for shard in range(shards):
+            self.objects.pop(f"bundles/{gallery}/s{shard:04d}/x{run}.bin", None)
+
     # -- test helpers ---------------------------------------------------------------------
 
     def target_ids(self, gallery: str) -> set[str]:

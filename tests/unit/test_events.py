@@ -21,17 +21,19 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, S
 
 from opencrs.domain.compaction import CompactionRequest
 from opencrs.domain.partitions import PartitionAnswer, PartitionQuery
+from opencrs.domain.reindex import ReindexPlan
 from opencrs.edge.partition import answer_partition_query
+from opencrs.edge.reindex import run_reindex_step
 from opencrs.usecases.partition import PartitionSearcher
-from tests.fakes import FakeBundleStore
+from tests.fakes import FakeBundleStore, fake_services
 from tests.unit.test_template import api_routes, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 EVENT_FILES = sorted(EVENTS.glob("*.json"))
-API_EVENTS = [
-    p for p in EVENT_FILES if not p.name.startswith(("s3_", "sqs_", "partition_", "compaction_"))
-]
+# Events of the functions API Gateway never invokes (S3, SQS, Lambda Invoke, Step Functions).
+NOT_API = ("s3_", "sqs_", "partition_", "compaction_", "reindex_")
+API_EVENTS = [p for p in EVENT_FILES if not p.name.startswith(NOT_API)]
 PARTITION_EVENTS = [p for p in EVENT_FILES if p.name.startswith("partition_")]
 S3_EVENTS = [p for p in EVENT_FILES if p.name.startswith("s3_")]
 SQS_EVENTS = [p for p in EVENT_FILES if p.name.startswith("sqs_")]
@@ -56,6 +58,7 @@ EXPECTED = {
     "partition_query.json",
     "compaction_request.json",
     "compaction_queue.json",
+    "reindex_plan.json",
 }
 
 API_KEYS = {
@@ -375,3 +378,12 @@ def test_compaction_events_are_requests_the_compaction_function_reads() -> None:
     assert record.event_source_arn.endswith("-compaction")
     assert record.md5_of_body == hashlib.md5(record.body.encode()).hexdigest()
     assert CompactionRequest.from_json(record.body) == CompactionRequest("default", 3)
+
+
+def test_the_reindex_event_is_a_plan_step_the_function_reads() -> None:
+    """``sam local invoke ReindexFunction -e events/reindex_plan.json`` plans a re-index of
+    the default gallery into 4 shards (a step of the state machine, run by hand)."""
+    services = fake_services()
+    answer = run_reindex_step(services.reindex, load(EVENTS / "reindex_plan.json"))
+    assert answer["shards"] == [0, 1, 2, 3]
+    assert ReindexPlan.from_fields(answer["plan"]).gallery == "default"

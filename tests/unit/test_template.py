@@ -28,6 +28,7 @@ FUNCTIONS = {
     "TargetsFunction": "functions/targets/",
     "IndexFunction": "functions/index/",
     "CompactFunction": "functions/compact/",
+    "ReindexFunction": "functions/reindex/",
     "PartitionSearchFunction0": "functions/partition/",
 }
 # One partition search function per default PartitionSlots entry (Fn::ForEach).
@@ -317,6 +318,27 @@ def test_writes_ask_the_compaction_function_through_its_queue(doc):
     }
 
 
+def test_the_reindex_state_machine_fans_builds_out_and_may_only_run_its_own(doc):
+    machine = doc["Resources"]["ReindexStateMachine"]["Properties"]
+    assert machine["Name"] == {"Fn::Sub": "${AWS::StackName}-reindex"}
+    text = json.dumps(machine["Definition"])
+    placeholders = set(re.findall(r"\$\{(\w+)\}", text))
+    assert placeholders == set(machine["DefinitionSubstitutions"]) == {"ReindexFunctionArn"}
+    states = machine["Definition"]["States"]
+    build = states["Build"]
+    assert build["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert isinstance(build["MaxConcurrency"], int)  # a substituted value would be a string
+    assert [c["ErrorEquals"] for c in states["Switch"]["Catch"]] == [
+        ["LibraryChanged"],
+        ["States.ALL"],
+    ]
+    invoke, own = machine["Policies"]
+    assert invoke == {"LambdaInvokePolicy": {"FunctionName": {"Ref": "ReindexFunction"}}}
+    resources = [statement["Resource"]["Fn::Sub"] for statement in own["Statement"]]
+    assert all("${AWS::StackName}-reindex" in r for r in resources)
+    assert doc["Outputs"]["ReindexStateMachineArn"]["Value"] == {"Ref": "ReindexStateMachine"}
+
+
 def test_no_function_references_the_bucket(doc):
     assert check_no_bucket_ref_from_functions(doc) == []
 
@@ -387,6 +409,7 @@ def test_least_privilege(doc):
             "SQSSendMessagePolicy",
         }
     assert policy_kinds["CompactFunction"] == {"S3CrudPolicy", "DynamoDBCrudPolicy"}
+    assert policy_kinds["ReindexFunction"] == {"S3CrudPolicy", "DynamoDBCrudPolicy"}
     for name in PARTITION_FUNCTIONS:
         assert policy_kinds[name] == {"S3ReadPolicy"}
 

@@ -22,6 +22,7 @@ from opencrs.usecases.images import ImagePreparer
 from opencrs.usecases.objects import TargetObjects
 from opencrs.usecases.partition import PartitionSearcher
 from opencrs.usecases.query import SimilarityEngine
+from opencrs.usecases.reindex import Reindex
 from opencrs.usecases.targets import Targets
 from opencrs.usecases.uploads import UploadProcessor, UploadSource
 
@@ -86,6 +87,11 @@ class Services:
     def compaction(self) -> Compaction:
         """What the compaction function runs (no other function needs it)."""
         return Compaction(self.stores.bundles)
+
+    @cached_property
+    def reindex(self) -> Reindex:
+        """What the re-index state machine's function runs."""
+        return Reindex(self.stores, BundleSync(self.stores))
 
     @cached_property
     def keyring(self) -> Keyring:

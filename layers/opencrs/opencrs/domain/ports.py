@@ -132,6 +132,21 @@ class BundleStore(Protocol):
         it had any (False too for an unknown gallery or a shard past its count)."""
         ...
 
+    def put_layout_shard(self, gallery: str, run: str, shard: int, bundle: Bundle) -> str:
+        """Write one shard of a re-index's new layout, unpublished; its key."""
+        ...
+
+    def switch_layout(
+        self, gallery: str, seen_version: int, keys: Sequence[str], targets: int
+    ) -> GalleryVersion | None:
+        """Publish the new layout in one conditional write if the library is still at
+        ``seen_version`` (0: none); None if a write came first."""
+        ...
+
+    def discard_layout(self, gallery: str, run: str, shards: int) -> None:
+        """Delete a re-index's unpublished shards."""
+        ...
+
 
 class CompactionRequests(Protocol):
     """Where shards are sent to have their deltas folded in, off the request path."""

@@ -30,7 +30,7 @@ for). The manifest item (``pk = G#<gallery>``, ``sk = MANIFEST``)::
     updatedMs    N
 
 A manifest item without ``shardKeys`` is refused (``UnsupportedFormat``); one without
-``shardDeltas`` has none. Re-sharding a gallery means re-indexing it into a new one.
+``shardDeltas`` has none. A re-index (``switch_layout``) publishes a new shard count.
 Readers name a shard by its *token* (``Manifest.shard_keys``): the object key alone, or
 the object key and its deltas as JSON, so a token never names two contents and a reader
 holding a shard with fewer deltas applies only the new ones.
@@ -724,6 +724,44 @@ class BundleStore:
                 self._discard(written[0])
             raise
 
+    # -- re-indexing ----------------------------------------------------------------------
+
+    def put_layout_shard(self, gallery: str, run: str, shard: int, bundle: Bundle) -> str:
+        """Write one shard of a re-index's new layout, unpublished until ``switch_layout``;
+        a retried step writes it again under the same key. Returns the key."""
+        key = _layout_key(gallery, run, shard)
+        self.blobs.put(key, bundle.to_bytes())
+        return key
+
+    def switch_layout(
+        self, gallery: str, seen_version: int, keys: Sequence[str], targets: int
+    ) -> Manifest | None:
+        """Publish a whole new layout (one object a shard, no deltas, every shard stamped)
+        if the manifest is still at ``seen_version`` (0: none yet); None if a write came
+        first. Everything the old version named is retired, deleted by the next commit."""
+        current = self.manifest(gallery)
+        if (current.version if current else 0) != seen_version:
+            return None
+        version = seen_version + 1
+        new = Manifest(
+            gallery=gallery,
+            version=version,
+            base_keys=tuple(keys),
+            shard_versions=(version,) * len(keys),
+            retired=tuple(sorted(current.object_keys)) if current else (),
+            targets=targets,
+            updated_ms=int(time.time() * 1000),
+        )
+        if not self._put_manifest(current, new):
+            return None
+        self._retire(current)
+        self._cache.pop(gallery, None)
+        return new
+
+    def discard_layout(self, gallery: str, run: str, shards: int) -> None:
+        """Delete a re-index's unpublished shards (it failed, or the library changed)."""
+        self._discard_many([_layout_key(gallery, run, shard) for shard in range(shards)])
+
     def _shard_after_fold(self, manifest: Manifest, shard: int, folded: Bundle) -> Bundle:
         """The shard a fold published: the folded bundle plus any deltas kept on top."""
         key = manifest.base_keys[shard]
@@ -750,6 +788,11 @@ def _folded_away(folded: Sequence[Delta], kept: Sequence[Delta]) -> list[str]:
     name an object the next commit has deleted)."""
     superseded = {target for target, _ in kept}
     return [key for target, key in _latest(folded).items() if target not in superseded]
+
+
+def _layout_key(gallery: str, run: str, shard: int) -> str:
+    """A re-index run's object for one shard: its run id makes it a key never used before."""
+    return f"bundles/{gallery}/s{shard:04d}/x{run}.bin"
 
 
 def _written(pending: _Pending) -> list[str]:

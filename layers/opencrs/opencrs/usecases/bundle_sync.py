@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from opencrs.domain.errors import BlobMissing
@@ -60,7 +60,12 @@ class BundleSync:
         gone too is left out and logged: its record stays, unsearchable, until it is
         updated or indexed again."""
         targets = self.stores.targets
-        records = targets.get_many(gallery, [t for t in targets.ids(gallery) if holds(t)])
+        return self.bundle_of(gallery, [t for t in targets.ids(gallery) if holds(t)])
+
+    def bundle_of(self, gallery: str, target_ids: Sequence[str]) -> Bundle:
+        """A bundle of those of ``target_ids`` whose records say they belong in it, with
+        the features they were indexed with (see ``rebuild_shard`` for lost features)."""
+        records = self.stores.targets.get_many(gallery, target_ids)
         wanted = sorted(t for t, r in records.items() if r.belongs_in_bundle)
 
         def features_of(target_id: str) -> Features | None:
@@ -68,7 +73,7 @@ class BundleSync:
                 return Features.from_bytes(self.stores.blobs.get(records[target_id].features_key))
             except (BlobMissing, ValueError):
                 logger.error(
-                    "a target's features are lost too: left out of the rebuilt shard",
+                    "a target's features are lost: left out of the shard made from the records",
                     extra={"gallery": gallery, "target_id": target_id},
                 )
                 return None
