@@ -75,17 +75,24 @@ def scale(img: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(img, (round(w * factor), round(h * factor)), interpolation=interp)
 
 
+def tilt_corners(width: int, height: int, degrees: float) -> np.ndarray:
+    """Where :func:`tilt` puts a ``width`` x ``height`` picture's corners (top left first,
+    clockwise), in the tilted picture's pixels."""
+    f = 1.2 * max(width, height)
+    t = np.radians(degrees)
+    x = np.array([0, width, width, 0], dtype=np.float64) - width / 2
+    y = np.array([0, 0, height, height], dtype=np.float64) - height / 2
+    depth = f + y * np.sin(t)
+    proj = np.stack([f * x / depth, f * y * np.cos(t) / depth], axis=1)
+    return proj - proj.min(axis=0)
+
+
 def tilt(img: np.ndarray, degrees: float) -> np.ndarray:
     """The picture seen by a pinhole camera after rotating it ``degrees`` about its
     horizontal axis (top edge recedes), as when photographing a poster from below."""
     h, w = img.shape[:2]
-    f = 1.2 * max(w, h)
-    t = np.radians(degrees)
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
-    x, y = corners[:, 0] - w / 2, corners[:, 1] - h / 2
-    depth = f + y * np.sin(t)
-    proj = np.stack([f * x / depth, f * y * np.cos(t) / depth], axis=1)
-    proj -= proj.min(axis=0)
+    proj = tilt_corners(w, h, degrees)
     size = np.ceil(proj.max(axis=0)).astype(int)
     hm = cv2.getPerspectiveTransform(corners.astype(np.float32), proj.astype(np.float32))
     return cv2.warpPerspective(img, hm, (int(size[0]), int(size[1])), flags=cv2.INTER_LINEAR)

@@ -121,6 +121,7 @@ def test_search_json_answers_the_best_target_and_honours_notracking(stack, creat
     target = body["result"]["target"]
     assert target["targetId"] == created["coffee"]["targetId"]
     assert isinstance(target["modified"], int) and target["trackingImage"]
+    assert target["inliers"] > 0 and len(target["corners"]) == 4 and not target["wholeImage"]
     event["body"] = json.dumps(
         signed_params(
             {"image": b64(photo("coffee")), "notracking": True}, stack.app_key, stack.secret

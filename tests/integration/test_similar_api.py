@@ -32,6 +32,8 @@ TARGET_FIELDS = {
     "active": str,
     **dict.fromkeys(QUALITY_FIELDS, int),
 }
+# Why it matched: added to every recognised target (EasyAR clients ignore them).
+MATCH_FIELDS = {"score": float, "inliers": int, "wholeImage": bool, "corners": list}
 
 
 def encode(image: np.ndarray, ext: str = ".jpg") -> bytes:
@@ -64,9 +66,13 @@ def test_exact_image_returns_the_target_with_every_easyar_field(stack, gallery):
     assert isinstance(body["timestamp"], int) and abs(body["timestamp"] - now_ms()) < 60_000
     assert body["result"]["date"].endswith("Z")
     [target] = body["result"]["results"]
-    assert set(target) == set(TARGET_FIELDS)
-    for field, kind in TARGET_FIELDS.items():
+    assert set(target) == set(TARGET_FIELDS) | set(MATCH_FIELDS)
+    for field, kind in (TARGET_FIELDS | MATCH_FIELDS).items():
         assert isinstance(target[field], kind), field
+    assert target["inliers"] >= 20 and target["score"] > 0 and not target["wholeImage"]
+    height, width = load_bgr("coffee").shape[:2]  # the query is the target itself
+    frame = [[0, 0], [width, 0], [width, height], [0, height]]
+    assert np.abs(np.array(target["corners"]) - frame).max() < 3
     assert target["targetId"] == gallery["coffee"]
     assert (target["name"], target["size"], target["type"], target["active"]) == (
         "coffee",
@@ -76,6 +82,21 @@ def test_exact_image_returns_the_target_with_every_easyar_field(stack, gallery):
     )
     assert base64.b64decode(target["trackingImage"]) == photo("coffee")
     assert all(-1 <= target[f] <= 4 for f in QUALITY_FIELDS)
+
+
+def test_the_answer_outlines_the_target_where_the_photo_shows_it(stack, gallery):
+    """The target pasted into a larger scene under a known perspective: its answered
+    corners land on the pasted corners within a few pixels."""
+    target = load_bgr("rocket")
+    h, w = target.shape[:2]
+    placed = np.float32([[220, 140], [860, 190], [820, 700], [180, 640]])
+    warp = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]), placed)
+    scene = cv2.resize(load_bgr("coins"), (1100, 850))
+    mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), warp, (1100, 850)) > 0
+    scene[mask] = cv2.warpPerspective(target, warp, (1100, 850))[mask]
+    status, body = stack.similar(encode(scene))
+    [found] = [t for t in body["result"]["results"] if t["name"] == "rocket"]
+    assert np.abs(np.array(found["corners"]) - placed).max() < 6, found["corners"]
 
 
 @pytest.mark.parametrize(
@@ -261,3 +282,19 @@ def test_warm_query_function_sees_a_target_added_by_another_function(stack, gall
     assert (status, created["statusCode"]) == (200, 0), created
     status, body = stack.similar(photo("chelsea"), warm)
     assert result_names(body) == ["cat"]
+
+
+def test_a_custom_field_named_like_a_match_field_keeps_its_value(stack, gallery):
+    event = stack.signed_event(
+        "targets_create.json",
+        image=base64.b64encode(photo("motorcycle")).decode(),
+        name="motorcycle",
+        score="five stars",
+        allowSimilar="1",
+    )
+    status, body = stack.api(stack.targets_handler, event)
+    assert body["statusCode"] == 0, body
+    status, body = stack.similar(photo("motorcycle"))
+    [found] = [t for t in body["result"]["results"] if t["name"] == "motorcycle"]
+    assert found["score"] == "five stars"  # the target's own field, as created
+    assert found["inliers"] > 0 and len(found["corners"]) == 4

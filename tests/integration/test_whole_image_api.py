@@ -46,7 +46,12 @@ def gallery(stack):
 def test_a_dark_blurred_photo_of_a_soft_target_is_found(stack, gallery):
     status, body = stack.similar(_dark_blurred(SOFT))
     assert (status, body["statusCode"]) == (200, 0), body
-    assert [t["targetId"] for t in body["result"]["results"]] == [gallery["soft"]]
+    [found] = body["result"]["results"]
+    assert found["targetId"] == gallery["soft"]
+    # Matched as the whole picture: no feature pairs, its outline the photo's own frame.
+    height, width = SOFT.shape[:2]
+    assert (found["wholeImage"], found["inliers"]) == (True, 0) and found["score"] <= 0
+    assert found["corners"] == [[0, 0], [width, 0], [width, height], [0, height]]
 
 
 def test_creating_a_degraded_copy_is_refused_as_similar(stack, gallery):

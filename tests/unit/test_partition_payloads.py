@@ -80,7 +80,9 @@ def test_a_query_missing_a_field_or_not_an_object_is_refused(query: PartitionQue
 
 
 def test_an_answer_crosses_json_unchanged() -> None:
-    hits = [Hit("a", 40, 0.9), Hit("b", 0, -3.5, whole_image=True)]
+    outline = ((10.5, 20.0), (300.0, 22.5), (310.0, 400.0), (5.0, 390.5))
+    frame = ((0.0, 0.0), (640.0, 0.0), (640.0, 480.0), (0.0, 480.0))
+    hits = [Hit("a", 40, 0.9, corners=outline), Hit("b", 0, -3.5, True, frame)]
     answer = PartitionAnswer(hits, load_seconds=1.25, search_seconds=0.03)
     assert PartitionAnswer.from_payload(through_json(answer.to_payload()), PART) == answer
 

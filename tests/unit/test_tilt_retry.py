@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.demo_photos import GALLERY, NEGATIVES, load_gray, rotate, tilt
+from bench.demo_photos import GALLERY, NEGATIVES, load_gray, rotate, tilt, tilt_corners
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import Searcher
 from opencrs.vision.features import extract_features, tilt_views
@@ -43,6 +43,18 @@ def test_a_steep_tilt_is_found_only_through_a_stretched_view(
     assert timings["views"] == 2 + axis  # the query, then its vertical, horizontal stretch
     no_retry = DEFAULT.replace("search.tilt_retry_stretch", ())
     assert Searcher(searcher.shards, tuning=no_retry).search_image(img) == []
+
+
+def test_a_target_found_through_a_stretched_view_is_outlined_in_the_photo(
+    searcher: Searcher,
+) -> None:
+    """The view's corners are carried back into the photo as taken, not left stretched."""
+    target = load_gray("hubble")
+    timings: dict[str, float] = {}
+    [hit, *_] = searcher.search_image(tilt(target, 60), timings=timings)
+    assert hit.target_id == "hubble" and timings["views"] == 2
+    expected = tilt_corners(target.shape[1], target.shape[0], 60)
+    assert np.abs(np.array(hit.corners) - expected).max() < 0.03 * max(target.shape)
 
 
 def test_a_query_that_finds_its_target_is_searched_once(searcher: Searcher) -> None:

@@ -160,6 +160,7 @@ class PartitionAnswer:
                     "inliers": h.inliers,
                     "score": h.score,
                     "wholeImage": h.whole_image,
+                    "corners": [list(c) for c in h.corners],
                 }
                 for h in self.hits
             ],
@@ -185,6 +186,7 @@ class PartitionAnswer:
                     inliers=int(h["inliers"]),
                     score=float(h["score"]),
                     whole_image=bool(h["wholeImage"]),
+                    corners=tuple((float(x), float(y)) for x, y in h.get("corners", ())),
                 )
                 for h in payload["hits"]
             ]

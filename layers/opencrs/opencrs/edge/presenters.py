@@ -1,5 +1,5 @@
 """Targets as EasyAR's clients read them: strings for size and active, ints for grades,
-ISO dates; plus opencrs' management fields, which EasyAR clients ignore."""
+ISO dates; plus opencrs' management and match fields, which EasyAR clients ignore."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import base64
 from typing import Any
 
 from opencrs.domain.target import TargetRecord
+from opencrs.index.search import Hit
 from opencrs.vision.quality import QUALITY_FIELDS
 from opencrs.wire import iso_date
 
@@ -29,6 +30,21 @@ def easyar_target(record: TargetRecord, tracking_image: bytes | None, meta: str)
     for name in QUALITY_FIELDS:
         shaped[name] = int(record.grades.get(name, -1))
     return record.custom | shaped
+
+
+def with_match(target: dict[str, Any], record: TargetRecord, hit: Hit) -> dict[str, Any]:
+    """A recognised target as answered: ``target`` plus why it matched, which EasyAR
+    clients ignore: how surely (``score``: inliers weighted by their spread; a
+    whole-image match's is minus its residual), by how many feature pairs, and where it
+    lies in the query image (its corners in the query's pixels, top left first,
+    clockwise). A custom field of the target named like one of these keeps its value."""
+    why = {
+        "score": round(hit.score, 3),
+        "inliers": hit.inliers,
+        "wholeImage": hit.whole_image,
+        "corners": [[x, y] for x, y in hit.corners],
+    }
+    return target | {name: value for name, value in why.items() if name not in record.custom}
 
 
 def management_view(record: TargetRecord) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from opencrs.domain.target import TargetRecord
 from opencrs.edge.api import respond
 from opencrs.edge.auth import authenticated_params
 from opencrs.edge.errors import api_error, route_not_found
-from opencrs.edge.presenters import easyar_target, listing_item, management_view
+from opencrs.edge.presenters import easyar_target, listing_item, management_view, with_match
 from opencrs.edge.request import HttpRequest
 from opencrs.usecases.images import ImagePreparer
 from opencrs.usecases.objects import TargetObjects
@@ -123,7 +123,7 @@ def similar_router(backend: Backend, metrics: Metrics) -> Router:
             params, credential = calls.authenticated()
             decoded = check_and_decode(decode_base64_image(params.get("image")))
             matches = backend.engine.find(credential.gallery, decoded.gray)
-            results = [calls.target_json(m.record) for m in matches]
+            results = [with_match(calls.target_json(m.record), m.record, m.hit) for m in matches]
         finally:
             metrics.add_metric("QueryLatency", MetricUnit.Milliseconds, _elapsed_ms(started))
         metrics.add_metric("QueryResults", MetricUnit.Count, len(results))
@@ -144,6 +144,7 @@ def similar_router(backend: Backend, metrics: Metrics) -> Router:
             record = matches[0].record
             image = None if _flag_set(params.get("notracking")) else backend.objects.image(record)
             target = easyar_target(record, image, backend.objects.meta(record))
+            target = with_match(target, record, matches[0].hit)
             metrics.add_metric("QueryResults", MetricUnit.Count, 1)
             return respond(success({"target": target}))
         except Exception as error:  # every failure keeps search's {message} shape

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from opencrs.index.rerank import CandidateFeatures, Consensus, QueryVotes, conse
 from opencrs.index.vocabulary import Vocabulary, shipped
 from opencrs.vision.features import Features, extract_features, make_features, tilt_views
 from opencrs.vision.params import DEFAULT, Tuning
-from opencrs.vision.verify import verify
+from opencrs.vision.verify import frame_corners, outline, verify
 from opencrs.vision.wholeimage import phash_distances, residual
 
 
@@ -32,12 +32,21 @@ class Hit:
     """A verified target: its id, the homography inlier count and the ranking score, or
     (``whole_image``) a target the query shows whole under a global photometric change,
     accepted by :mod:`opencrs.vision.wholeimage` (no inliers; ``score`` is minus its
-    residual)."""
+    residual). ``corners``: where the target image's corners (top left, top right,
+    bottom right, bottom left) lie in the query image, in its pixels; a whole-image hit's
+    are the query's own."""
 
     target_id: str
     inliers: int
     score: float
     whole_image: bool = False
+    corners: tuple[tuple[float, float], ...] = ()
+
+    def scaled(self, sx: float, sy: float) -> Hit:
+        """The hit with its corners in a frame ``sx`` by ``sy`` times the one searched (a
+        tilt view's hits, in the photo as taken)."""
+        corners = tuple((x * sx, y * sy) for x, y in self.corners)
+        return replace(self, corners=corners)
 
 
 class Searcher:
@@ -357,15 +366,17 @@ class Searcher:
             q = make_features(
                 query.xy[sel], query.angle[sel], query.descriptors[sel], query.width, query.height
             )
+            target = self._features_of(i)
             v = verify(
                 q,
-                self._features_of(i),
+                target,
                 query_top[sel] if query_top is not None else None,
                 target_words // top_div if query_top is not None else None,
                 self.tuning.verify,
             )
             if v is not None:
-                hits.append(Hit(target_id=self._ids[i], inliers=v.inliers, score=v.score))
+                corners = outline(v.homography, target.width, target.height)
+                hits.append(Hit(self._ids[i], v.inliers, v.score, corners=corners))
         if whole_image:
             hits += self._whole_image_hits(query, {h.target_id for h in hits})
         if timings is not None:
@@ -423,7 +434,8 @@ class Searcher:
             thumb = self._shards[int(self._shard_of[i])].thumbnail_of(tid)
             r = residual(query.thumbnail, thumb, cfg) if thumb is not None else float("inf")
             if r <= cfg.max_residual:
-                hits.append(Hit(target_id=tid, inliers=0, score=-r, whole_image=True))
+                frame = frame_corners(query.width, query.height)
+                hits.append(Hit(tid, 0, -r, whole_image=True, corners=frame))
         return hits
 
 
@@ -453,6 +465,9 @@ def search_views(
             query = extract_features(view, "query", tuning.query)
         extracting += time.perf_counter() - t
         hits = search_view(query, n == 0)
+        if n:  # a tilt view is the photo stretched: its corners back in the photo's pixels
+            sx, sy = gray.shape[1] / view.shape[1], gray.shape[0] / view.shape[0]
+            hits = [hit.scaled(sx, sy) for hit in hits]
         views = n + 1
         if hits or not more:
             break

@@ -26,6 +26,19 @@ class Verification:
     score: float
 
 
+def frame_corners(width: float, height: float) -> tuple[tuple[float, float], ...]:
+    """An image's corners, top left first, clockwise (x right, y down)."""
+    return ((0.0, 0.0), (float(width), 0.0), (float(width), float(height)), (0.0, float(height)))
+
+
+def outline(homography: np.ndarray, width: float, height: float) -> tuple[tuple[float, float], ...]:
+    """A ``width`` x ``height`` target's corners carried into the query by ``homography``
+    (target pixels to query pixels), rounded to 0.1 px."""
+    corners = np.array(frame_corners(width, height), dtype=np.float64).reshape(-1, 1, 2)
+    projected = cv2.perspectiveTransform(corners, np.asarray(homography, dtype=np.float64))
+    return tuple((round(float(x), 1), round(float(y), 1)) for x, y in projected.reshape(4, 2))
+
+
 def ratio_matches(
     query: Features,
     target: Features,
