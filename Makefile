@@ -10,7 +10,7 @@ PORT   ?= 3000
 ARCH   ?= arm64
 LAYER_CHECK := .aws-sam/layer-check
 
-.PHONY: venv run test lint template-lint layer-check bench-quality bench-speed bench-coldstart clean
+.PHONY: venv run test browser lint template-lint layer-check bench-quality bench-speed bench-coldstart clean
 
 venv: $(STAMP)
 
@@ -30,9 +30,14 @@ $(SAM_STAMP):
 run: $(STAMP)
 	PORT=$(PORT) $(PY) -m local.serve
 
-## The whole suite: lint, template lint, unit and integration tests.
-test: $(STAMP) lint template-lint layer-check
+## The whole suite: lint, template lint, unit, integration and browser tests.
+test: $(STAMP) browser lint template-lint layer-check
 	$(PY) -m pytest -q
+
+## Debian's Chromium and its driver, for the console's browser tests (installed once).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
 ## Style, and the dependency rule of pyproject.toml's [tool.importlinter] contracts.
 lint: $(STAMP)

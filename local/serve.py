@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +33,7 @@ from local.runtime import REPO, FakeLambdaContext, LocalAws, embedded_aws, load_
 from local.template import api_routes
 from opencrs.domain.target import TargetRecord
 from opencrs.store.records import TargetTable
-from opencrs.wire import Signer, signed_params
+from opencrs.wire import READ, WRITE, AccessRule, Signer, mint_api_token, signed_params
 
 DEMO_PHOTOS = REPO / "demo" / "photos"
 # The demo gallery; the other demo photos stay out of it as unrelated images.
@@ -212,6 +213,16 @@ def serve_partitions(stack: ExitStack) -> InvokeStandIn | None:
     return stand_in
 
 
+CONSOLE_TOKEN_TTL_S = 8 * 3600
+
+
+def console_token(env: Any) -> str:
+    """A token of the local API key for the demo library, to sign in to the console."""
+    rule = AccessRule(frozenset({env["OPENCRS_APP_ID"]}), frozenset({READ, WRITE}))
+    expiry = int(time.time()) + CONSOLE_TOKEN_TTL_S
+    return mint_api_token(env["OPENCRS_API_KEY"], env["OPENCRS_API_SECRET"], (rule,), expiry)
+
+
 def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
     with ExitStack() as stack:
@@ -276,6 +287,11 @@ Sign fresh requests for any image with the command-line client:
   .venv/bin/opencrs similar {angled.relative_to(REPO)}   # tilted, rotated, darker
   .venv/bin/opencrs similar demo/photos/camera.jpg     # not in the gallery: results []
   (endpoint and keys for the client are in {CLIENT_CONFIG}, written for this run)
+
+The web console ({base}/console), signed in with this token for the demo library (8 hours;
+`.venv/bin/opencrs token` makes another):
+
+  App ID {env["OPENCRS_APP_ID"]}   Token {console_token(env)}
 
 Re-index the demo library into 4 shards, as the deployed re-index state machine does:
 

@@ -1,7 +1,7 @@
 """Target management, EasyAR's routes: POST /targets, GET /targets/infos,
 GET|PUT|DELETE /target/{id}, POST /grade/{detection,tracking,detail}, GET /ping, and EasyAR's
-token service POST /token/v2; any other
-path answers EasyAR's 404 envelope."""
+token service POST /token/v2, and the web console (GET /console); any other path answers
+EasyAR's 404 envelope."""
 
 import warnings
 
@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from opencrs.bootstrap import Services
 from opencrs.edge.api import build_resolver
+from opencrs.edge.console import console_router
 from opencrs.edge.routes import targets_router
 from opencrs.edge.tokens import tokens_router
 
@@ -24,7 +25,9 @@ warnings.filterwarnings("ignore", "No application metrics to publish", UserWarni
 # Off unless the stack's Tracing parameter is Active (POWERTOOLS_TRACE_DISABLED).
 tracer = Tracer()
 services = Services.from_env()
-app = build_resolver(targets_router(services, metrics), tokens_router(lambda: services.keyring))
+app = build_resolver(
+    targets_router(services, metrics), tokens_router(lambda: services.keyring), console_router()
+)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

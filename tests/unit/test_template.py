@@ -56,6 +56,8 @@ ROUTES = {
     ("POST", "/grade/tracking"): "TargetsFunction",
     ("POST", "/grade/detail"): "TargetsFunction",
     ("GET", "/ping"): "TargetsFunction",
+    ("GET", "/console"): "TargetsFunction",
+    ("GET", "/console/{name}"): "TargetsFunction",
 }
 READ_ONLY_POLICIES = {"S3ReadPolicy", "DynamoDBReadPolicy", "AWSSecretsManagerGetSecretValuePolicy"}
 ENV_VARS = {
