@@ -590,7 +590,8 @@ def main() -> None:
         f"{len(queries)} queries, total {time.perf_counter() - t0:.0f} s"
     )
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"quality-g{args.gallery_step}-n{args.negative_step}.json").write_text(
+    report_path = OUT / f"quality-g{args.gallery_step}-n{args.negative_step}.json"
+    report_path.write_text(
         json.dumps(
             {
                 "meta": meta,
@@ -612,6 +613,10 @@ def main() -> None:
             indent=1,
         )
     )
+    from bench import plots  # the bench extra's matplotlib, only once results exist
+
+    report = json.loads(report_path.read_text())
+    print(plots.quality_families(report, report_path.with_suffix(".png")))
 
 
 if __name__ == "__main__":

@@ -525,6 +525,10 @@ def main_real(args: argparse.Namespace, tuning: Tuning) -> None:
     print("\n".join(["", *real_table(results)]))
     print(machine())
     save("speed-real.json", results)
+    from bench import plots  # the bench extra's matplotlib, only once results exist
+
+    print(plots.real_photo_recall(results, plots.OUT / "speed-real-recall.png"))
+    print(plots.latency_distribution(results, plots.OUT / "speed-real-latency.png"))
 
 
 def machine() -> str:
