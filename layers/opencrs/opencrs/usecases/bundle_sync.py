@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from opencrs.domain.errors import BlobMissing
@@ -22,13 +22,18 @@ class BundleSync:
     def __init__(self, stores: Stores) -> None:
         self.stores = stores
 
-    def sync(self, gallery: str, target_id: str) -> None:
+    def sync(
+        self, gallery: str, target_id: str, written: Mapping[str, bytes] | None = None
+    ) -> None:
         """Make the gallery bundle hold ``target_id``'s descriptors exactly when its record
         says so. Only the target's shard is rewritten. The record is re-read whenever the
         commit rebuilds that shard, after reading the manifest, and a sync with nothing to
         change still confirms the shard (see the bundle store), so whichever sync lands
         last reflects the newest record: concurrent updates and deletes of one target (all
-        in one shard) converge without locks."""
+        in one shard) converge without locks. ``written``: feature objects the caller has
+        just put, by key, so they are not read back (a key is never reused, so a record
+        naming one names exactly those bytes)."""
+        written = written or {}
 
         def read() -> TargetRecord | None:
             return self.stores.targets.get(gallery, target_id)
@@ -38,8 +43,9 @@ class BundleSync:
                 if record is None or not record.belongs_in_bundle:
                     return bundle.without_target(target_id) if target_id in bundle else bundle
                 # BlobMissing: replaced by a concurrent update since we read the record.
-                features = Features.from_bytes(self.stores.blobs.get(record.features_key))
-                return bundle.with_target(target_id, features)
+                key = record.features_key
+                data = written[key] if key in written else self.stores.blobs.get(key)
+                return bundle.with_target(target_id, Features.from_bytes(data))
 
             return optimistic(
                 read(),

@@ -133,7 +133,8 @@ class Targets:
         )
         self.stores.targets.create(record)
         try:
-            self.bundle.sync(gallery, target_id)
+            written = {record.features_key: prepared.features.to_bytes()}
+            self.bundle.sync(gallery, target_id, written)
             return self._mark_indexed(record)
         except Exception:
             self._abandon(record)
