@@ -165,39 +165,34 @@ def shard_of_two_deltas(shard: int) -> tuple[BundleStore, list[str]]:
     return writer, ids
 
 
-def test_deltas_written_during_a_compaction_stay_on_top_of_the_folded_shard() -> None:
-    writer, (a, b, late) = shard_of_two_deltas(0)
+def folded_while_written(shard: int, written: int) -> tuple[Manifest, list[str], CountingBlobs]:
+    """Fold a shard holding two deltas while a writer adds ``ids[written]`` (the third
+    id: a new target; the first: an update of a folded one), between the fold's read of
+    the shard and its manifest write (right after the fold puts its object)."""
+    writer, ids = shard_of_two_deltas(shard)
     compactor, blobs = store()
     put_new = blobs.put_new
 
-    def put_then_race(key: str, data: bytes) -> bool:
-        written = put_new(key, data)
-        writer.commit(GALLERY, late, add(late))  # lands between the fold's read and write
-        blobs.put_new = put_new
-        return written
+    def put_then_write(key: str, data: bytes) -> bool:
+        stored = put_new(key, data)
+        writer.commit(GALLERY, ids[written], add(ids[written]))
+        blobs.put_new = put_new  # type: ignore[method-assign]
+        return stored
 
-    blobs.put_new = put_then_race  # type: ignore[method-assign]
-    assert compactor.compact(GALLERY, 0) is True
-    after = compactor.manifest(GALLERY)
+    blobs.put_new = put_then_write  # type: ignore[method-assign]
+    assert compactor.compact(GALLERY, shard) is True
+    return compactor.manifest(GALLERY), ids, blobs
+
+
+def test_deltas_written_during_a_compaction_stay_on_top_of_the_folded_shard() -> None:
+    after, (a, b, late), blobs = folded_while_written(0, 2)
     assert after.base_keys[0] == blobs.puts[0] and [t for t, _ in after.deltas_of(0)] == [late]
     assert store()[0].load(after).bundles[0].target_ids() == [a, b, late]
     assert after.targets == 3
 
 
 def test_a_target_updated_during_a_compaction_has_its_old_delta_retired_once() -> None:
-    writer, (a, b, _) = shard_of_two_deltas(1)
-    compactor, blobs = store()
-    put_new = blobs.put_new
-
-    def put_then_update(key: str, data: bytes) -> bool:
-        written = put_new(key, data)
-        writer.commit(GALLERY, a, add(a))  # supersedes a delta the fold is folding
-        blobs.put_new = put_new
-        return written
-
-    blobs.put_new = put_then_update  # type: ignore[method-assign]
-    assert compactor.compact(GALLERY, 1) is True
-    after = compactor.manifest(GALLERY)
+    after, (a, b, _), _ = folded_while_written(1, 0)
     assert [t for t, _ in after.deltas_of(1)] == [a]
     assert store()[0].load(after).bundles[1].target_ids() == [b, a]
     assert bucket_keys() == after.object_keys | set(after.retired)
