@@ -12,7 +12,11 @@ The images are ``bench.speed``'s distractors (generated from the bench negatives
 distinct), JPEG-encoded as uploads, with ``allowsimilar=1`` (a bulk import of images known
 to be distinct). Reports per batch of ``--step`` as the library grows.
 
-    python -m bench.bulk --targets 1000 --step 250
+    python -m bench.bulk --targets 1000 --step 250 [--reindex 64]
+
+``--reindex N`` then re-lays the imported library out in N shards through the re-index
+state machine (the template's definition, played by local.state_machine, every step the
+re-index handler, builds 64 at a time as deployed) and reports its time.
 """
 
 from __future__ import annotations
@@ -67,14 +71,31 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto server did not start")
 
 
+def reindex(shards: int) -> dict[str, float]:
+    """Re-lay the imported library out in ``shards`` through the re-index state machine."""
+    from local.reindex import reindex_machine
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = reindex_machine().run({"gallery": "default", "shards": shards})
+    seconds = time.perf_counter() - wall
+    return {
+        **result,
+        "seconds": seconds,
+        "targets_per_s": result["targets"] / seconds,
+        "cpu_s_per_target": (time.process_time() - cpu) / max(result["targets"], 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=2000)
     parser.add_argument("--step", type=int, default=500)
+    parser.add_argument("--reindex", type=int, default=0, help="then re-index into N shards")
     args = parser.parse_args()
     sources = sorted(r["file"] for r in load_manifest() if r["role"] == "negatives")
     speed._init_sources(sources)
     rows = []
+    reindexed: dict[str, float] = {}
     moto, endpoint = start_moto()
     try:
         with deployment(endpoint, LOCAL_BUCKET, LOCAL_TABLE) as aws:
@@ -121,6 +142,8 @@ def main() -> None:
                 )
                 print(json.dumps(rows[-1]), flush=True)
             total = time.perf_counter() - started
+            if args.reindex:
+                reindexed = reindex(args.reindex)
     finally:
         moto.terminate()
         moto.wait(timeout=10)
@@ -135,6 +158,8 @@ def main() -> None:
             f"| {r['targets_per_cpu_s']:.1f} | {r['moto_cpu_s_per_target']:.3f} |"
         )
     print(f"\n{args.targets} targets in {total:.0f} s (distractor generation included)")
+    if args.reindex:
+        print(f"re-index into {args.reindex} shards: {json.dumps(reindexed)}")
     print(speed.machine())
     save("bulk.json", rows)
 

@@ -37,10 +37,13 @@ class ExecutionFailed(Exception):
     """The execution ended in a Fail state or an uncaught error, as Step Functions
     reports it: an error name and a cause."""
 
-    def __init__(self, error: str, cause: str) -> None:
-        super().__init__(f"{error}: {cause}")
+    def __init__(self, error: str, cause: str, caught: object = None) -> None:
+        # ``caught``: the error a Catch put in the state before the Fail, as an execution's
+        # history shows it.
+        super().__init__(f"{error}: {cause}" + (f" (after {caught})" if caught else ""))
         self.error = error
         self.cause = cause
+        self.caught = caught
 
 
 class _TaskError(Exception):
@@ -98,7 +101,10 @@ class StateMachine:
             self.transitions.append(name)
             kind = state["Type"]
             if kind == "Fail":
-                raise ExecutionFailed(state.get("Error", "States.Fail"), state.get("Cause", ""))
+                caught = data.get("error") if isinstance(data, dict) else None
+                raise ExecutionFailed(
+                    state.get("Error", "States.Fail"), state.get("Cause", ""), caught
+                )
             if kind == "Choice":
                 name = self._choose(state, data)
                 continue

@@ -126,14 +126,19 @@ def test_a_library_written_to_on_every_attempt_is_left_as_it_is(stack, library) 
 def test_a_failed_build_abandons_the_run_and_changes_nothing(stack, library) -> None:
     before = manifest(stack)
 
+    tries: list[int] = []
+
     def fail_shard_one(event: dict) -> None:
         if event["step"] == "build" and event["shard"] == 1:
+            tries.append(1)
             raise ConnectionError("S3 went away")
 
     machine = reindex_machine(with_hook(fail_shard_one))
     with pytest.raises(ExecutionFailed) as failed:
         machine.run({"gallery": "default", "shards": 4})
     assert failed.value.error == "ReindexFailed" and "Abandon" in machine.transitions
+    assert len(tries) == 3  # tried again twice before the run was abandoned
+    assert "ConnectionError" in str(failed.value.caught)
     assert manifest(stack) == before
     assert run_objects(stack) == []
 
