@@ -28,7 +28,7 @@ $(SAM_STAMP):
 
 ## Run the service locally: moto server on loopback as S3 + DynamoDB, demo gallery, API on :$(PORT).
 run: $(STAMP)
-	PORT=$(PORT) $(PY) -m local.serve
+	PORT=$(PORT) OPENBLAS_NUM_THREADS=1 $(PY) -m local.serve
 
 ## The whole suite: lint, template lint, unit, integration and browser tests.
 test: $(STAMP) browser lint template-lint layer-check

@@ -12,7 +12,10 @@ The images are ``bench.speed``'s distractors (generated from the bench negatives
 distinct), JPEG-encoded as uploads, with ``allowsimilar=1`` (a bulk import of images known
 to be distinct). Reports per batch of ``--step`` as the library grows.
 
-    python -m bench.bulk --targets 1000 --step 250 [--reindex 64]
+    OPENBLAS_NUM_THREADS=1 python -m bench.bulk --targets 1000 --step 250 [--reindex 64]
+
+(``OPENBLAS_NUM_THREADS=1`` as template.yaml sets it for the functions: without it numpy's
+BLAS threads spin beside the function and nearly double its CPU.)
 
 ``--reindex N`` then re-lays the imported library out in N shards through the re-index
 state machine (the template's definition, played by local.state_machine, every step the

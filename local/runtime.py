@@ -76,6 +76,8 @@ def local_environment(endpoint: str, bucket: str, table: str) -> dict[str, str]:
         "OPENCRS_API_KEY": os.environ.get("OPENCRS_API_KEY", DEFAULT_API_KEY),
         "OPENCRS_API_SECRET": os.environ.get("OPENCRS_API_SECRET", DEFAULT_API_SECRET),
         "OPENCRS_APP_ID": os.environ.get("OPENCRS_APP_ID", DEFAULT_APP_ID),
+        # As template.yaml's Globals (in effect for processes started after this).
+        "OPENBLAS_NUM_THREADS": "1",
         "POWERTOOLS_SERVICE_NAME": "opencrs",
         "POWERTOOLS_METRICS_NAMESPACE": "opencrs",
         # No CloudWatch here: EMF lines would only interleave with the server's output.

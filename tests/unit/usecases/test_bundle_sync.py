@@ -10,6 +10,7 @@ from opencrs.domain.errors import TargetKeptChanging
 from opencrs.domain.target import DELETING, FAILED, PENDING, TargetRecord
 from opencrs.store.bundles import shard_of
 from opencrs.usecases.bundle_sync import BundleSync
+from opencrs.vision.features import Features
 from tests.fakes import FakeStores, FakeTargetRepository, fakes_of
 from tests.unit.usecases.conftest import GALLERY
 
@@ -107,3 +108,31 @@ def test_sync_gives_up_when_the_features_never_appear(app: Services, ids: dict[s
     with pytest.raises(TargetKeptChanging):
         BundleSync(fakes).sync(GALLERY, ids["coffee"])
     assert ids["coffee"] not in fakes.bundles.target_ids(GALLERY)
+
+
+def test_sync_uses_the_features_just_written_without_reading_them_back(
+    app: Services, ids: dict[str, str]
+) -> None:
+    fakes = fakes_of(app)
+    take_out(fakes, ids["coffee"])
+    record = fakes.targets.get(GALLERY, ids["coffee"])
+    data = fakes.blobs.get(record.features_key)
+    fakes.blobs.delete(record.features_key)  # a read would now fail
+    BundleSync(fakes).sync(GALLERY, ids["coffee"], {record.features_key: data})
+    assert ids["coffee"] in fakes.bundles.target_ids(GALLERY)
+
+
+def test_sync_reads_the_records_features_when_it_names_another_key(
+    app: Services, ids: dict[str, str]
+) -> None:
+    fakes = fakes_of(app)
+    take_out(fakes, ids["coffee"])
+    coffee = fakes.targets.get(GALLERY, ids["coffee"])
+    rocket = fakes.targets.get(GALLERY, ids["rocket"])
+    other = fakes.blobs.get(rocket.features_key)
+    BundleSync(fakes).sync(GALLERY, ids["coffee"], {"features/g/superseded.bin": other})
+    shards = fakes.bundles.load(fakes.bundles.manifest(GALLERY))
+    (bundle,) = [b for b in shards.bundles if ids["coffee"] in b]
+    held = bundle.features_of(ids["coffee"]).descriptors
+    own = Features.from_bytes(fakes.blobs.get(coffee.features_key)).descriptors
+    assert held.shape == own.shape and (held == own).all()
