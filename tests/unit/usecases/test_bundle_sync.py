@@ -89,12 +89,17 @@ class StaleFirstRead(FakeTargetRepository):
         return super().get(gallery, target_id)
 
 
+def coffee_taken_out(app: Services, ids: dict[str, str]) -> tuple[FakeStores, TargetRecord]:
+    """The fakes with coffee's descriptors out of the bundle, and its record."""
+    fakes = fakes_of(app)
+    take_out(fakes, ids["coffee"])
+    return fakes, fakes.targets.get(GALLERY, ids["coffee"])
+
+
 def test_sync_rereads_when_the_features_it_read_are_gone(
     app: Services, ids: dict[str, str]
 ) -> None:
-    fakes = fakes_of(app)
-    take_out(fakes, ids["coffee"])
-    current = fakes.targets.get(GALLERY, ids["coffee"])
+    fakes, current = coffee_taken_out(app, ids)
     targets = StaleFirstRead(current.evolve(features_key="features/g/replaced.bin"))
     targets.records = fakes.targets.records
     BundleSync(FakeStores(targets, fakes.blobs, fakes.bundles)).sync(GALLERY, ids["coffee"])
@@ -113,9 +118,7 @@ def test_sync_gives_up_when_the_features_never_appear(app: Services, ids: dict[s
 def test_sync_uses_the_features_just_written_without_reading_them_back(
     app: Services, ids: dict[str, str]
 ) -> None:
-    fakes = fakes_of(app)
-    take_out(fakes, ids["coffee"])
-    record = fakes.targets.get(GALLERY, ids["coffee"])
+    fakes, record = coffee_taken_out(app, ids)
     data = fakes.blobs.get(record.features_key)
     fakes.blobs.delete(record.features_key)  # a read would now fail
     BundleSync(fakes).sync(GALLERY, ids["coffee"], {record.features_key: data})
@@ -125,9 +128,7 @@ def test_sync_uses_the_features_just_written_without_reading_them_back(
 def test_sync_reads_the_records_features_when_it_names_another_key(
     app: Services, ids: dict[str, str]
 ) -> None:
-    fakes = fakes_of(app)
-    take_out(fakes, ids["coffee"])
-    coffee = fakes.targets.get(GALLERY, ids["coffee"])
+    fakes, coffee = coffee_taken_out(app, ids)
     rocket = fakes.targets.get(GALLERY, ids["rocket"])
     other = fakes.blobs.get(rocket.features_key)
     BundleSync(fakes).sync(GALLERY, ids["coffee"], {"features/g/superseded.bin": other})
