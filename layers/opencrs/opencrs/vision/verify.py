@@ -36,7 +36,10 @@ def outline(homography: np.ndarray, width: float, height: float) -> tuple[tuple[
     (target pixels to query pixels), rounded to 0.1 px."""
     corners = np.array(frame_corners(width, height), dtype=np.float64).reshape(-1, 1, 2)
     projected = cv2.perspectiveTransform(corners, np.asarray(homography, dtype=np.float64))
-    return tuple((round(float(x), 1), round(float(y), 1)) for x, y in projected.reshape(4, 2))
+    # + 0.0: no "-0.0" in an answer for a corner a hair left of or above the edge.
+    return tuple(
+        (round(float(x), 1) + 0.0, round(float(y), 1) + 0.0) for x, y in projected.reshape(4, 2)
+    )
 
 
 def ratio_matches(
