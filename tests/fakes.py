@@ -142,6 +142,13 @@ class FakeBlobStore:
         except KeyError:
             raise BlobMissing(key) from None
 
+    def get_with_metadata(self, key: str) -> tuple[bytes, dict[str, str]]:
+        try:
+            stored = self.objects[key]
+        except KeyError:
+            raise BlobMissing(key) from None
+        return stored.data, dict(stored.metadata)
+
     def delete(self, key: str) -> None:
         self.objects.pop(key, None)
 

@@ -73,3 +73,13 @@ def test_many_objects_are_deleted_a_thousand_a_call(stack) -> None:
     assert calls == [1000, 234]
     listed = client("s3").list_objects_v2(Bucket=stack.aws.bucket, Prefix="deletes/")
     assert listed.get("KeyCount", 0) == 0
+
+
+def test_an_object_and_its_metadata_come_from_one_get(stack) -> None:
+    client("s3").put_object(
+        Bucket=stack.aws.bucket, Key="meta/one.jpg", Body=b"bytes", Metadata={"Name": "Poster"}
+    )
+    blobs = BlobStore(stack.aws.bucket)
+    assert blobs.get_with_metadata("meta/one.jpg") == (b"bytes", {"name": "Poster"})
+    with pytest.raises(BlobMissing):
+        blobs.get_with_metadata("meta/none.jpg")

@@ -130,6 +130,40 @@ def test_an_oversize_upload_leaves_a_failed_record(app: Services) -> None:
     assert fakes.targets.get(GALLERY, outcome.target_id).state == FAILED
 
 
+def reads_of(blobs: object, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Which blob-store reads the pipeline makes, in order (by method name)."""
+    calls: list[str] = []
+    for name in ("get", "head_metadata", "get_with_metadata"):
+        method = getattr(blobs, name)
+        monkeypatch.setattr(
+            blobs, name, lambda key, _m=method, _n=name: calls.append(_n) or _m(key)
+        )
+    return calls
+
+
+def test_an_upload_is_read_once_with_its_metadata(
+    app: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload = put(app, KEY, "hubble", name="From metadata")
+    reads = reads_of(fakes_of(app).blobs, monkeypatch)
+    outcome = app.uploads.process(upload)
+    assert outcome.status == "indexed"
+    assert fakes_of(app).targets.get(GALLERY, outcome.target_id).name == "From metadata"
+    # The image and its metadata in one GET, then the sidecar probe; never a HEAD.
+    assert reads[:2] == ["get_with_metadata", "get"] and "head_metadata" not in reads
+
+
+def test_an_oversize_upload_is_never_downloaded(
+    app: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload = replace(put(app, KEY, "hubble", name="Big poster"), size=IMAGE_LIMITS.max_bytes + 1)
+    reads = reads_of(fakes_of(app).blobs, monkeypatch)
+    outcome = app.uploads.process(upload)
+    assert outcome.reason == "422: image exceeds 2 MB"
+    assert fakes_of(app).targets.get(GALLERY, outcome.target_id).name == "Big poster"
+    assert "get_with_metadata" not in reads and reads[0] == "head_metadata"
+
+
 def test_an_upload_that_is_not_an_image_leaves_a_failed_record(app: Services) -> None:
     fakes = fakes_of(app)
     fakes.blobs.upload("uploads/notes.jpg", b"just some text")

@@ -62,6 +62,10 @@ class BlobStore(Protocol):
         """The object's bytes; BlobMissing if absent."""
         ...
 
+    def get_with_metadata(self, key: str) -> tuple[bytes, dict[str, str]]:
+        """The object's bytes and user metadata at once; BlobMissing if absent."""
+        ...
+
     def head_metadata(self, key: str) -> dict[str, str]:
         """User metadata of an object; BlobMissing if absent."""
         ...

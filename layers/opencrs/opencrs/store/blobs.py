@@ -42,6 +42,12 @@ class BlobStore:
         with _missing_as_blob_missing(key):
             return client("s3").get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
+    def get_with_metadata(self, key: str) -> tuple[bytes, dict[str, str]]:
+        """The object's bytes and user metadata from one GET; BlobMissing if absent."""
+        with _missing_as_blob_missing(key):
+            answer = client("s3").get_object(Bucket=self.bucket, Key=key)
+            return answer["Body"].read(), dict(answer.get("Metadata", {}))
+
     def get_ranged(
         self, key: str, part_bytes: int = RANGE_BYTES, threads: int = RANGE_THREADS
     ) -> bytes:

@@ -158,8 +158,18 @@ class UploadProcessor:
                 return Outcome(key, "resumed", target_id)
             return Outcome(key, "duplicate", target_id, reason=f"already {existing.state}")
         default_name = posixpath.splitext(posixpath.basename(key))[0][:64] or target_id
+        too_large = upload.size > IMAGE_LIMITS.max_bytes
+        image = b""
         try:
-            fields = TargetFields.from_params(self._fields(key), default_name=default_name)
+            # One GET brings the image and its metadata; an image too large to index is
+            # not downloaded, only its metadata read, for the failure record's name.
+            if too_large:
+                metadata = self.stores.blobs.head_metadata(key)
+            else:
+                image, metadata = self.stores.blobs.get_with_metadata(key)
+            fields = TargetFields.from_params(
+                self._fields(key, metadata), default_name=default_name
+            )
         except BlobMissing:
             # Removed before its creation event was processed: its removal event follows
             # (or came first); retrying could only dead-letter the message.
@@ -167,12 +177,8 @@ class UploadProcessor:
         except DomainError as error:
             fields = TargetFields(name=default_name)
             return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
-        if upload.size > IMAGE_LIMITS.max_bytes:
+        if too_large:
             return self._failed(gallery, target_id, fields, "422: image exceeds 2 MB", key)
-        try:
-            image = self.stores.blobs.get(key)
-        except BlobMissing:
-            return Outcome(key, "skipped", reason="object no longer exists")
         try:
             record = self.targets.create(
                 gallery, image, fields, target_id=target_id, source=f"upload:{key}", image_key=key
@@ -195,8 +201,7 @@ class UploadProcessor:
             )
         return Outcome(key, record.state, target_id)
 
-    def _fields(self, key: str) -> dict[str, Any]:
-        metadata = self.stores.blobs.head_metadata(key)
+    def _fields(self, key: str, metadata: dict[str, str]) -> dict[str, Any]:
         params: dict[str, Any] = {
             field: metadata[name] for name, field in _METADATA_FIELDS.items() if name in metadata
         }
