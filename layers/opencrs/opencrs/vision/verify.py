@@ -215,10 +215,7 @@ def verify(
     cells = _spread_cells(target.xy[ti[inl]], target.width, target.height, cfg.spread_grid)
     if cells < cfg.min_cells:
         return None
-    corners = np.array(
-        [[0, 0], [target.width, 0], [target.width, target.height], [0, target.height]],
-        dtype=np.float64,
-    )
+    corners = np.array(frame_corners(target.width, target.height), dtype=np.float64)
     quad = cv2.perspectiveTransform((corners * nt[0, 0]).reshape(-1, 1, 2), h_norm)
     fw, fh = query.width * nq[0, 0], query.height * nq[0, 0]
     if not _quad_ok(quad.reshape(4, 2), fw, fh, cfg):
