@@ -4,6 +4,7 @@ the gallery already holds it. Shared by creation, update, uploads and the grade 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from opencrs.domain.errors import SimilarTargetsExist
 from opencrs.usecases.query import SimilarityEngine
@@ -22,6 +23,11 @@ class PreparedImage:
     height: int
     features: Features
     grades: dict[str, int]
+
+    @cached_property
+    def features_bytes(self) -> bytes:
+        """The features as stored: serialised once, for the object and the bundle sync."""
+        return self.features.to_bytes()
 
 
 class ImagePreparer:

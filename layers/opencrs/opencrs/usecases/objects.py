@@ -51,7 +51,7 @@ class TargetObjects:
             key = image_key(gallery, target_id, version)
             self.blobs.put(key, prepared.data, content_type=f"image/{prepared.format}")
         features = features_key(gallery, target_id, version)
-        self.blobs.put(features, prepared.features.to_bytes())
+        self.blobs.put(features, prepared.features_bytes)
         return {
             "image_key": key,
             "features_key": features,

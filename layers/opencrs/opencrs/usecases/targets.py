@@ -133,7 +133,7 @@ class Targets:
         )
         self.stores.targets.create(record)
         try:
-            written = {record.features_key: prepared.features.to_bytes()}
+            written = {record.features_key: prepared.features_bytes}
             self.bundle.sync(gallery, target_id, written)
             return self._mark_indexed(record)
         except Exception:
