@@ -70,7 +70,8 @@ class Services:
         )
         self.images = ImagePreparer(self.engine)
         self.objects = TargetObjects(self.stores.blobs)
-        self.targets = Targets(self.stores, self.images, self.objects, BundleSync(self.stores))
+        self.sync = BundleSync(self.stores)
+        self.targets = Targets(self.stores, self.images, self.objects, self.sync)
         source = UploadSource(settings.bucket, settings.upload_prefix, settings.default_gallery)
         self.uploads = UploadProcessor(source, self.stores, self.targets)
 
@@ -91,7 +92,7 @@ class Services:
     @cached_property
     def reindex(self) -> Reindex:
         """What the re-index state machine's function runs."""
-        return Reindex(self.stores, BundleSync(self.stores))
+        return Reindex(self.stores, self.sync)
 
     @cached_property
     def keyring(self) -> Keyring:
