@@ -11,6 +11,7 @@ import pytest
 
 from bench.demo_photos import load_gray
 from opencrs.index.bundle import Bundle
+from opencrs.index.inverted import posting_order
 from opencrs.index.search import Searcher
 from opencrs.index.vocabulary import Vocabulary, shipped
 from opencrs.vision.features import Features, UnsupportedFormat, extract_features, make_features
@@ -63,19 +64,20 @@ def _resealed(body: bytes | bytearray) -> bytes:
     return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
 
 
-def _v3_table_end(b: Bundle) -> int:
-    """Offset of the end of the target table in ``b.to_bytes()`` (documented v3 layout)."""
+def _table_end(b: Bundle) -> int:
+    """Offset of the end of the target table in ``b.to_bytes()`` (documented layout, the
+    same in formats 3 and 4)."""
     return 24 + sum(2 + len(t.encode("utf-8")) + 13 for t in b.target_ids())
 
 
-def _v3_arrays_start(b: Bundle) -> int:
-    """Offset of the pHash array in ``b.to_bytes()``, from the documented v3 layout."""
-    return -(-_v3_table_end(b) // 8) * 8
+def _arrays_start(b: Bundle) -> int:
+    """Offset of the pHash array in ``b.to_bytes()``, from the documented layout."""
+    return -(-_table_end(b) // 8) * 8
 
 
-def _v3_words_start(b: Bundle) -> int:
+def _words_start(b: Bundle) -> int:
     """Offset of the words array: after 8 bytes of pHash and 1024 of thumbnail a target."""
-    return _v3_arrays_start(b) + len(b) * (8 + 1024)
+    return _arrays_start(b) + len(b) * (8 + 1024)
 
 
 def _words_of(b: Bundle) -> np.ndarray:
@@ -187,7 +189,7 @@ def test_with_target_quantises_only_the_new_target(
     assert np.array_equal(b2.words, _words_of(b2))
 
 
-def test_v3_load_and_searcher_build_do_not_quantise(
+def test_load_and_searcher_build_do_not_quantise(
     feats: dict[str, Features], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = _gallery(feats).to_bytes()
@@ -234,7 +236,7 @@ def test_round_trip_is_bit_identical(feats: dict[str, Features]) -> None:
         "empty", make_features(np.zeros((0, 2)), np.zeros(0), np.zeros((0, 32)), 5, 7)
     )
     data = b.to_bytes()
-    assert struct.unpack_from("<H", data, 8) == (3,)
+    assert struct.unpack_from("<H", data, 8) == (4,)
     assert struct.unpack_from("<I", data, 20) == (shipped().fingerprint(),)
     assert b.has_thumbnail.tolist() == [True, True, True, True, False]
     assert b.thumbnail_of("empty") is None and b.phashes[-1] == 0
@@ -248,16 +250,17 @@ def test_round_trip_is_bit_identical(feats: dict[str, Features]) -> None:
     assert back.to_bytes() == data
     assert Bundle.from_bytes(bytearray(data)).to_bytes() == data
     per_feature = (len(data) - len(b) * (8 + 1024)) / b.descriptors.shape[0]
-    assert per_feature < 43  # 4 word + 4 xy + 2 angle + 32 descriptor, plus a tiny header
+    assert per_feature < 47  # 4 word + 4 order + 4 xy + 2 angle + 32 descriptor, + header
 
 
 def test_other_vocabulary_fingerprint_is_requantised(feats: dict[str, Features]) -> None:
     b = _gallery(feats)
     data = b.to_bytes()
-    start = _v3_words_start(b)
+    start = _words_start(b)
     n = b.descriptors.shape[0]
     zeroed = bytearray(data[:-4])
     zeroed[start : start + 4 * n] = bytes(4 * n)  # every word 0
+    zeroed[start + 4 * n : start + 8 * n] = np.arange(n, dtype="<u4").tobytes()  # their order
     trusted = Bundle.from_bytes(_resealed(zeroed))  # shipped fingerprint: words used as is
     assert not trusted.words.any()
     upgraded = bytearray(zeroed)
@@ -284,12 +287,12 @@ def test_future_version_and_lying_counts_raise_even_with_valid_crc(
 ) -> None:
     b = _gallery(feats)
     body = bytearray(b.to_bytes()[:-4])
-    start = _v3_arrays_start(b)
-    assert start > _v3_table_end(b)  # there is padding
-    words = _v3_words_start(b)
+    start = _arrays_start(b)
+    assert start > _table_end(b)  # there is padding
+    words = _words_start(b)
 
-    v4 = bytearray(body)
-    v4[8:10] = struct.pack("<H", 4)
+    v5 = bytearray(body)
+    v5[8:10] = struct.pack("<H", 5)
     v0 = bytearray(body)
     v0[8:10] = struct.pack("<H", 0)
     lying = bytearray(body)
@@ -305,7 +308,7 @@ def test_future_version_and_lying_counts_raise_even_with_valid_crc(
     flag = bytearray(body)
     flag[24 + 2 + len("id-coins") + 12] = 2  # the first target's thumbnail flag
     short_header = bytearray(body[:22])
-    for bad in (v4, v0, lying, many_targets, huge, padding, word, flag, short_header):
+    for bad in (v5, v0, lying, many_targets, huge, padding, word, flag, short_header):
         with pytest.raises(ValueError):
             Bundle.from_bytes(_resealed(bad))
 
@@ -327,3 +330,52 @@ def test_invalid_ids_rejected(feats: dict[str, Features]) -> None:
         Bundle.empty().with_target("x" * 70_000, feats["coins"])
     with pytest.raises(ValueError):
         Bundle.from_targets([("a", feats["coins"]), ("a", feats["page"])])
+
+
+def _as_format_3(b: Bundle) -> bytes:
+    """``b`` written as format 3 did: the same layout without the posting order."""
+    body = bytearray(b.to_bytes()[:-4])
+    n = b.descriptors.shape[0]
+    order_start = _words_start(b) + 4 * n
+    del body[order_start : order_start + 4 * n]
+    body[8:10] = struct.pack("<H", 3)
+    return _resealed(body)
+
+
+def test_format_3_is_still_read_and_written_again_as_4(feats: dict[str, Features]) -> None:
+    b = _gallery(feats)
+    old = Bundle.from_bytes(_as_format_3(b))
+    assert old.target_ids() == b.target_ids()
+    assert np.array_equal(old.posting_order, b.posting_order)
+    for tid in b.target_ids():
+        assert _same(old.features_of(tid), b.features_of(tid))
+    assert old.to_bytes() == b.to_bytes()
+
+
+def test_posting_order_groups_words_and_survives_every_change(feats: dict[str, Features]) -> None:
+    def check(b: Bundle) -> None:
+        assert np.array_equal(b.posting_order, posting_order(b.words))
+        assert np.array_equal(b.posting_order, np.argsort(b.words, kind="stable"))
+
+    b = _gallery(feats)
+    check(b)
+    check(b.without_target("id-coins"))
+    check(b.without_targets(["id-coins", "id-page"]))
+    check(b.with_target("again", feats["coins"]))
+    check(Bundle.concat([b.without_target("id-page"), b.only("id-page")]))
+    check(Bundle.from_bytes(b.to_bytes()))
+
+
+def test_a_stored_posting_order_that_does_not_match_is_refused(
+    feats: dict[str, Features],
+) -> None:
+    b = _gallery(feats)
+    body = bytearray(b.to_bytes()[:-4])
+    at = _words_start(b) + 4 * b.descriptors.shape[0]  # the posting order's first row
+    swapped = bytearray(body)
+    swapped[at : at + 8] = body[at + 4 : at + 8] + body[at : at + 4]
+    out_of_range = bytearray(body)
+    out_of_range[at : at + 4] = struct.pack("<I", b.descriptors.shape[0])
+    for bad in (swapped, out_of_range):
+        with pytest.raises(ValueError, match="posting order"):
+            Bundle.from_bytes(_resealed(bad))

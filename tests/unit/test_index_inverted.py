@@ -204,3 +204,28 @@ def test_consistent_scores_are_the_same_with_the_dense_grid_or_the_sorted_one(
     voted = idx.scores_consistent(*args)
     assert (dense[1] > 0).sum() > 10
     assert np.array_equal(dense[0], voted[0]) and np.array_equal(dense[1], voted[1])
+
+
+def test_merged_posting_orders_equal_one_sort_of_the_parts_laid_end_to_end() -> None:
+    rng = np.random.default_rng(7)
+    parts = [rng.integers(0, 50, n) for n in (300, 0, 1, 120, 77)]
+    merged = inverted.merged_posting_order(parts, [inverted.posting_order(p) for p in parts])
+    whole = np.concatenate(parts)
+    assert np.array_equal(merged, np.argsort(whole, kind="stable"))
+    assert inverted.is_posting_order(whole, merged)
+    assert not inverted.is_posting_order(whole, merged[::-1])
+    assert inverted.merged_posting_order([], []).tolist() == []
+
+
+def test_an_index_built_on_a_given_order_equals_one_that_sorts() -> None:
+    rng = np.random.default_rng(3)
+    words = rng.integers(0, 40, 500)
+    offsets = np.array([0, 100, 100, 350, 500])
+    sig = rng.integers(0, 2**63, 500, dtype=np.uint64)
+    angles = rng.integers(0, 256, 500).astype(np.uint8)
+    given = InvertedIndex(words, offsets, 40, sig, angles, inverted.posting_order(words))
+    sorted_here = InvertedIndex(words, offsets, 40, sig, angles)
+    for a, b in zip(given._arrays(), sorted_here._arrays(), strict=True):
+        assert np.array_equal(a, b)
+    with pytest.raises(ValueError):
+        InvertedIndex(words, offsets, 40, sig, angles, inverted.posting_order(words)[:-1])

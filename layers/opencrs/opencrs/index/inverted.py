@@ -19,6 +19,8 @@ only the votes that agree on one rotation between query and target.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -47,10 +49,13 @@ class InvertedIndex:
         n_words: int,
         signatures: np.ndarray | None = None,
         angles: np.ndarray | None = None,
+        order: np.ndarray | None = None,
     ) -> None:
         """``signatures``: one uint64 per gallery feature (default: zeros), e.g. the first
         64 bits of its descriptor; ``angles``: its keypoint orientation as uint8, 256 steps
-        a turn (default: zeros), for :meth:`scores_consistent`."""
+        a turn (default: zeros), for :meth:`scores_consistent`; ``order``: the features'
+        :func:`posting_order` when it is known already (a stored shard's,
+        :func:`merged_posting_order` of several), so the index is built without a sort."""
         words = np.asarray(words).reshape(-1)
         offsets = np.asarray(offsets, dtype=np.int64).reshape(-1)
         self.n_targets = len(offsets) - 1
@@ -59,22 +64,18 @@ class InvertedIndex:
             raise ValueError("inverted index: words and offsets disagree")
         if len(words) and (int(words.min()) < 0 or int(words.max()) >= n_words):
             raise ValueError("inverted index: word out of range")
-        # One sort of (word << 32 | feature row): unique keys, so an unstable sort gives the
-        # same order as a stable argsort of the words (within a word, features stay in
-        # target order, so runs of one target are contiguous), ~3x faster at 10^7 features.
-        keys = (words.astype(np.uint64) << np.uint64(32)) | np.arange(len(words), dtype=np.uint64)
-        keys.sort()
-        post_word = (keys >> np.uint64(32)).astype(np.int64)
-        rows = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        del keys
+        rows = posting_order(words) if order is None else np.asarray(order).reshape(-1)
+        if len(rows) != len(words):
+            raise ValueError("inverted index: one posting per feature")
+        per_word = np.bincount(words, minlength=n_words)
+        self._word_ptr = np.concatenate([[0], np.cumsum(per_word)]).astype(np.int64)
         owner = np.repeat(np.arange(self.n_targets, dtype=np.uint32), np.diff(offsets))
         self._post_target = np.take(owner, rows)  # 4x faster than a searchsorted at 10^7
         del owner
         self._post_signature = _in_posting_order(signatures, rows, np.uint64, "signature")
         self._post_angle = _in_posting_order(angles, rows, np.uint8, "angle")
         del rows
-        per_word = np.bincount(post_word, minlength=n_words)
-        self._word_ptr = np.concatenate([[0], np.cumsum(per_word)]).astype(np.int64)
+        post_word = np.repeat(np.arange(n_words, dtype=np.int32), per_word)
         # Runs of equal (word, target): term frequencies and document frequencies.
         if len(post_word):
             new_run = np.ones(len(post_word), dtype=bool)
@@ -214,6 +215,58 @@ class InvertedIndex:
         )
         consistent[voted] = (grid + np.roll(grid, 1, axis=1)).max(axis=1)
         return plain, consistent * self._inv_norm
+
+
+def posting_order(words: np.ndarray) -> np.ndarray:
+    """Feature rows grouped by word, ascending within a word (a stable argsort of
+    ``words``), uint32: the order of an inverted file's postings."""
+    words = np.asarray(words).reshape(-1)
+    # One sort of (word << 32 | row): the keys are unique, so an unstable sort gives the
+    # stable order, ~3x faster than a stable argsort at 10^7 features.
+    keys = (words.astype(np.uint64) << np.uint64(32)) | np.arange(len(words), dtype=np.uint64)
+    keys.sort()
+    return (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+def merged_posting_order(words: Sequence[np.ndarray], orders: Sequence[np.ndarray]) -> np.ndarray:
+    """The :func:`posting_order` of parts laid end to end, from each part's own: every
+    part's postings of a word placed after the earlier parts' postings of it. Linear in
+    the features (no sort), ~10x faster than sorting again at 10^6 features a part."""
+    total = sum(len(w) for w in words)
+    n_words = 1 + max((int(w.max()) for w in words if len(w)), default=-1)
+    counts = [np.bincount(np.asarray(w).reshape(-1), minlength=n_words) for w in words]
+    word_start = np.cumsum(np.sum(counts, axis=0)) - np.sum(counts, axis=0)
+    merged = np.empty(total, dtype=np.uint32)
+    earlier = np.zeros(n_words, dtype=np.int64)  # this word's postings in earlier parts
+    first_row = 0
+    for part_words, part_order, count in zip(words, orders, counts, strict=True):
+        n = len(part_words)
+        if len(part_order) != n:
+            raise ValueError("posting order: one row per feature")
+        own_start = np.cumsum(count) - count
+        place = np.repeat(word_start + earlier - own_start, count) + np.arange(n)
+        merged[place] = np.asarray(part_order, dtype=np.int64) + first_row
+        earlier += count
+        first_row += n
+    return merged
+
+
+def is_posting_order(words: np.ndarray, order: np.ndarray) -> bool:
+    """Whether ``order`` is exactly :func:`posting_order` of ``words`` (a stored order is
+    checked before an index is built on it: a wrong one would mis-attribute postings)."""
+    words = np.asarray(words).reshape(-1)
+    order = np.asarray(order).reshape(-1)
+    if len(order) != len(words):
+        return False
+    if not len(order):
+        return True
+    if int(order.min()) < 0 or int(order.max()) >= len(words):
+        return False
+    w = np.take(words, order)
+    # (word, row) strictly ascending: grouped by word, ascending within it, no row twice.
+    rising = w[1:] > w[:-1]
+    rising |= (w[1:] == w[:-1]) & (order[1:] > order[:-1])
+    return bool(rising.all())
 
 
 def concatenated_ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:

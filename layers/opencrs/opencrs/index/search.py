@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from opencrs.index.bundle import XY_STEPS, Bundle, coarse_angles
-from opencrs.index.inverted import InvertedIndex, concatenated_ranges
+from opencrs.index.inverted import InvertedIndex, concatenated_ranges, merged_posting_order
 from opencrs.index.rerank import CandidateFeatures, Consensus, QueryVotes, consensus_inliers
 from opencrs.index.vocabulary import Vocabulary, shipped
 from opencrs.vision.features import Features, extract_features, make_features, tilt_views
@@ -100,6 +100,7 @@ class Searcher:
             self._vocab.words,
             np.concatenate([signature(shard.descriptors) for shard in self._shards]),
             np.concatenate([shard.coarse_angles for shard in self._shards]),
+            self._stored_order(),
         )
         del words
         # Verification keeps the query features whose word at verify_word_level is shared
@@ -116,6 +117,16 @@ class Searcher:
             max_points=cfg.rerank_max_points,
             min_votes=cfg.rerank_min_votes,
         )
+
+    def _stored_order(self) -> np.ndarray | None:
+        """The shards' own posting orders merged (no sort), when their stored words are the
+        ones searched; None (the index sorts) when another vocabulary re-quantised them."""
+        stored = [s.posting_order for s, w in zip(self._shards, self._shard_words, strict=True)]
+        if any(w is not s.words for s, w in zip(self._shards, self._shard_words, strict=True)):
+            return None
+        if len(stored) == 1:
+            return stored[0]
+        return merged_posting_order(self._shard_words, stored)
 
     def _words_of(self, bundle: Bundle) -> np.ndarray:
         if self._vocab.made_words(bundle.vocabulary_fingerprint):
