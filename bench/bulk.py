@@ -20,13 +20,19 @@ BLAS threads spin beside the function and nearly double its CPU.)
 ``--reindex N`` then re-lays the imported library out in N shards through the re-index
 state machine (the template's definition, played by local.state_machine, every step the
 re-index handler, builds 64 at a time as deployed) and reports its time.
+
+``--profile`` runs the function's work under cProfile and prints where its time goes
+(the slowest functions by their own time; the stats go to ``bench/out/bulk.prof``): the
+profiler's own overhead inflates the CPU figures of that run, so read its shares only.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import socket
 import subprocess
 import sys
@@ -37,7 +43,7 @@ import boto3
 import cv2
 
 from bench import speed
-from bench.quality import load_manifest, save
+from bench.quality import OUT, load_manifest, save
 from local.event_source import QueuePoller
 from local.runtime import LOCAL_BUCKET, LOCAL_TABLE, deployment, load_handler
 from opencrs.store.records import TargetTable
@@ -94,7 +100,9 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=2000)
     parser.add_argument("--step", type=int, default=500)
     parser.add_argument("--reindex", type=int, default=0, help="then re-index into N shards")
+    parser.add_argument("--profile", action="store_true", help="profile the function's work")
     args = parser.parse_args()
+    profiler = cProfile.Profile() if args.profile else None
     sources = sorted(r["file"] for r in load_manifest() if r["role"] == "negatives")
     speed._init_sources(sources)
     rows = []
@@ -126,7 +134,11 @@ def main() -> None:
                     time.process_time(),
                     process_cpu_s(moto.pid),
                 )
+                if profiler is not None:
+                    profiler.enable()
                 poller.drain(max_batches=10_000)
+                if profiler is not None:
+                    profiler.disable()
                 seconds = time.perf_counter() - wall
                 function_cpu = time.process_time() - cpu
                 moto_seconds = process_cpu_s(moto.pid) - moto_cpu
@@ -165,6 +177,9 @@ def main() -> None:
         print(f"re-index into {args.reindex} shards: {json.dumps(reindexed)}")
     print(speed.machine())
     save("bulk.json", rows)
+    if profiler is not None:
+        profiler.dump_stats(OUT / "bulk.prof")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
 
 
 if __name__ == "__main__":

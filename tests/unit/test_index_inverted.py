@@ -209,12 +209,24 @@ def test_consistent_scores_are_the_same_with_the_dense_grid_or_the_sorted_one(
 def test_merged_posting_orders_equal_one_sort_of_the_parts_laid_end_to_end() -> None:
     rng = np.random.default_rng(7)
     parts = [rng.integers(0, 50, n) for n in (300, 0, 1, 120, 77)]
-    merged = inverted.merged_posting_order(parts, [inverted.posting_order(p) for p in parts])
+    orders = [inverted.posting_order(p) for p in parts]
     whole = np.concatenate(parts)
-    assert np.array_equal(merged, np.argsort(whole, kind="stable"))
+    expected = np.argsort(whole, kind="stable")
+    # Both ways of merging: by counting words (large parts) and by merging runs (small).
+    assert np.array_equal(inverted._merge_by_counts(parts, orders, 50), expected)
+    assert np.array_equal(inverted._merge_runs(parts, orders), expected)
+    merged = inverted.merged_posting_order(parts, orders)
+    assert np.array_equal(merged, expected)
+    big = [rng.integers(0, 50, 2_000) for _ in range(3)]  # 8 features a word a part
+    assert np.array_equal(
+        inverted.merged_posting_order(big, [inverted.posting_order(p) for p in big]),
+        np.argsort(np.concatenate(big), kind="stable"),
+    )
     assert inverted.is_posting_order(whole, merged)
     assert not inverted.is_posting_order(whole, merged[::-1])
     assert inverted.merged_posting_order([], []).tolist() == []
+    with pytest.raises(ValueError):
+        inverted.merged_posting_order(parts, orders[:-1])
 
 
 def test_an_index_built_on_a_given_order_equals_one_that_sorts() -> None:
