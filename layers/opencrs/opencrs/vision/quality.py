@@ -36,6 +36,7 @@ each a 4-tuple of cut points between grades 0|1|2|3|4):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -81,9 +82,28 @@ def _nonlocal_nearest(
     k = min(neighbours + 1, n)
     dist, idx = cv2.batchDistance(desc, desc, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=k)
     idx = np.where(idx < 0, np.arange(n)[:, None], idx)
-    far = np.linalg.norm(xy[idx] - xy[:, None, :], axis=2) >= radius
+    far = _distances(xy[idx], xy[:, None, :]) >= radius
     d = np.where(far, dist, 256)
     return d.min(axis=1)
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the points of ``a`` and ``b`` (..., 2), broadcast:
+    ``np.linalg.norm(a - b, axis=-1)``'s values (the same differences, sum of two squares
+    and square root), a coordinate at a time: ~5x faster on 300x300 pairs."""
+    dx = (a[..., 0] - b[..., 0]).astype(np.float64)
+    dy = (a[..., 1] - b[..., 1]).astype(np.float64)
+    return np.sqrt(dx * dx + dy * dy)
+
+
+def _strongest_first(keypoints: Sequence[cv2.KeyPoint]) -> np.ndarray:
+    """Positions of ``keypoints``, strongest response first (ties by x, then y, then
+    detection order): one numpy sort instead of a Python key per corner."""
+    if not keypoints:
+        return np.zeros((0, 2), dtype=np.float64)
+    pts = cv2.KeyPoint_convert(keypoints).astype(np.float64).reshape(-1, 2)
+    response = np.array([k.response for k in keypoints], dtype=np.float64)
+    return pts[np.lexsort((pts[:, 1], pts[:, 0], -response))]
 
 
 def _patch_distinct_fraction(
@@ -114,7 +134,7 @@ def _patch_distinct_fraction(
     if len(pts) < 2:
         return 0.0
     ncc = patches @ patches.T
-    near = np.linalg.norm(pts[:, None, :] - pts[None, :, :], axis=2) < radius
+    near = _distances(pts[:, None, :], pts[None, :, :]) < radius
     ncc[near] = -1.0
     return float(np.mean(ncc.max(axis=1) < cfg.patch_ncc))
 
@@ -141,8 +161,8 @@ def measure(
     per_cell = np.bincount(cy * g + cx, minlength=g * g)
 
     fast = cv2.FastFeatureDetector_create(threshold=cfg.fast_threshold)
-    kps = sorted(fast.detect(work, None), key=lambda k: (-k.response, k.pt))
-    corners = np.array([k.pt for k in kps[: cfg.patches]], dtype=np.float64)
+    kps = fast.detect(work, None)
+    corners = _strongest_first(kps)[: cfg.patches]
 
     b = cfg.block
     hb, wb = wh // b, ww // b
