@@ -4,7 +4,8 @@ own handler, each indexed as a target (decode, extraction, grades, the records, 
 delta and the manifest), one index function instance, as ``make run`` runs it.
 
 moto runs in a process of its own (a deployed function's AWS calls wait on the network;
-they are not its CPU), so besides the wall-clock rate this reports the CPU seconds the
+they are not its CPU), served with HTTP keep-alive as AWS's endpoints are (the local
+runtime's ``moto_wsgi_server``; moto's own server opens a connection a call), so besides the wall-clock rate this reports the CPU seconds the
 function's process spent a target (every thread of it: time.process_time) and moto's
 (from /proc), i.e. targets per second of one core as Lambda would bill the function.
 
@@ -21,7 +22,7 @@ BLAS threads spin beside the function and nearly double its CPU.)
 state machine (the template's definition, played by local.state_machine, every step the
 re-index handler, builds 64 at a time as deployed) and reports its time.
 
-``--profile`` runs the function's work under cProfile and prints where its time goes
+``--profile`` runs the function's work under cProfile (CPU time) and prints where it goes
 (the slowest functions by their own time; the stats go to ``bench/out/bulk.prof``): the
 profiler's own overhead inflates the CPU figures of that run, so read its shares only.
 """
@@ -66,7 +67,7 @@ def process_cpu_s(pid: int) -> float:
 def start_moto() -> tuple[subprocess.Popen, str]:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-c", f"from local.runtime import serve_moto; serve_moto({port})"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -102,7 +103,7 @@ def main() -> None:
     parser.add_argument("--reindex", type=int, default=0, help="then re-index into N shards")
     parser.add_argument("--profile", action="store_true", help="profile the function's work")
     args = parser.parse_args()
-    profiler = cProfile.Profile() if args.profile else None
+    profiler = cProfile.Profile(time.process_time) if args.profile else None
     sources = sorted(r["file"] for r in load_manifest() if r["role"] == "negatives")
     speed._init_sources(sources)
     rows = []

@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +24,8 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import boto3
-from moto.server import ThreadedMotoServer
+from cheroot import wsgi
+from moto.server import DomainDispatcherApplication, create_backend_app
 
 from opencrs.store.aws import reset_clients
 
@@ -147,17 +148,36 @@ def _queue_with_dead_letters(sqs: Any, name: str) -> str:
     )["QueueUrl"]
 
 
+def moto_wsgi_server(port: int = 0) -> wsgi.Server:
+    """moto's application (S3, DynamoDB, SQS, …) behind cheroot on loopback, bound, not
+    yet serving. Cheroot keeps HTTP/1.1 connections alive, as AWS's endpoints do; moto's
+    own server (werkzeug) closes every connection after one response, so each boto3 call
+    would open a new one and measure a connect no deployed function pays. (waitress,
+    tried first, never answers an empty PUT sent with ``Expect: 100-continue``, which
+    boto3 sends for S3 uploads.)"""
+    app = DomainDispatcherApplication(create_backend_app)
+    server = wsgi.Server(("127.0.0.1", port), app, numthreads=16, request_queue_size=64)
+    server.prepare()
+    return server
+
+
+def serve_moto(port: int) -> None:
+    """Serve moto on loopback ``port`` until killed (a moto server in a process of its
+    own, e.g. bench.bulk's, so its CPU is apart from the function's)."""
+    moto_wsgi_server(port).serve()
+
+
 @contextmanager
 def moto_server(port: int = 0) -> Iterator[str]:
-    """A moto server (S3, DynamoDB, …) on loopback; yields its endpoint URL."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per S3/DynamoDB call
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    host, bound = server.get_host_and_port()
+    """A moto server (S3, DynamoDB, …) on loopback in a thread; yields its endpoint URL."""
+    server = moto_wsgi_server(port)
+    thread = threading.Thread(target=server.serve, name="moto-server", daemon=True)
+    thread.start()
     try:
-        yield f"http://{host}:{bound}"
+        yield f"http://127.0.0.1:{server.bind_addr[1]}"
     finally:
         server.stop()
+        thread.join(timeout=5)
 
 
 @contextmanager

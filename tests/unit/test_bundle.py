@@ -379,3 +379,41 @@ def test_a_stored_posting_order_that_does_not_match_is_refused(
     for bad in (swapped, out_of_range):
         with pytest.raises(ValueError, match="posting order"):
             Bundle.from_bytes(_resealed(bad))
+
+
+def test_layered_changes_equal_eager_ones_and_copy_nothing_until_read(
+    feats: dict[str, Features],
+) -> None:
+    """A writer's with_target / without_targets on a shard are layered (its arrays are not
+    copied); read, the result is byte for byte what cutting and concatenating gives."""
+    rng = np.random.default_rng(5)
+    names = list(feats)
+    layered = eager = _gallery(feats)
+    eager = Bundle.concat([eager._cut([])])
+    for step in range(40):
+        tid = f"t{int(rng.integers(0, 6))}"
+        if rng.random() < 0.6:
+            f = feats[names[int(rng.integers(0, len(names)))]]
+            layered = layered.with_target(tid, f)
+            eager = Bundle.concat([eager._cut([tid]), Bundle.from_targets([(tid, f)])])
+        else:
+            layered = layered.without_targets([tid, "absent"])
+            eager = eager._cut([tid])
+        assert layered.target_ids() == eager.target_ids() and len(layered) == len(eager)
+        if tid in eager:
+            assert layered.only(tid).to_bytes() == eager.only(tid).to_bytes()
+        if step % 10 == 9:
+            assert layered.to_bytes() == eager.to_bytes()
+    big = _gallery(feats)
+    changed = big.with_target("new", feats["coins"]).without_target("id-page")
+    assert changed._layers is not None  # nothing made yet
+    assert changed.only("new").target_ids() == ["new"] and changed._layers is not None
+    assert "id-page" not in changed and len(changed) == len(big)
+    assert changed.descriptors.shape[0] == big.descriptors.shape[0] - len(feats["page"]) + len(
+        feats["coins"]
+    )
+    assert changed._layers is None  # made on the first read of an array, then an ordinary bundle
+    with pytest.raises(KeyError):
+        changed.only("id-page")
+    with pytest.raises(ValueError, match="two of the bundles"):
+        Bundle.layered(big, [], [big.only("id-coins")])

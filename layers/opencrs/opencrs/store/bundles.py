@@ -441,7 +441,7 @@ class BundleStore:
             if one.target_ids() != [target_id]:
                 raise ValueError(f"bundle: delta {key} does not hold target {target_id!r}")
             added.append(one)
-        return Bundle.concat([start.without_targets(latest), *added])
+        return Bundle.layered(start, latest, added)
 
     def _read(self, key: str) -> Bundle:
         return Bundle.from_bytes(self.blobs.get_ranged(key))
