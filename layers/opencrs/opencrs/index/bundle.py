@@ -272,6 +272,14 @@ class Bundle:
             (self._has_thumb[i : i + 1], self._phashes[i : i + 1], self._thumbs[i : i + 1]),
         )
 
+    def changes_since(self, base: Bundle) -> tuple[frozenset[str], tuple[Bundle, ...]] | None:
+        """What turned ``base`` into this bundle, if it is ``base`` layered and not yet
+        made (:meth:`layered`): the targets taken out of ``base`` and the bundles appended;
+        nothing for ``base`` itself; None otherwise. A searcher built for ``base`` answers
+        for this bundle from them (``index.search.layered_searcher``). Empty bundles are
+        all alike: a shard never written is a new empty bundle at every read."""
+        return (frozenset(), ()) if _same_base(self, base) else None
+
     @staticmethod
     def layered(base: Bundle, gone: Iterable[str], added: Sequence[Bundle]) -> Bundle:
         """``base`` without the targets ``gone``, then the targets of ``added`` in order
@@ -557,6 +565,11 @@ class _Layered(Bundle):
             setattr(self, name, getattr(made, name))
         self._layers = None
 
+    def changes_since(self, base: Bundle) -> tuple[frozenset[str], tuple[Bundle, ...]] | None:
+        if self._layers is not None and _same_base(self._layers[0], base):
+            return self._layers[1], self._layers[2]
+        return super().changes_since(base)
+
     def only(self, target_id: str) -> Bundle:
         if self._layers is None:
             return super().only(target_id)
@@ -567,6 +580,11 @@ class _Layered(Bundle):
         if target_id in gone:
             raise KeyError(target_id)
         return base.only(target_id)
+
+
+def _same_base(one: Bundle, other: Bundle) -> bool:
+    """Whether two bundles are the same one, or both empty (``Bundle.changes_since``)."""
+    return one is other or (len(one) == 0 and len(other) == 0)
 
 
 def _read_targets(

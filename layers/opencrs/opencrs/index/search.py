@@ -141,6 +141,14 @@ class Searcher:
         """The bundles searched, in the order their targets are numbered."""
         return self._shards
 
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self._vocab
+
+    def __len__(self) -> int:
+        """Targets searched."""
+        return len(self._ids)
+
     def target_ids(self) -> list[str]:
         """Every target, in the order :meth:`shortlist` indices refer to."""
         return list(self._ids)
@@ -412,24 +420,7 @@ class Searcher:
         "verify" over every view searched, and "views". ``features``: the image's own
         query features, if the caller has already extracted them (a benchmark that also
         diagnoses them); the tilt views are extracted here as ever."""
-        spent = dict.fromkeys(("shortlist", "verify"), 0.0)
-
-        def search_view(query: Features, whole_image: bool) -> list[Hit]:
-            step: dict[str, float] = {}
-            hits = self.search(
-                query, max_results=max_results, timings=step, whole_image=whole_image
-            )
-            spent["shortlist"] += step.get("shortlist", 0.0)
-            spent["verify"] += step.get("verify", 0.0)
-            return hits
-
-        searchable = max_results > 0 and bool(self._ids)
-        hits = search_views(
-            gray, self.tuning, search_view, features=features, timings=timings, more=searchable
-        )
-        if timings is not None:
-            timings.update(spent)
-        return hits
+        return _search_image(self, gray, max_results, timings, features)
 
     def _whole_image_hits(self, query: Features, found: set[str]) -> list[Hit]:
         """Targets not in ``found`` that the query shows whole (see :mod:`wholeimage`)."""
@@ -448,6 +439,152 @@ class Searcher:
                 frame = frame_corners(query.width, query.height)
                 hits.append(Hit(tid, 0, -r, whole_image=True, corners=frame))
         return hits
+
+
+def _search_image(
+    searcher: Searcher | LayeredSearcher,
+    gray: np.ndarray,
+    max_results: int,
+    timings: dict[str, float] | None,
+    features: Features | None,
+) -> list[Hit]:
+    """``search_image`` of either kind of searcher: every view through its ``search``."""
+    spent = dict.fromkeys(("shortlist", "verify"), 0.0)
+
+    def search_view(query: Features, whole_image: bool) -> list[Hit]:
+        step: dict[str, float] = {}
+        hits = searcher.search(
+            query, max_results=max_results, timings=step, whole_image=whole_image
+        )
+        spent["shortlist"] += step.get("shortlist", 0.0)
+        spent["verify"] += step.get("verify", 0.0)
+        return hits
+
+    searchable = max_results > 0 and len(searcher) > 0
+    hits = search_views(
+        gray, searcher.tuning, search_view, features=features, timings=timings, more=searchable
+    )
+    if timings is not None:
+        timings.update(spent)
+    return hits
+
+
+class LayeredSearcher:
+    """A searcher built for some shards, answering for layered versions of them
+    (``Bundle.layered``, how the bundle store applies the deltas written since): the built
+    searcher's hits without the targets since removed or replaced, merged with the hits of
+    a small searcher over the targets since written, as a fanned-out query merges its
+    partitions'. A write then costs the next query a search of the targets written, not a
+    rebuild of the whole inverted file (~1 s at 10k targets, ~0.5 s a 6,250-target
+    partition)."""
+
+    def __init__(
+        self,
+        built: Searcher,
+        shards: Sequence[Bundle],
+        recent: Searcher | None,
+        hidden: frozenset[str],
+        since: float,
+    ) -> None:
+        self.built = built
+        self.recent = recent
+        self.hidden = hidden
+        self.since = since  # when the first layer over ``built`` came (time.monotonic)
+        self.tuning = built.tuning
+        self._shards = tuple(shards)
+
+    @property
+    def shards(self) -> tuple[Bundle, ...]:
+        """The bundles answered for (layered over the built searcher's), in shard order."""
+        return self._shards
+
+    def target_ids(self) -> list[str]:
+        return [tid for shard in self._shards for tid in shard.target_ids()]
+
+    def __len__(self) -> int:
+        """Targets answered for."""
+        return sum(len(shard) for shard in self._shards)
+
+    @property
+    def index_nbytes(self) -> int:
+        recent = self.recent.index_nbytes if self.recent is not None else 0
+        return self.built.index_nbytes + recent
+
+    def search(
+        self,
+        query: Features,
+        *,
+        max_results: int = 10,
+        timings: dict[str, float] | None = None,
+        whole_image: bool = True,
+    ) -> list[Hit]:
+        """:meth:`Searcher.search` over the layered shards (the two searchers' hits)."""
+        built: dict[str, float] = {}
+        recent: dict[str, float] = {}
+        wanted = max_results + len(self.hidden)  # hidden hits must not crowd visible ones out
+        hits = self.built.search(query, max_results=wanted, timings=built, whole_image=whole_image)
+        hits = [h for h in hits if h.target_id not in self.hidden]
+        if self.recent is not None:
+            hits += self.recent.search(
+                query, max_results=max_results, timings=recent, whole_image=whole_image
+            )
+        if timings is not None:
+            for key in ("shortlist", "verify"):
+                timings[key] = built.get(key, 0.0) + recent.get(key, 0.0)
+        return ranked(hits, max_results)
+
+    def search_image(
+        self,
+        gray: np.ndarray,
+        *,
+        max_results: int = 10,
+        timings: dict[str, float] | None = None,
+        features: Features | None = None,
+    ) -> list[Hit]:
+        """:meth:`Searcher.search_image` over the layered shards."""
+        return _search_image(self, gray, max_results, timings, features)
+
+
+# A layered searcher stands in for a rebuild while the targets written since the build are
+# at most this many and the first of them at most this old; past either, the next load
+# rebuilds (each query searches the recent targets too, and their shortlist is verified).
+MAX_RECENT_TARGETS = 512
+MAX_LAYERED_SECONDS = 60.0
+
+
+def layered_searcher(
+    previous: Searcher | LayeredSearcher | None,
+    shards: Sequence[Bundle],
+    *,
+    max_recent: int = MAX_RECENT_TARGETS,
+    max_age_s: float = MAX_LAYERED_SECONDS,
+) -> Searcher | LayeredSearcher | None:
+    """A searcher for ``shards`` made from ``previous`` without rebuilding its index: the
+    built searcher itself when nothing changed, a :class:`LayeredSearcher` when every shard
+    is the built one's layered (deltas applied by the bundle store) within the limits
+    above; None when the shards must be searched by a new :class:`Searcher` (a shard
+    folded or downloaded afresh, another shard count, too many or too old changes)."""
+    if previous is None:
+        return None
+    layered = isinstance(previous, LayeredSearcher)
+    built = previous.built if isinstance(previous, LayeredSearcher) else previous
+    since = previous.since if isinstance(previous, LayeredSearcher) else time.monotonic()
+    if len(shards) != len(built.shards) or (layered and time.monotonic() - since > max_age_s):
+        return None
+    gone: set[str] = set()
+    added: list[Bundle] = []
+    for old, new in zip(built.shards, shards, strict=True):
+        changes = new.changes_since(old)
+        if changes is None:
+            return None
+        gone |= changes[0]
+        added += changes[1]
+    if not gone and not added:
+        return built
+    if sum(len(b) for b in added) > max_recent:
+        return None
+    recent = Searcher(added, built.vocabulary, built.tuning) if added else None
+    return LayeredSearcher(built, shards, recent, frozenset(gone), since)
 
 
 def search_views(

@@ -9,7 +9,7 @@ shard stays at tens of MB: the default 16 suits ~10k targets (~23 MB per shard);
 
 Why deltas: even one shard is tens of MB, so a write does not rewrite it. It appends a
 *delta* to its shard instead: the target's own features as a one-target bundle object
-(~45 KB), or, for a removal, nothing but the manifest entry. A shard is its object plus
+(~47 KB), or, for a removal, nothing but the manifest entry. A shard is its object plus
 its deltas, merged in order by every reader (the last delta of a target wins). When a
 shard holds ``compact_at`` deltas the writer asks for a compaction (``compact``, run off
 the request path from a queue); a write that finds ``max_deltas`` already there folds

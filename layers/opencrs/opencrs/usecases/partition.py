@@ -20,7 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from opencrs.domain.partitions import Partition, PartitionAnswer, PartitionLoading, PartitionQuery
 from opencrs.domain.ports import BundleStore
 from opencrs.index.bundle import Bundle
-from opencrs.index.search import Searcher
+from opencrs.index.search import LayeredSearcher, Searcher, layered_searcher
 from opencrs.vision.params import DEFAULT, Tuning
 
 logger = logging.getLogger(__name__)
@@ -34,9 +34,11 @@ class PartitionSearcher:
         self.bundles = bundles
         self.capacity = max(capacity, 1)
         self.tuning = tuning
-        self._loaded: OrderedDict[_Slot, tuple[tuple[str, ...], Searcher]] = OrderedDict()
+        self._loaded: OrderedDict[_Slot, tuple[tuple[str, ...], Searcher | LayeredSearcher]] = (
+            OrderedDict()
+        )
         # A partition being loaded, by slot: the keys it is loaded for and its future.
-        self._loading: dict[_Slot, tuple[tuple[str, ...], Future[Searcher]]] = {}
+        self._loading: dict[_Slot, tuple[tuple[str, ...], Future[Searcher | LayeredSearcher]]] = {}
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="partition-load")
         self._lock = threading.Lock()
 
@@ -57,7 +59,7 @@ class PartitionSearcher:
         )
         return PartitionAnswer(hits, load_seconds=t1 - t0, search_seconds=time.perf_counter() - t1)
 
-    def _searcher(self, part: Partition, within_s: float | None) -> Searcher:
+    def _searcher(self, part: Partition, within_s: float | None) -> Searcher | LayeredSearcher:
         slot = (part.gallery, part.index, part.count)
         with self._lock:
             held = self._loaded.get(slot)
@@ -66,11 +68,14 @@ class PartitionSearcher:
                 return held[1]
             loading = self._loading.get(slot)
             if loading is None or loading[0] != part.shard_keys:
-                # Drop the old searcher before building its successor (one partition's
-                # index in memory at a time), keeping the shards the two versions share.
+                # The old searcher goes to the load, which layers the new deltas over it
+                # or drops it before building its successor (one partition's index in
+                # memory at a time), keeping the shards the two versions share.
                 known = dict(zip(held[0], held[1].shards, strict=False)) if held else {}
+                previous = [held[1]] if held else []
+                held = None
                 self._loaded.pop(slot, None)
-                loading = (part.shard_keys, self._loader.submit(self._load, part, known))
+                loading = (part.shard_keys, self._loader.submit(self._load, part, known, previous))
                 self._loading[slot] = loading
         try:
             searcher = loading[1].result(timeout=within_s)
@@ -90,9 +95,16 @@ class PartitionSearcher:
                     self._loaded.popitem(last=False)
         return searcher
 
-    def _load(self, part: Partition, known: dict[str, Bundle]) -> Searcher:
+    def _load(
+        self, part: Partition, known: dict[str, Bundle], previous: list[Searcher | LayeredSearcher]
+    ) -> Searcher | LayeredSearcher:
+        """The partition's searcher: ``previous`` (its searcher before, taken out of the
+        list so nothing else holds it) with the new deltas layered over it, or a new one."""
         shards = self.bundles.load_shards(part.shard_keys, known)
-        searcher = Searcher(shards.bundles, tuning=self.tuning)
+        searcher = layered_searcher(previous.pop() if previous else None, shards.bundles)
+        layered = searcher is not None
+        if searcher is None:
+            searcher = Searcher(shards.bundles, tuning=self.tuning)
         logger.info(
             "loaded partition",
             extra={
@@ -102,6 +114,7 @@ class PartitionSearcher:
                 "version": part.version,
                 "targets": len(shards),
                 "reused_shards": len(known),
+                "layered": layered,
             },
         )
         return searcher

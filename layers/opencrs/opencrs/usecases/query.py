@@ -23,7 +23,14 @@ from opencrs.domain.errors import BlobMissing, PartitionFailed
 from opencrs.domain.partitions import Partition, PartitionAnswer, PartitionQuery, partitions_of
 from opencrs.domain.ports import GalleryVersion, PartitionSearch, Stores
 from opencrs.domain.target import TargetRecord
-from opencrs.index.search import Hit, Searcher, ranked, search_views
+from opencrs.index.search import (
+    Hit,
+    LayeredSearcher,
+    Searcher,
+    layered_searcher,
+    ranked,
+    search_views,
+)
 from opencrs.vision.features import Features
 from opencrs.vision.params import DEFAULT, Tuning
 
@@ -69,7 +76,7 @@ class SimilarityEngine:
         self.fan_out_budget_s = fan_out_budget_s
         # Keyed by the shard objects, not the manifest version: a commit that changed
         # nothing advances the version but leaves every shard as it was.
-        self._cache: dict[str, tuple[tuple[str, ...], Searcher]] = {}
+        self._cache: dict[str, tuple[tuple[str, ...], Searcher | LayeredSearcher]] = {}
         # Invokes wait on the network, not the CPU: one thread per partition in flight.
         self._pool = (
             ThreadPoolExecutor(max_workers=fan_out_threads, thread_name_prefix="partition")
@@ -77,7 +84,7 @@ class SimilarityEngine:
             else None
         )
 
-    def searcher(self, gallery: str) -> Searcher | None:
+    def searcher(self, gallery: str) -> Searcher | LayeredSearcher | None:
         """The gallery's searcher for its current manifest (None: no gallery yet), when
         this process searches the whole library itself."""
         return self._on_current_manifest(gallery, lambda m: self._searcher_of(gallery, m))
@@ -99,12 +106,16 @@ class SimilarityEngine:
                 continue
         raise RuntimeError("the gallery's bundle kept changing while being loaded")
 
-    def _searcher_of(self, gallery: str, manifest: GalleryVersion) -> Searcher:
+    def _searcher_of(self, gallery: str, manifest: GalleryVersion) -> Searcher | LayeredSearcher:
         cached = self._cache.get(gallery)
         if cached and cached[0] == manifest.shard_keys:
             return cached[1]
         shards = self.stores.bundles.load(manifest)
-        searcher = Searcher(shards.bundles, tuning=self.tuning)
+        # The deltas written since the last build answered beside it, without a rebuild.
+        searcher = layered_searcher(cached[1] if cached else None, shards.bundles)
+        layered = searcher is not None
+        if searcher is None:
+            searcher = Searcher(shards.bundles, tuning=self.tuning)
         self._cache[gallery] = (manifest.shard_keys, searcher)
         logger.info(
             "loaded bundle",
@@ -113,6 +124,7 @@ class SimilarityEngine:
                 "version": manifest.version,
                 "shards": manifest.shard_count,
                 "targets": len(shards),
+                "layered": layered,
             },
         )
         return searcher
