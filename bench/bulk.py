@@ -5,9 +5,10 @@ delta and the manifest), one index function instance, as ``make run`` runs it.
 
 moto runs in a process of its own (a deployed function's AWS calls wait on the network;
 they are not its CPU), served with HTTP keep-alive as AWS's endpoints are (the local
-runtime's ``moto_wsgi_server``; moto's own server opens a connection a call), so besides the wall-clock rate this reports the CPU seconds the
-function's process spent a target (every thread of it: time.process_time) and moto's
-(from /proc), i.e. targets per second of one core as Lambda would bill the function.
+runtime's ``moto_wsgi_server``; moto's own server opens a connection a call), so besides
+the wall-clock rate this reports the CPU seconds the function's process spent a target
+(every thread of it: time.process_time) and moto's (from /proc), i.e. targets per second
+of one core as Lambda would bill the function.
 
 The images are ``bench.speed``'s distractors (generated from the bench negatives, each
 distinct), JPEG-encoded as uploads, with ``allowsimilar=1`` (a bulk import of images known
