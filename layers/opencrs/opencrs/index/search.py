@@ -547,9 +547,10 @@ class LayeredSearcher:
 
 # A layered searcher stands in for a rebuild while the targets written since the build are
 # at most this many and the first of them at most this old; past either, the next load
-# rebuilds (each query searches the recent targets too, and their shortlist is verified).
-MAX_RECENT_TARGETS = 512
-MAX_LAYERED_SECONDS = 60.0
+# rebuilds: each query verifies the recent targets' shortlist too (measured at 10k targets,
+# docs/benchmarks.md: p50 +16 ms with 1 written, +60 ms with 16, +96 ms with 50).
+MAX_RECENT_TARGETS = 64
+MAX_LAYERED_SECONDS = 30.0
 
 
 def layered_searcher(
