@@ -241,3 +241,14 @@ def test_an_index_built_on_a_given_order_equals_one_that_sorts() -> None:
         assert np.array_equal(a, b)
     with pytest.raises(ValueError):
         InvertedIndex(words, offsets, 40, sig, angles, inverted.posting_order(words)[:-1])
+
+
+def test_postings_of_a_small_gallery_name_their_targets_in_16_bits() -> None:
+    words = np.arange(20) % 7
+    small = InvertedIndex(words, np.array([0, 5, 20]), 10)
+    assert small.postings(3).dtype == np.uint16 and small.postings(3).tolist() == [0, 1, 1]
+    offsets = np.concatenate([[0], np.full(70_000, 0), [20]])  # 70,001 targets
+    large = InvertedIndex(words, offsets, 10)
+    assert large.postings(3).dtype == np.uint32 and large.postings(3).tolist() == [70_000] * 3
+    # 2 more bytes a posting, and 8 a target for the extra targets' norms
+    assert large.nbytes - small.nbytes == 2 * len(words) + 8 * (70_001 - 2)

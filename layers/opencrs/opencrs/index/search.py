@@ -167,8 +167,9 @@ class Searcher:
 
     @property
     def index_nbytes(self) -> int:
-        """Memory of the shortlist index (the inverted file: 13 B per gallery feature). The
-        words it is built from stay in the bundles, which store them."""
+        """Memory of the shortlist index (the inverted file: 11 B per gallery feature up to
+        65,536 targets, 13 B past them). The words it is built from stay in the bundles,
+        which store them."""
         return self._index.nbytes
 
     def query_words(self, query: Features) -> np.ndarray:
