@@ -252,3 +252,25 @@ def test_postings_of_a_small_gallery_name_their_targets_in_16_bits() -> None:
     assert large.postings(3).dtype == np.uint32 and large.postings(3).tolist() == [70_000] * 3
     # 2 more bytes a posting, and 8 a target for the extra targets' norms
     assert large.nbytes - small.nbytes == 2 * len(words) + 8 * (70_001 - 2)
+
+
+@pytest.mark.parametrize("bits,nbytes", [(64, 8), (40, 5), (32, 4), (20, 4)])
+def test_signatures_keep_their_low_bits_in_as_few_bytes_as_they_need(
+    bits: int, nbytes: int
+) -> None:
+    rng = np.random.default_rng(11)
+    words = rng.integers(0, 5, 300)
+    offsets = np.array([0, 120, 300])
+    sig = rng.integers(0, 2**63, 300, dtype=np.uint64) * np.uint64(2)
+    idx = InvertedIndex(words, offsets, 5, sig, np.zeros(300, np.uint8), signature_bits=bits)
+    full = InvertedIndex(words, offsets, 5, sig, np.zeros(300, np.uint8))
+    assert full.nbytes - idx.nbytes == (8 - nbytes) * 300
+    query = rng.integers(0, 2**63, 5, dtype=np.uint64)
+    lens = np.diff(idx._word_ptr)
+    walked = np.arange(300)
+    mask = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2**64 - 1)
+    posted = np.take(sig, inverted.posting_order(words)) & mask
+    expected = np.bitwise_count((np.repeat(query, lens) & mask) ^ posted)
+    assert np.array_equal(idx._signature_distances(query, lens, walked), expected)
+    with pytest.raises(ValueError):
+        InvertedIndex(words, offsets, 5, sig, signature_bits=65)

@@ -40,7 +40,9 @@ class InvertedIndex:
         "_inv_norm",
         "_post_angle",
         "_post_signature",
+        "_post_signature_high",
         "_post_target",
+        "_signature_mask",
         "_word_ptr",
         "n_targets",
         "n_words",
@@ -54,12 +56,15 @@ class InvertedIndex:
         signatures: np.ndarray | None = None,
         angles: np.ndarray | None = None,
         order: np.ndarray | None = None,
+        signature_bits: int = 64,
     ) -> None:
         """``signatures``: one uint64 per gallery feature (default: zeros), e.g. the first
         64 bits of its descriptor; ``angles``: its keypoint orientation as uint8, 256 steps
         a turn (default: zeros), for :meth:`scores_consistent`; ``order``: the features'
         :func:`posting_order` when it is known already (a stored shard's,
-        :func:`merged_posting_order` of several), so the index is built without a sort."""
+        :func:`merged_posting_order` of several), so the index is built without a sort;
+        ``signature_bits``: how many low bits of each signature are kept and compared (up
+        to 32 are stored in 4 bytes a posting, up to 40 in 5, more in 8)."""
         words = np.asarray(words).reshape(-1)
         offsets = np.asarray(offsets, dtype=np.int64).reshape(-1)
         self.n_targets = len(offsets) - 1
@@ -78,7 +83,16 @@ class InvertedIndex:
         owner = np.repeat(np.arange(self.n_targets, dtype=target_type), np.diff(offsets))
         self._post_target = np.take(owner, rows)  # 4x faster than a searchsorted at 10^7
         del owner
-        self._post_signature = _in_posting_order(signatures, rows, np.uint64, "signature")
+        if not 1 <= signature_bits <= 64:
+            raise ValueError("inverted index: 1 to 64 signature bits")
+        self._signature_mask = np.uint64((1 << signature_bits) - 1)
+        kept = _in_posting_order(signatures, rows, np.uint64, "signature") & self._signature_mask
+        self._post_signature_high = np.zeros(0, dtype=np.uint8)
+        if signature_bits <= 40:  # the low 32 bits in 4 bytes, the next 8 (if any) in 1
+            if signature_bits > 32:
+                self._post_signature_high = (kept >> np.uint64(32)).astype(np.uint8)
+            kept = kept.astype(np.uint32)
+        self._post_signature = kept
         self._post_angle = _in_posting_order(angles, rows, np.uint8, "angle")
         del rows
         post_word = np.repeat(np.arange(n_words, dtype=np.int32), per_word)
@@ -107,6 +121,7 @@ class InvertedIndex:
         return (
             self._post_target,
             self._post_signature,
+            self._post_signature_high,
             self._post_angle,
             self._word_ptr,
             self._idf,
@@ -149,6 +164,21 @@ class InvertedIndex:
         plain = np.bincount(target, weight, minlength=self.n_targets) * self._inv_norm
         return plain, idx, lens, target, weight
 
+    def _signature_distances(
+        self, query_signatures: np.ndarray, lens: np.ndarray, idx: np.ndarray
+    ) -> np.ndarray:
+        """Hamming distance between each walked posting's signature and its query word's
+        (``lens`` postings a query word), over the kept signature bits."""
+        qsig = np.ascontiguousarray(query_signatures, dtype=np.uint64).reshape(-1)
+        q = np.repeat(qsig & self._signature_mask, lens)
+        if self._post_signature.dtype == np.uint64:
+            return np.bitwise_count(q ^ np.take(self._post_signature, idx))
+        distance = np.bitwise_count(q.astype(np.uint32) ^ np.take(self._post_signature, idx))
+        if len(self._post_signature_high):
+            high = (q >> np.uint64(32)).astype(np.uint8)
+            distance += np.bitwise_count(high ^ np.take(self._post_signature_high, idx))
+        return distance
+
     def scores(self, query_words: np.ndarray) -> np.ndarray:
         """tf-idf cosine score of every target for a query's words (float64, one per
         target; only relative values matter)."""
@@ -165,9 +195,7 @@ class InvertedIndex:
         longer count. The signatures are stored in posting order, so this reads memory
         sequentially instead of gathering descriptors."""
         plain, idx, lens, target, weight = self._walk(query_words)
-        qsig = np.ascontiguousarray(query_signatures, dtype=np.uint64).reshape(-1)
-        near = np.bitwise_count(np.repeat(qsig, lens) ^ np.take(self._post_signature, idx))
-        near = near <= max_distance
+        near = self._signature_distances(query_signatures, lens, idx) <= max_distance
         embedded = np.bincount(target[near], weight[near], minlength=self.n_targets)
         return plain, embedded * self._inv_norm
 
@@ -195,8 +223,7 @@ class InvertedIndex:
         bins, so the votes of a real match, which agree on one rotation, count, and chance
         collisions, spread over every rotation, mostly do not."""
         plain, idx, lens, target, weight = self._walk(query_words)
-        qsig = np.ascontiguousarray(query_signatures, dtype=np.uint64).reshape(-1)
-        distance = np.bitwise_count(np.repeat(qsig, lens) ^ np.take(self._post_signature, idx))
+        distance = self._signature_distances(query_signatures, lens, idx)
         near = np.flatnonzero(distance <= max_distance)
         consistent = np.zeros(self.n_targets, dtype=np.float64)
         if not len(near):

@@ -101,6 +101,7 @@ class Searcher:
             np.concatenate([signature(shard.descriptors) for shard in self._shards]),
             np.concatenate([shard.coarse_angles for shard in self._shards]),
             self._stored_order(),
+            tuning.search.shortlist_signature_bits,
         )
         del words
         # Verification keeps the query features whose word at verify_word_level is shared

@@ -133,6 +133,9 @@ class Search:
     shortlist_max_hamming: int = 12
     # A vote's weight falls as exp(-d^2 / sigma^2) with its signature distance d.
     shortlist_hamming_sigma: float = 8.0
+    # Bits of each descriptor's signature (its first bits) the index keeps and compares:
+    # the index holds 8 bytes a posting for them above 40, 5 up to 40, 4 up to 32.
+    shortlist_signature_bits: int = 64
     # Rotation bins of the shortlist's consistency check (0: Hamming-embedded tf-idf);
     # SMVS dev photos, 10k targets: true cover in the top 10 for 52.5 % -> 88.5 %.
     shortlist_angle_bins: int = 12
