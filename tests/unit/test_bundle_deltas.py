@@ -257,3 +257,25 @@ def test_no_deltas_setting_rewrites_the_shard_on_every_write() -> None:
 
 def shard_of_a() -> int:
     return bundles_module.shard_of("a", SHARDS)
+
+
+def test_a_reader_keeps_what_it_holds_when_a_shard_was_only_folded() -> None:
+    targets = ids_in(2, 3)
+    writer, _ = store()
+    for t in targets[:2]:
+        writer.commit(GALLERY, t, add(t))
+    reader, reads = store()
+    before = reader.load(reader.manifest(GALLERY))
+    compactor, _ = store()
+    assert compactor.compact(GALLERY, 2) is True
+    reads.gets.clear()
+    after = reader.load(reader.manifest(GALLERY))
+    assert reads.gets == []  # the folded object is not downloaded: same content
+    assert after.bundles[2] is before.bundles[2]
+    assert shard_bytes(reader.manifest(GALLERY), 2) == before.bundles[2].to_bytes()
+    # A write since the last load stamps the shard: the folded object is read then.
+    writer.commit(GALLERY, targets[2], add(targets[2]))
+    assert compactor.compact(GALLERY, 2) is True
+    latest = reader.load(reader.manifest(GALLERY))
+    assert reads.gets and targets[2] in latest.bundles[2]
+    assert latest.bundles[2].to_bytes() == shard_bytes(reader.manifest(GALLERY), 2)

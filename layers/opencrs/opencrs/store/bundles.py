@@ -371,6 +371,8 @@ class BundleStore:
         # is never stale; entries the manifest no longer names are dropped. Replaced whole
         # (never mutated), so threads of one process can share the store.
         self._cache: dict[str, dict[str, Bundle]] = {}
+        # Per gallery, the shard versions and tokens of the manifest last loaded.
+        self._loaded: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {}
 
     def manifest(self, gallery: str) -> Manifest | None:
         """The current manifest, read consistently so a write is visible to the next query."""
@@ -393,11 +395,34 @@ class BundleStore:
         if manifest is None:
             return Shards()
         tokens = manifest.shard_keys
-        shards = self.load_shards(tokens, self._cache.get(manifest.gallery, {}))
+        held = self._cache.get(manifest.gallery, {})
+        shards = self.load_shards(tokens, {**held, **self._folded_since(manifest, held)})
         self._cache[manifest.gallery] = {
             t: b for t, b in zip(tokens, shards.bundles, strict=True) if t
         }
+        self._loaded[manifest.gallery] = (manifest.shard_versions, tokens)
         return shards
+
+    def _folded_since(self, manifest: Manifest, held: Mapping[str, Bundle]) -> dict[str, Bundle]:
+        """The shards of ``manifest`` only folded since the last load (new objects, same
+        content), as the bundles then loaded: a compaction does not stamp its shard, so
+        a shard whose stamp is unchanged holds what it held, and a reader keeps what it
+        has (no download; a searcher built on it stays valid) instead of the folded copy."""
+        last = self._loaded.get(manifest.gallery)
+        if last is None or len(last[0]) != manifest.shard_count:
+            return {}
+        versions, tokens = last
+        same = {}
+        for shard, token in enumerate(manifest.shard_keys):
+            before = tokens[shard]
+            if (
+                token
+                and token not in held
+                and before in held
+                and manifest.shard_versions[shard] == versions[shard]
+            ):
+                same[token] = held[before]
+        return same
 
     def load_shards(
         self, tokens: Sequence[str], known: Mapping[str, Bundle] | None = None
