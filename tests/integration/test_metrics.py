@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools import Metrics
 
 pytestmark = pytest.mark.integration
 
@@ -22,6 +23,9 @@ def metrics_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Publish even where the local runner silences metrics (it may, to keep stdout clean)."""
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    # Metrics instances share one metric set: values added by earlier tests' handlers
+    # while metrics were off were never flushed, and would be published here.
+    Metrics().clear_metrics()
 
 
 def emf_blobs(stdout: str) -> list[dict[str, Any]]:
