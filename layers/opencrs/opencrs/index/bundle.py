@@ -257,19 +257,21 @@ class Bundle:
 
     def only(self, target_id: str) -> Bundle:
         """A bundle of ``target_id`` alone, its values as stored here (a write's delta);
-        ``KeyError`` if absent. Slices of this bundle's arrays: O(the target)."""
+        ``KeyError`` if absent. Copies of the target's slices: O(the target), and it holds
+        nothing of this bundle (a shard's downloaded bytes) once made."""
         i = self._pos[target_id]
         a, b = int(self._offsets[i]), int(self._offsets[i + 1])
+        one = slice(i, i + 1)
         return Bundle(
             [target_id],
-            self._sizes[i : i + 1],
+            self._sizes[one].copy(),
             np.array([0, b - a]),
-            self._xy[a:b],
-            self._angle[a:b],
-            self._descriptors[a:b],
-            self._words[a:b],
+            self._xy[a:b].copy(),
+            self._angle[a:b].copy(),
+            self._descriptors[a:b].copy(),
+            self._words[a:b].copy(),
             self._fingerprint,
-            (self._has_thumb[i : i + 1], self._phashes[i : i + 1], self._thumbs[i : i + 1]),
+            (self._has_thumb[one].copy(), self._phashes[one].copy(), self._thumbs[one].copy()),
         )
 
     def changes_since(self, base: Bundle) -> tuple[frozenset[str], tuple[Bundle, ...]] | None:
