@@ -26,15 +26,13 @@ import numpy as np
 from bench import real, speed
 from bench.quality import save
 from opencrs.index.bundle import Bundle
-from opencrs.index.search import LayeredSearcher, Searcher, layered_searcher
+from opencrs.index.search import AnySearcher, LayeredSearcher, Searcher, layered_searcher
 from opencrs.store.bundles import shard_of
 from opencrs.vision.image import check_and_decode
 from opencrs.vision.params import DEFAULT
 
 
-def _queried(
-    searcher: Searcher | LayeredSearcher, photos: real.PhotoSet, sent: list[bytes]
-) -> dict:
+def _queried(searcher: AnySearcher, photos: real.PhotoSet, sent: list[bytes]) -> dict:
     ms, first = [], []
     for photo, data in zip(photos.photos, sent, strict=True):
         t = time.perf_counter()

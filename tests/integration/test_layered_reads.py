@@ -10,7 +10,7 @@ import inspect
 import pytest
 
 from bench.demo_photos import PHOTO_DIR
-from opencrs.index.search import LayeredSearcher, Searcher
+from opencrs.index.search import AnySearcher, LayeredSearcher, Searcher
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def found(stack: Stack, name: str) -> list[str]:
     return [t["name"] for t in body["result"]["results"]]
 
 
-def searcher_of(stack: Stack) -> Searcher | LayeredSearcher:
+def searcher_of(stack: Stack) -> AnySearcher:
     engine = inspect.unwrap(stack.similar_handler).__globals__["services"].engine
     searcher = engine.searcher(GALLERY)
     assert searcher is not None

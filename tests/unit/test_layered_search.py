@@ -9,7 +9,7 @@ import pytest
 
 from bench.demo_photos import GALLERY, load_gray, rotate
 from opencrs.index.bundle import Bundle
-from opencrs.index.search import LayeredSearcher, Searcher, layered_searcher
+from opencrs.index.search import AnySearcher, LayeredSearcher, Searcher, layered_searcher
 from opencrs.store.bundles import shard_of
 from opencrs.vision.features import Features, extract_features
 
@@ -33,7 +33,7 @@ def _shards(parts: dict[str, Features]) -> list[Bundle]:
     return [Bundle.from_targets(p) for p in by_shard]
 
 
-def _first(searcher: Searcher | LayeredSearcher, query: Features) -> list[str]:
+def _first(searcher: AnySearcher, query: Features) -> list[str]:
     return [h.target_id for h in searcher.search(query)]
 
 

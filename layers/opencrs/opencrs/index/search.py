@@ -547,6 +547,9 @@ class LayeredSearcher:
         return _search_image(self, gray, max_results, timings, features)
 
 
+# Either searcher: what an engine holds for a library or a partition.
+AnySearcher = Searcher | LayeredSearcher
+
 # A layered searcher stands in for a rebuild while the targets written since the build are
 # at most this many and the first of them at most this old; past either, the next load
 # rebuilds: each query verifies the recent targets' shortlist too (measured at 10k targets,
@@ -556,12 +559,12 @@ MAX_LAYERED_SECONDS = 30.0
 
 
 def layered_searcher(
-    previous: Searcher | LayeredSearcher | None,
+    previous: AnySearcher | None,
     shards: Sequence[Bundle],
     *,
     max_recent: int = MAX_RECENT_TARGETS,
     max_age_s: float = MAX_LAYERED_SECONDS,
-) -> Searcher | LayeredSearcher | None:
+) -> AnySearcher | None:
     """A searcher for ``shards`` made from ``previous`` without rebuilding its index: the
     built searcher itself when nothing changed, a :class:`LayeredSearcher` when every shard
     is the built one's layered (deltas applied by the bundle store) within the limits

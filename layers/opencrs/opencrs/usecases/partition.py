@@ -20,7 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from opencrs.domain.partitions import Partition, PartitionAnswer, PartitionLoading, PartitionQuery
 from opencrs.domain.ports import BundleStore
 from opencrs.index.bundle import Bundle
-from opencrs.index.search import LayeredSearcher, Searcher, layered_searcher
+from opencrs.index.search import AnySearcher, Searcher, layered_searcher
 from opencrs.vision.params import DEFAULT, Tuning
 
 logger = logging.getLogger(__name__)
@@ -34,11 +34,9 @@ class PartitionSearcher:
         self.bundles = bundles
         self.capacity = max(capacity, 1)
         self.tuning = tuning
-        self._loaded: OrderedDict[_Slot, tuple[tuple[str, ...], Searcher | LayeredSearcher]] = (
-            OrderedDict()
-        )
+        self._loaded: OrderedDict[_Slot, tuple[tuple[str, ...], AnySearcher]] = OrderedDict()
         # A partition being loaded, by slot: the keys it is loaded for and its future.
-        self._loading: dict[_Slot, tuple[tuple[str, ...], Future[Searcher | LayeredSearcher]]] = {}
+        self._loading: dict[_Slot, tuple[tuple[str, ...], Future[AnySearcher]]] = {}
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="partition-load")
         self._lock = threading.Lock()
 
@@ -59,7 +57,7 @@ class PartitionSearcher:
         )
         return PartitionAnswer(hits, load_seconds=t1 - t0, search_seconds=time.perf_counter() - t1)
 
-    def _searcher(self, part: Partition, within_s: float | None) -> Searcher | LayeredSearcher:
+    def _searcher(self, part: Partition, within_s: float | None) -> AnySearcher:
         slot = (part.gallery, part.index, part.count)
         with self._lock:
             held = self._loaded.get(slot)
@@ -96,8 +94,8 @@ class PartitionSearcher:
         return searcher
 
     def _load(
-        self, part: Partition, known: dict[str, Bundle], previous: list[Searcher | LayeredSearcher]
-    ) -> Searcher | LayeredSearcher:
+        self, part: Partition, known: dict[str, Bundle], previous: list[AnySearcher]
+    ) -> AnySearcher:
         """The partition's searcher: ``previous`` (its searcher before, taken out of the
         list so nothing else holds it) with the new deltas layered over it, or a new one."""
         shards = self.bundles.load_shards(part.shard_keys, known)

@@ -24,8 +24,8 @@ from opencrs.domain.partitions import Partition, PartitionAnswer, PartitionQuery
 from opencrs.domain.ports import GalleryVersion, PartitionSearch, Stores
 from opencrs.domain.target import TargetRecord
 from opencrs.index.search import (
+    AnySearcher,
     Hit,
-    LayeredSearcher,
     Searcher,
     layered_searcher,
     ranked,
@@ -76,7 +76,7 @@ class SimilarityEngine:
         self.fan_out_budget_s = fan_out_budget_s
         # Keyed by the shard objects, not the manifest version: a commit that changed
         # nothing advances the version but leaves every shard as it was.
-        self._cache: dict[str, tuple[tuple[str, ...], Searcher | LayeredSearcher]] = {}
+        self._cache: dict[str, tuple[tuple[str, ...], AnySearcher]] = {}
         # Invokes wait on the network, not the CPU: one thread per partition in flight.
         self._pool = (
             ThreadPoolExecutor(max_workers=fan_out_threads, thread_name_prefix="partition")
@@ -84,7 +84,7 @@ class SimilarityEngine:
             else None
         )
 
-    def searcher(self, gallery: str) -> Searcher | LayeredSearcher | None:
+    def searcher(self, gallery: str) -> AnySearcher | None:
         """The gallery's searcher for its current manifest (None: no gallery yet), when
         this process searches the whole library itself."""
         return self._on_current_manifest(gallery, lambda m: self._searcher_of(gallery, m))
@@ -106,7 +106,7 @@ class SimilarityEngine:
                 continue
         raise RuntimeError("the gallery's bundle kept changing while being loaded")
 
-    def _searcher_of(self, gallery: str, manifest: GalleryVersion) -> Searcher | LayeredSearcher:
+    def _searcher_of(self, gallery: str, manifest: GalleryVersion) -> AnySearcher:
         cached = self._cache.get(gallery)
         if cached and cached[0] == manifest.shard_keys:
             return cached[1]
