@@ -181,6 +181,10 @@ class FakeManifest:
     def shard_count(self) -> int:
         return len(self.shard_keys)
 
+    @property
+    def shard_versions(self) -> tuple[int, ...]:
+        return (self.version,) * len(self.shard_keys)  # every shard written by this version
+
 
 @dataclass(frozen=True)
 class FakeShards:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from opencrs.domain.partitions import PartitionQuery, partitions_of
 from opencrs.index.bundle import Bundle
 from opencrs.store import bundles as bundles_module
 from opencrs.store.bundles import BundleStore, Manifest, parse_token, shard_token
+from opencrs.usecases.partition import PartitionSearcher
 from tests.unit.test_bundle_store import (
     GALLERY,
     SHARDS,
@@ -279,3 +281,30 @@ def test_a_reader_keeps_what_it_holds_when_a_shard_was_only_folded() -> None:
     latest = reader.load(reader.manifest(GALLERY))
     assert reads.gets and targets[2] in latest.bundles[2]
     assert latest.bundles[2].to_bytes() == shard_bytes(reader.manifest(GALLERY), 2)
+
+
+def test_a_partition_searcher_keeps_its_shards_and_searcher_when_one_was_only_folded() -> None:
+    targets = ids_in(2, 3)
+    writer, _ = store()
+    for t in targets[:2]:
+        writer.commit(GALLERY, t, add(t))
+    reader, reads = store()
+    searcher = PartitionSearcher(reader)
+
+    def search() -> None:
+        (part,) = partitions_of(GALLERY, reader.manifest(GALLERY), 0)
+        searcher.search(PartitionQuery(part, features(targets[0]), 10, True))
+
+    search()
+    (held,) = searcher._loaded.values()
+    compactor, _ = store()
+    assert compactor.compact(GALLERY, 2) is True
+    reads.gets.clear()
+    search()
+    (kept,) = searcher._loaded.values()
+    assert reads.gets == [] and kept[1] is held[1]  # no download, the same searcher
+    writer.commit(GALLERY, targets[2], add(targets[2]))  # a write stamps the shard
+    assert compactor.compact(GALLERY, 2) is True
+    search()
+    (latest,) = searcher._loaded.values()
+    assert reads.gets and targets[2] in latest[1].target_ids()

@@ -17,7 +17,7 @@ from opencrs.domain.partitions import STALE, Partition, PartitionAnswer, Partiti
 from opencrs.index.search import Hit
 from opencrs.vision.features import extract_features
 
-PART = Partition("lib", 1, 3, 42, ("bundles/lib/s0002/v1-a.bin", ""))
+PART = Partition("lib", 1, 3, 42, ("bundles/lib/s0002/v1-a.bin", ""), (40, 0))
 
 
 def through_json(payload: object) -> object:
@@ -60,6 +60,9 @@ def test_one_view_encoded_once_for_every_partition_is_each_partitions_own_payloa
         ({"features": "not base64!"}, "features unreadable"),
         ({"features": "AAAA"}, "features unreadable"),
         ({"gallery": None}, "gallery must be a string"),
+        ({"shardStamps": [1, "2"]}, "shardStamps must be a list of integers"),
+        ({"shardStamps": [True, 1]}, "shardStamps must be a list of integers"),
+        ({"shardStamps": [1, 2, 3]}, "one shardStamps entry a shard key"),
     ],
 )
 def test_a_malformed_query_is_refused_by_name(
@@ -114,3 +117,9 @@ def test_partition_functions_come_from_the_environment() -> None:
     )
     assert Settings.from_env({}).partition_functions == ()
     assert partition_search(Settings.from_env({"OPENCRS_PARTITION_FUNCTION": "search"})) is None
+
+
+def test_a_query_without_stamps_from_an_older_coordinator_is_read(query: PartitionQuery) -> None:
+    payload = query.to_payload()
+    del payload["shardStamps"]
+    assert PartitionQuery.from_payload(payload).partition.shard_stamps == ()

@@ -69,9 +69,11 @@ def test_partitions_are_runs_of_consecutive_shards() -> None:
         version = 7
         shard_keys = keys
         shard_count = 16
+        shard_versions = tuple(range(100, 116))
 
     cut = partitions_of("g", Version(), 5)
     assert [p.shard_keys for p in cut] == [keys[0:5], keys[5:10], keys[10:15], keys[15:]]
+    assert cut[3].shard_stamps == (115,) and cut[0].shard_stamps == tuple(range(100, 105))
     assert [(p.index, p.count, p.version) for p in cut] == [(n, 4, 7) for n in range(4)]
     assert cut[1].label == "partition 2 of 4"
     for whole in (0, 16, 99):

@@ -28,13 +28,15 @@ from opencrs.vision.features import Features
 @dataclass(frozen=True)
 class Partition:
     """Partition ``index`` of ``count`` of one version of ``gallery``: its shards' keys
-    ("" for a shard never written)."""
+    ("" for a shard never written) and stamps (``GalleryVersion.shard_versions``; () when
+    not sent, from a coordinator that predates them)."""
 
     gallery: str
     index: int
     count: int
     version: int
     shard_keys: tuple[str, ...]
+    shard_stamps: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
@@ -46,11 +48,13 @@ def partitions_of(gallery: str, manifest: GalleryVersion, shards_each: int) -> l
     """``manifest``'s shards cut into partitions of ``shards_each`` (0, or at least the
     shard count: one partition, the whole library)."""
     keys = tuple(manifest.shard_keys)
+    stamps = tuple(manifest.shard_versions)
     size = shards_each if 0 < shards_each < len(keys) else max(len(keys), 1)
     count = max(math.ceil(len(keys) / size), 1)
+    cut = [slice(n * size, (n + 1) * size) for n in range(count)]
     return [
-        Partition(gallery, n, count, manifest.version, keys[n * size : (n + 1) * size])
-        for n in range(count)
+        Partition(gallery, n, count, manifest.version, keys[part], stamps[part])
+        for n, part in enumerate(cut)
     ]
 
 
@@ -88,6 +92,7 @@ class PartitionQuery:
             "partitions": part.count,
             "version": part.version,
             "shardKeys": list(part.shard_keys),
+            "shardStamps": list(part.shard_stamps),
         }
         view = self.view_json or _view_json(self.features, self.max_results, self.whole_image)
         return f"{_members(header)},{view}}}".encode()
@@ -105,12 +110,20 @@ class PartitionQuery:
             keys = payload["shardKeys"]
             if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
                 raise InvalidField("partition query: shardKeys must be a list of strings")
+            stamps = payload.get("shardStamps", [])
+            if not isinstance(stamps, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in stamps
+            ):
+                raise InvalidField("partition query: shardStamps must be a list of integers")
+            if stamps and len(stamps) != len(keys):
+                raise InvalidField("partition query: one shardStamps entry a shard key")
             partition = Partition(
                 gallery=_typed(payload, "gallery", str),
                 index=_typed(payload, "partition", int),
                 count=_typed(payload, "partitions", int),
                 version=_typed(payload, "version", int),
                 shard_keys=tuple(keys),
+                shard_stamps=tuple(stamps),
             )
             features = Features.from_bytes(
                 base64.b64decode(_typed(payload, "features", str), validate=True)

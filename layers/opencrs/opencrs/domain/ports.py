@@ -92,6 +92,12 @@ class GalleryVersion(Protocol):
     @property
     def shard_count(self) -> int: ...
 
+    @property
+    def shard_versions(self) -> tuple[int, ...]:
+        """Each shard's stamp: the version that last wrote or confirmed it. A compaction's
+        fold changes a shard's object, not its content, and keeps its stamp."""
+        ...
+
 
 class GalleryBundles(Protocol):
     """A gallery's descriptor bundles as one version names them."""

@@ -75,7 +75,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from opencrs.config import DEFAULT_BUNDLE_DELTAS, DEFAULT_BUNDLE_SHARDS
 from opencrs.domain.errors import BlobMissing
 from opencrs.domain.ports import CompactionRequests
-from opencrs.domain.shards import shard_of
+from opencrs.domain.shards import folded_since, shard_of
 from opencrs.index.bundle import Bundle, UnsupportedFormat
 from opencrs.store.aws import client, error_code
 from opencrs.store.blobs import BlobsNotDeleted, BlobStore
@@ -371,8 +371,8 @@ class BundleStore:
         # is never stale; entries the manifest no longer names are dropped. Replaced whole
         # (never mutated), so threads of one process can share the store.
         self._cache: dict[str, dict[str, Bundle]] = {}
-        # Per gallery, the shard versions and tokens of the manifest last loaded.
-        self._loaded: dict[str, tuple[tuple[int, ...], tuple[str, ...]]] = {}
+        # Per gallery, the shard tokens and stamps of the manifest last loaded.
+        self._loaded: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
 
     def manifest(self, gallery: str) -> Manifest | None:
         """The current manifest, read consistently so a write is visible to the next query."""
@@ -400,29 +400,15 @@ class BundleStore:
         self._cache[manifest.gallery] = {
             t: b for t, b in zip(tokens, shards.bundles, strict=True) if t
         }
-        self._loaded[manifest.gallery] = (manifest.shard_versions, tokens)
+        self._loaded[manifest.gallery] = (tokens, manifest.shard_versions)
         return shards
 
     def _folded_since(self, manifest: Manifest, held: Mapping[str, Bundle]) -> dict[str, Bundle]:
-        """The shards of ``manifest`` only folded since the last load (new objects, same
-        content), as the bundles then loaded: a compaction does not stamp its shard, so
-        a shard whose stamp is unchanged holds what it held, and a reader keeps what it
-        has (no download; a searcher built on it stays valid) instead of the folded copy."""
+        """:func:`folded_since` the manifest this store last loaded for the gallery."""
         last = self._loaded.get(manifest.gallery)
-        if last is None or len(last[0]) != manifest.shard_count:
+        if last is None:
             return {}
-        versions, tokens = last
-        same = {}
-        for shard, token in enumerate(manifest.shard_keys):
-            before = tokens[shard]
-            if (
-                token
-                and token not in held
-                and before in held
-                and manifest.shard_versions[shard] == versions[shard]
-            ):
-                same[token] = held[before]
-        return same
+        return folded_since(manifest.shard_keys, manifest.shard_versions, *last, held)
 
     def load_shards(
         self, tokens: Sequence[str], known: Mapping[str, Bundle] | None = None

@@ -19,6 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from opencrs.domain.partitions import Partition, PartitionAnswer, PartitionLoading, PartitionQuery
 from opencrs.domain.ports import BundleStore
+from opencrs.domain.shards import folded_since
 from opencrs.index.bundle import Bundle
 from opencrs.index.search import AnySearcher, Searcher, layered_searcher
 from opencrs.vision.params import DEFAULT, Tuning
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 # (gallery, partition index, partition count): one slot per partition of a library cut.
 _Slot = tuple[str, int, int]
+# A loaded partition: the shard keys it was loaded for, its searcher, the shards' stamps.
+_Held = tuple[tuple[str, ...], AnySearcher, tuple[int, ...]]
 
 
 class PartitionSearcher:
@@ -34,7 +37,8 @@ class PartitionSearcher:
         self.bundles = bundles
         self.capacity = max(capacity, 1)
         self.tuning = tuning
-        self._loaded: OrderedDict[_Slot, tuple[tuple[str, ...], AnySearcher]] = OrderedDict()
+        # By slot: the shard keys and stamps a partition was loaded for, and its searcher.
+        self._loaded: OrderedDict[_Slot, _Held] = OrderedDict()
         # A partition being loaded, by slot: the keys it is loaded for and its future.
         self._loading: dict[_Slot, tuple[tuple[str, ...], Future[AnySearcher]]] = {}
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="partition-load")
@@ -70,6 +74,10 @@ class PartitionSearcher:
                 # or drops it before building its successor (one partition's index in
                 # memory at a time), keeping the shards the two versions share.
                 known = dict(zip(held[0], held[1].shards, strict=False)) if held else {}
+                if held:  # shards only folded since: kept as held, not downloaded again
+                    known |= folded_since(
+                        part.shard_keys, part.shard_stamps, held[0], held[2], known
+                    )
                 previous = [held[1]] if held else []
                 held = None
                 self._loaded.pop(slot, None)
@@ -87,7 +95,7 @@ class PartitionSearcher:
         with self._lock:
             if self._loading.get(slot) is loading:
                 del self._loading[slot]
-                self._loaded[slot] = (part.shard_keys, searcher)
+                self._loaded[slot] = (part.shard_keys, searcher, part.shard_stamps)
                 self._loaded.move_to_end(slot)
                 while len(self._loaded) > self.capacity:
                     self._loaded.popitem(last=False)
