@@ -102,3 +102,21 @@ def test_a_rebuild_is_asked_for_whenever_layering_cannot_stand_in(
     time.sleep(0.01)
     assert layered_searcher(layered, later, max_age_s=0.0) is None  # layered for too long
     assert isinstance(layered_searcher(layered, later), LayeredSearcher)
+
+
+def test_hidden_targets_take_no_shortlist_place_and_are_never_answered(
+    feats: dict[str, Features], queries: dict[str, Features]
+) -> None:
+    names = list(GALLERY)
+    built = Searcher(_shards({n: feats[n] for n in names}))
+    target, other = names[0], names[1]
+    assert _first(built, queries[target]) == [target]
+    hidden = frozenset([target])
+    assert built.search(queries[target], hidden=hidden) == []
+    assert [h.target_id for h in built.search(queries[other], hidden=hidden)] == [other]
+    whole = extract_features(load_gray(target), "query")  # the image itself: also seen whole
+    assert target in [h.target_id for h in built.search(whole)]
+    assert built.search(whole, hidden=hidden) == []
+    qwords = built.query_words(queries[target])
+    assert built._rows_of(hidden).tolist() == [built.target_ids().index(target)]
+    assert built.target_ids().index(target) not in built._shortlist(qwords, queries[target], hidden)

@@ -74,6 +74,7 @@ class Searcher:
         self._shards = shards or (Bundle.empty(),)
         self._vocab = vocabulary if vocabulary is not None else shipped()
         self._ids = [tid for shard in self._shards for tid in shard.target_ids()]
+        self._row_of: dict[str, int] | None = None  # made when first needed (_rows_of)
         self._phashes = np.concatenate([s.phashes for s in self._shards])
         self._has_thumbnail = np.concatenate([s.has_thumbnail for s in self._shards])
         # Global target i lives in shard _shard_of[i].
@@ -223,9 +224,24 @@ class Searcher:
             feature,
         )
 
-    def _shortlist(self, qwords: np.ndarray, query: Features) -> list[int]:
+    def _shortlist(
+        self, qwords: np.ndarray, query: Features, hidden: frozenset[str] = frozenset()
+    ) -> list[int]:
         voting = self._voting_words(qwords, query) if self._reranks() else None
-        return self._shortlist_from(*self._scores(qwords, query, voting), query, voting)
+        plain, ranked = self._scores(qwords, query, voting)
+        if hidden:
+            rows = self._rows_of(hidden)
+            plain, ranked = plain.copy(), ranked.copy()  # one walk may give one array twice
+            plain[rows] = 0.0
+            ranked[rows] = 0.0
+        return self._shortlist_from(plain, ranked, query, voting)
+
+    def _rows_of(self, target_ids: Iterable[str]) -> np.ndarray:
+        """Global indices of those of ``target_ids`` searched here."""
+        if self._row_of is None:
+            self._row_of = {tid: i for i, tid in enumerate(self._ids)}
+        rows = [self._row_of[t] for t in target_ids if t in self._row_of]
+        return np.array(rows, dtype=np.int64)
 
     def _reranks(self) -> bool:
         """Whether the shortlist is re-ranked: only the rotation-consistent score has the
@@ -354,10 +370,12 @@ class Searcher:
         max_results: int = 10,
         timings: dict[str, float] | None = None,
         whole_image: bool = True,
+        hidden: frozenset[str] = frozenset(),
     ) -> list[Hit]:
         """Every verified target among the shortlist, best score first (ties: inliers, id),
         then (``whole_image``) every other target the whole-image check accepts, smallest
-        residual first.
+        residual first. ``hidden``: targets never shortlisted nor answered (a layered
+        searcher's targets since removed or replaced), so they take no verification slot.
 
         Each candidate is verified with the query features that share a vocabulary node
         with it, and each of those is compared only with the candidate's features under
@@ -372,7 +390,7 @@ class Searcher:
         t0 = time.perf_counter()
         qwords = self.query_words(query)
         # A query without corners can still be a target seen whole.
-        candidates = self._shortlist(qwords, query) if len(query) else []
+        candidates = self._shortlist(qwords, query, hidden) if len(query) else []
         t1 = time.perf_counter()
         hits: list[Hit] = []
         probes = self.tuning.search.verify_probes
@@ -399,7 +417,7 @@ class Searcher:
                 corners = outline(v.homography, target.width, target.height)
                 hits.append(Hit(self._ids[i], v.inliers, v.score, corners=corners))
         if whole_image:
-            hits += self._whole_image_hits(query, {h.target_id for h in hits})
+            hits += self._whole_image_hits(query, {h.target_id for h in hits} | hidden)
         if timings is not None:
             timings["shortlist"] = t1 - t0
             timings["verify"] = time.perf_counter() - t1
@@ -523,9 +541,13 @@ class LayeredSearcher:
         """:meth:`Searcher.search` over the layered shards (the two searchers' hits)."""
         built: dict[str, float] = {}
         recent: dict[str, float] = {}
-        wanted = max_results + len(self.hidden)  # hidden hits must not crowd visible ones out
-        hits = self.built.search(query, max_results=wanted, timings=built, whole_image=whole_image)
-        hits = [h for h in hits if h.target_id not in self.hidden]
+        hits = self.built.search(
+            query,
+            max_results=max_results,
+            timings=built,
+            whole_image=whole_image,
+            hidden=self.hidden,
+        )
         if self.recent is not None:
             hits += self.recent.search(
                 query, max_results=max_results, timings=recent, whole_image=whole_image
