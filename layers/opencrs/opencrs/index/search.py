@@ -611,7 +611,7 @@ AnySearcher = Searcher | LayeredSearcher
 # A layered searcher stands in for a rebuild while the targets written since the build are
 # at most this many and the first of them at most this old; past either, the next load
 # rebuilds: each query verifies the recent targets' shortlist too (measured at 10k targets,
-# docs/benchmarks.md: p50 +16 ms with 1 written, +60 ms with 16, +96 ms with 50).
+# docs/benchmarks.md: p50 +13-16 ms with 1 written, +36-76 ms with 16, +96-133 ms with 50).
 MAX_RECENT_TARGETS = 64
 MAX_LAYERED_SECONDS = 30.0
 
