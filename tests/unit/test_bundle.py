@@ -417,3 +417,34 @@ def test_layered_changes_equal_eager_ones_and_copy_nothing_until_read(
         changed.only("id-page")
     with pytest.raises(ValueError, match="two of the bundles"):
         Bundle.layered(big, [], [big.only("id-coins")])
+
+
+def test_threads_reading_one_layered_bundle_make_it_once_and_alike(
+    feats: dict[str, Features], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    changed = _gallery(feats).with_target("new", feats["coins"])
+    concat = Bundle.concat
+    made: list[int] = []
+
+    def slow_concat(bundles: list[Bundle]) -> Bundle:  # holds the making open a while
+        made.append(1)
+        time.sleep(0.05)
+        return concat(bundles)
+
+    monkeypatch.setattr(Bundle, "concat", staticmethod(slow_concat))
+    go = threading.Barrier(4)
+    seen: list[int] = []
+
+    def read() -> None:
+        go.wait()
+        seen.append(int(changed.descriptors.shape[0]) + int(changed.words.shape[0]))
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert made == [1] and len(seen) == 4 and len(set(seen)) == 1

@@ -47,6 +47,7 @@ Format 4 (little-endian), 46 bytes per feature and 1,033 per target::
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 
@@ -511,6 +512,7 @@ class Bundle:
 
 # Every Bundle slot but the ids, which a layered bundle knows without making its arrays.
 _ARRAY_SLOTS = tuple(name for name in Bundle.__slots__ if name not in ("_ids", "_pos"))
+_MAKING = threading.Lock()
 
 
 class _Layered(Bundle):
@@ -554,10 +556,12 @@ class _Layered(Bundle):
         return _Layered(base, gone, parts)
 
     def __getattr__(self, name: str) -> object:
-        if name not in _ARRAY_SLOTS or self._layers is None:
+        if name not in _ARRAY_SLOTS:
             raise AttributeError(name)
-        self._make()
-        return getattr(self, name)
+        with _MAKING:  # two threads reading one layered bundle make it once
+            if self._layers is not None:
+                self._make()
+        return object.__getattribute__(self, name)
 
     def _make(self) -> None:
         assert self._layers is not None
