@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
+from bench.coldload import as_format_3
 from bench.demo_photos import load_gray
 from opencrs.index.bundle import Bundle
 from opencrs.index.inverted import posting_order
@@ -332,19 +333,9 @@ def test_invalid_ids_rejected(feats: dict[str, Features]) -> None:
         Bundle.from_targets([("a", feats["coins"]), ("a", feats["page"])])
 
 
-def _as_format_3(b: Bundle) -> bytes:
-    """``b`` written as format 3 did: the same layout without the posting order."""
-    body = bytearray(b.to_bytes()[:-4])
-    n = b.descriptors.shape[0]
-    order_start = _words_start(b) + 4 * n
-    del body[order_start : order_start + 4 * n]
-    body[8:10] = struct.pack("<H", 3)
-    return _resealed(body)
-
-
 def test_format_3_is_still_read_and_written_again_as_4(feats: dict[str, Features]) -> None:
     b = _gallery(feats)
-    old = Bundle.from_bytes(_as_format_3(b))
+    old = Bundle.from_bytes(as_format_3(b))
     assert old.target_ids() == b.target_ids()
     assert np.array_equal(old.posting_order, b.posting_order)
     for tid in b.target_ids():
