@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,7 +32,7 @@ from local.runtime import REPO, FakeLambdaContext, LocalAws, embedded_aws, load_
 from local.template import api_routes
 from opencrs.domain.target import TargetRecord
 from opencrs.store.records import TargetTable
-from opencrs.wire import READ, WRITE, AccessRule, Signer, mint_api_token, signed_params
+from opencrs.wire import Signer, library_token, signed_params
 
 DEMO_PHOTOS = REPO / "demo" / "photos"
 # The demo gallery; the other demo photos stay out of it as unrelated images.
@@ -218,9 +217,12 @@ CONSOLE_TOKEN_TTL_S = 8 * 3600
 
 def console_token(env: Any) -> str:
     """A token of the local API key for the demo library, to sign in to the console."""
-    rule = AccessRule(frozenset({env["OPENCRS_APP_ID"]}), frozenset({READ, WRITE}))
-    expiry = int(time.time()) + CONSOLE_TOKEN_TTL_S
-    return mint_api_token(env["OPENCRS_API_KEY"], env["OPENCRS_API_SECRET"], (rule,), expiry)
+    return library_token(
+        env["OPENCRS_API_KEY"],
+        env["OPENCRS_API_SECRET"],
+        env["OPENCRS_APP_ID"],
+        CONSOLE_TOKEN_TTL_S,
+    )
 
 
 def main() -> None:

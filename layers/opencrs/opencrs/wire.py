@@ -377,6 +377,15 @@ def mint_api_token(
     return base64.b64encode(_canonical(signed)).decode("ascii")
 
 
+def library_token(
+    api_key: str, api_secret: str, app_id: str, ttl_s: int = DEFAULT_TOKEN_TTL_S
+) -> str:
+    """A token of the API key reading and writing one library (``app_id``) from now for
+    ``ttl_s`` seconds: what the local tools hand a client or the console."""
+    rule = AccessRule(frozenset({app_id}), frozenset({READ, WRITE}))
+    return mint_api_token(api_key, api_secret, (rule,), int(time.time()) + ttl_s)
+
+
 @dataclass(frozen=True)
 class ApiTokenClaims:
     """An API-key token's parts as sent; nothing is trusted until the MAC is checked."""

@@ -7,18 +7,9 @@ contract; the signing itself is :mod:`opencrs.wire`'s.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from opencrs.wire import (
-    DEFAULT_TOKEN_TTL_S,
-    READ,
-    WRITE,
-    AccessRule,
-    Signer,
-    issue_token,
-    mint_api_token,
-)
+from opencrs.wire import Signer, issue_token, library_token
 
 
 def _token(signer: Signer) -> str:
@@ -26,9 +17,7 @@ def _token(signer: Signer) -> str:
     library (read and write), or an ``ocrs1.`` token of the legacy app key."""
     identity = dict(signer.identity)
     if "apiKey" in identity:
-        rule = AccessRule(frozenset({identity["appId"]}), frozenset({READ, WRITE}))
-        expiry = int(time.time()) + DEFAULT_TOKEN_TTL_S
-        return mint_api_token(identity["apiKey"], signer.secret, (rule,), expiry)
+        return library_token(identity["apiKey"], signer.secret, identity["appId"])
     return issue_token(identity["appKey"], signer.secret)
 
 
