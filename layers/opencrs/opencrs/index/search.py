@@ -12,6 +12,7 @@ against every gallery descriptor.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -59,7 +60,63 @@ class Hit:
         return replace(self, corners=corners)
 
 
-class Searcher:
+class _ImageSearch(ABC):
+    """What both searchers share: searching a query image view by view through their own
+    :meth:`search` (a built index, or one with the targets written since beside it)."""
+
+    tuning: Tuning
+
+    @abstractmethod
+    def search(
+        self,
+        query: Features,
+        *,
+        max_results: int = 10,
+        timings: dict[str, float] | None = None,
+        whole_image: bool = True,
+    ) -> list[Hit]: ...
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    def search_image(
+        self,
+        gray: np.ndarray,
+        *,
+        max_results: int = 10,
+        timings: dict[str, float] | None = None,
+        features: Features | None = None,
+    ) -> list[Hit]:
+        """:meth:`search` for a query image, the production query path: its features,
+        then, if nothing is found, its tilt views (``Search.tilt_retry_stretch``) in turn
+        until one finds a target. A tilt view is searched by local features only: it is
+        a geometric guess, not the picture as taken, and a whole-image match of a
+        stretched copy would be a chance one.
+        ``timings``, if given, receives the seconds spent in "features", "shortlist" and
+        "verify" over every view searched, and "views". ``features``: the image's own
+        query features, if the caller has already extracted them (a benchmark that also
+        diagnoses them); the tilt views are extracted here as ever."""
+        spent = dict.fromkeys(("shortlist", "verify"), 0.0)
+
+        def search_view(query: Features, whole_image: bool) -> list[Hit]:
+            step: dict[str, float] = {}
+            hits = self.search(
+                query, max_results=max_results, timings=step, whole_image=whole_image
+            )
+            spent["shortlist"] += step.get("shortlist", 0.0)
+            spent["verify"] += step.get("verify", 0.0)
+            return hits
+
+        searchable = max_results > 0 and len(self) > 0
+        hits = search_views(
+            gray, self.tuning, search_view, features=features, timings=timings, more=searchable
+        )
+        if timings is not None:
+            timings.update(spent)
+        return hits
+
+
+class Searcher(_ImageSearch):
     """Built once per gallery version and cached by the caller across warm Lambda
     invocations: construction builds the inverted file from the words the bundles carry
     (the only per-gallery cost; queries never touch the whole gallery).
@@ -254,9 +311,8 @@ class Searcher:
         if voting is None and self._reranks():
             voting = self._voting_words(qwords, query)
         plain, ranked = self._scores(qwords, query, voting)
-        if hidden:
+        if hidden:  # this query's own scores (one array twice for plain tf-idf): in place
             rows = self._rows_of(hidden)
-            plain, ranked = plain.copy(), ranked.copy()  # one walk may give one array twice
             plain[rows] = 0.0
             ranked[rows] = 0.0
         return self._shortlist_from(plain, ranked, query, voting)
@@ -450,25 +506,6 @@ class Searcher:
             timings["verify"] = time.perf_counter() - t1
         return ranked(hits, max_results)
 
-    def search_image(
-        self,
-        gray: np.ndarray,
-        *,
-        max_results: int = 10,
-        timings: dict[str, float] | None = None,
-        features: Features | None = None,
-    ) -> list[Hit]:
-        """:meth:`search` for a query image, the production query path: its features,
-        then, if nothing is found, its tilt views (``Search.tilt_retry_stretch``) in turn
-        until one finds a target. A tilt view is searched by local features only: it is
-        a geometric guess, not the picture as taken, and a whole-image match of a
-        stretched copy would be a chance one.
-        ``timings``, if given, receives the seconds spent in "features", "shortlist" and
-        "verify" over every view searched, and "views". ``features``: the image's own
-        query features, if the caller has already extracted them (a benchmark that also
-        diagnoses them); the tilt views are extracted here as ever."""
-        return _search_image(self, gray, max_results, timings, features)
-
     def _whole_image_hits(self, query: Features, found: set[str]) -> list[Hit]:
         """Targets not in ``found`` that the query shows whole (see :mod:`wholeimage`)."""
         if query.thumbnail is None:
@@ -488,35 +525,7 @@ class Searcher:
         return hits
 
 
-def _search_image(
-    searcher: Searcher | LayeredSearcher,
-    gray: np.ndarray,
-    max_results: int,
-    timings: dict[str, float] | None,
-    features: Features | None,
-) -> list[Hit]:
-    """``search_image`` of either kind of searcher: every view through its ``search``."""
-    spent = dict.fromkeys(("shortlist", "verify"), 0.0)
-
-    def search_view(query: Features, whole_image: bool) -> list[Hit]:
-        step: dict[str, float] = {}
-        hits = searcher.search(
-            query, max_results=max_results, timings=step, whole_image=whole_image
-        )
-        spent["shortlist"] += step.get("shortlist", 0.0)
-        spent["verify"] += step.get("verify", 0.0)
-        return hits
-
-    searchable = max_results > 0 and len(searcher) > 0
-    hits = search_views(
-        gray, searcher.tuning, search_view, features=features, timings=timings, more=searchable
-    )
-    if timings is not None:
-        timings.update(spent)
-    return hits
-
-
-class LayeredSearcher:
+class LayeredSearcher(_ImageSearch):
     """A searcher built for some shards, answering for layered versions of them
     (``Bundle.layered``, how the bundle store applies the deltas written since): the built
     searcher's hits without the targets since removed or replaced, merged with the hits of
@@ -593,17 +602,6 @@ class LayeredSearcher:
             timings["shortlist"] += quantising
         return ranked(hits, max_results)
 
-    def search_image(
-        self,
-        gray: np.ndarray,
-        *,
-        max_results: int = 10,
-        timings: dict[str, float] | None = None,
-        features: Features | None = None,
-    ) -> list[Hit]:
-        """:meth:`Searcher.search_image` over the layered shards."""
-        return _search_image(self, gray, max_results, timings, features)
-
 
 # Either searcher: what an engine holds for a library or a partition.
 AnySearcher = Searcher | LayeredSearcher
@@ -630,10 +628,13 @@ def layered_searcher(
     folded or downloaded afresh, another shard count, too many or too old changes)."""
     if previous is None:
         return None
-    layered = isinstance(previous, LayeredSearcher)
-    built = previous.built if isinstance(previous, LayeredSearcher) else previous
-    since = previous.since if isinstance(previous, LayeredSearcher) else time.monotonic()
-    if len(shards) != len(built.shards) or (layered and time.monotonic() - since > max_age_s):
+    if isinstance(previous, LayeredSearcher):
+        built, since = previous.built, previous.since
+        if time.monotonic() - since > max_age_s:
+            return None
+    else:
+        built, since = previous, time.monotonic()
+    if len(shards) != len(built.shards):
         return None
     gone: set[str] = set()
     added: list[Bundle] = []
