@@ -26,7 +26,7 @@ a searcher over several merges theirs in linear time (``merged_posting_order``).
 
 Format 4 (little-endian), 46 bytes per feature and 1,033 per target::
 
-    magic "OCRSBNDL" | u16 version = 3 | u16 descriptor bytes | u32 targets | u32 features
+    magic "OCRSBNDL" | u16 version = 4 | u16 descriptor bytes | u32 targets | u32 features
     u32 vocabulary fingerprint (``Vocabulary.fingerprint()`` of the words' vocabulary)
     per target: u16 id length | id (UTF-8) | u32 width | u32 height | u32 feature count
                 | u8 has thumbnail (0 or 1)
@@ -545,7 +545,7 @@ class _Layered(Bundle):
             return bundle
         layers = bundle._layers if isinstance(bundle, _Layered) else None
         if layers is None:
-            base, gone, kept = bundle, frozenset(t for t in gone if t in bundle._pos), ()
+            base, kept = bundle, ()
         else:
             base, was_gone, was_added = layers
             kept = tuple(p if gone.isdisjoint(p._ids) else p._cut(gone) for p in was_added)

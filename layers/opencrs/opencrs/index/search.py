@@ -190,9 +190,9 @@ class Searcher(_ImageSearch):
     def _stored_order(self) -> np.ndarray | None:
         """The shards' own posting orders merged (no sort), when their stored words are the
         ones searched; None (the index sorts) when another vocabulary re-quantised them."""
-        stored = [s.posting_order for s, w in zip(self._shards, self._shard_words, strict=True)]
         if any(w is not s.words for s, w in zip(self._shards, self._shard_words, strict=True)):
             return None
+        stored = [shard.posting_order for shard in self._shards]
         if len(stored) == 1:
             return stored[0]
         return merged_posting_order(self._shard_words, stored)
