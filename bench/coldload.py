@@ -3,10 +3,11 @@ files, parsing them (``Bundle.from_bytes``) and building the ``Searcher``, as a 
 search function does on its first invoke (S3's download left out).
 
 The partition is ``--targets`` of ``bench.speed``'s cached distractors laid out in
-``--shards`` shards by ``shard_of`` (the recommended 100k layout: 6,250 targets in 4 of 64
-shards), written under ``bench/out/coldload/``; each of ``--runs`` fresh interpreters
-loads it (``bench.speed``'s cold-start probe). ``--format 3`` writes the shards without
-their posting order, as before 2026-12-07, so the two can be compared.
+``--shards`` shards by ``shard_of`` (``bench.speed.build_gallery``; the recommended 100k
+layout: 6,250 targets in 4 of 64 shards), written under ``bench/out/coldload/``; each of
+``--runs`` fresh interpreters loads it (``bench.speed``'s cold-start probe). ``--format 3``
+writes the shards without their posting order, as before 2026-12-07, so the two can be
+compared.
 
     python -m bench.coldload --targets 6250 --shards 4 --runs 5 [--format 3]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import struct
@@ -23,8 +25,6 @@ import zlib
 from bench import speed
 from bench.quality import OUT, save
 from opencrs.index.bundle import Bundle
-from opencrs.store.bundles import shard_of
-from opencrs.vision.features import Features
 from opencrs.vision.params import DEFAULT
 
 
@@ -45,22 +45,15 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--format", type=int, choices=(3, 4), default=4)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    parts: list[tuple[str, Features]] = []
-    chunk = 0
-    while len(parts) < args.targets:
-        feats, _ = speed._chunk(chunk, [], 1, DEFAULT)
-        parts += [(f"distractor-{chunk * speed.CHUNK + j:06d}", f) for j, f in enumerate(feats)]
-        chunk += 1
-    by_shard: list[list[tuple[str, Features]]] = [[] for _ in range(args.shards)]
-    for tid, f in parts[: args.targets]:
-        by_shard[shard_of(tid, args.shards)].append((tid, f))
+    # bench.speed's library of distractors alone (extracted into its cache if missing).
+    shards = speed.build_gallery(args.targets, args, {}, DEFAULT).shards
     directory = OUT / "coldload"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     paths, size = [], 0
-    for k, members in enumerate(by_shard):
-        bundle = Bundle.from_targets(members)
+    for k, bundle in enumerate(shards):
         data = bundle.to_bytes() if args.format == 4 else as_format_3(bundle)
         path = directory / f"s{k:04d}.bin"
         path.write_bytes(data)
