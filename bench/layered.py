@@ -25,7 +25,6 @@ import numpy as np
 
 from bench import real, speed
 from bench.quality import save
-from opencrs.index.bundle import Bundle
 from opencrs.index.search import AnySearcher, LayeredSearcher, Searcher, layered_searcher
 from opencrs.store.bundles import shard_of
 from opencrs.vision.image import check_and_decode
@@ -62,7 +61,7 @@ def main() -> None:
     rows = []
     for writes in (int(w) for w in args.writes.split(",")):
         written = covers[:writes]
-        base = [Bundle.concat([s._cut(written)]) for s in gallery.shards]
+        base = [s.without_targets(written) for s in gallery.shards]
         built = Searcher(base)
         shards = list(base)
         for tid in written:  # each write as the bundle store applies a delta
