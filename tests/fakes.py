@@ -243,36 +243,52 @@ class FakeBundleStore:
         change: Callable[[Bundle], Bundle],
         rebuild: Callable[[Callable[[str], bool]], Bundle] | None = None,
     ) -> FakeManifest:
+        return self.commit_many(gallery, {target_id: change}, rebuild)
+
+    def commit_many(
+        self,
+        gallery: str,
+        changes: Mapping[str, Callable[[Bundle], Bundle]],
+        rebuild: Callable[[Callable[[str], bool]], Bundle] | None = None,
+        deciding: Callable[[Sequence[str]], None] | None = None,
+    ) -> FakeManifest:
         if self.failing_commits > 0:
             self.failing_commits -= 1
-            raise InjectedFault(f"bundle commit of {target_id} failed")
+            raise InjectedFault(f"bundle commit of {', '.join(changes)} failed")
         current = self.manifests.get(gallery)
         keys = list(current.shard_keys if current else ("",) * self.shards)
         version = (current.version if current else 0) + 1
-        shard = shard_of(target_id, len(keys))
-        lost = bool(keys[shard]) and keys[shard] not in self.objects
-        if lost and rebuild is None:
-            raise BlobMissing(keys[shard])
-        if lost:
-            assert rebuild is not None
-            base = rebuild(lambda t: shard_of(t, len(keys)) == shard)
-        else:
-            base = self.objects[keys[shard]] if keys[shard] else Bundle.empty()
-        updated = change(base)
-        retired: tuple[str, ...] = ()
-        if updated is not base or lost:
-            key = f"bundles/{gallery}/s{shard:04d}/v{version:08d}-{next(self._fresh)}.bin"
-            self.objects[key] = updated
-            retired = (keys[shard],) if keys[shard] else ()
-            keys[shard] = key
+        by_shard: dict[int, list[str]] = {}
+        for target_id in changes:
+            by_shard.setdefault(shard_of(target_id, len(keys)), []).append(target_id)
+        if deciding is not None:
+            deciding(list(changes))
+        retired: list[str] = []
+        for shard, target_ids in by_shard.items():
+            lost = bool(keys[shard]) and keys[shard] not in self.objects
+            if lost and rebuild is None:
+                raise BlobMissing(keys[shard])
+            if lost:
+                assert rebuild is not None
+                base = rebuild(lambda t, s=shard: shard_of(t, len(keys)) == s)
+            else:
+                base = self.objects[keys[shard]] if keys[shard] else Bundle.empty()
+            updated = base
+            for target_id in target_ids:
+                updated = changes[target_id](updated)
+            if updated is not base or lost:
+                key = f"bundles/{gallery}/s{shard:04d}/v{version:08d}-{next(self._fresh)}.bin"
+                self.objects[key] = updated
+                retired += [keys[shard]] if keys[shard] else []
+                keys[shard] = key
+                self.unfolded.add((gallery, shard))
         for old in current.retired if current else ():
             self.objects.pop(old, None)
-        published = FakeManifest(gallery, version, tuple(keys), retired)
+        published = FakeManifest(gallery, version, tuple(keys), tuple(retired))
         self.manifests[gallery] = published
-        if retired or updated is not base:
-            self.unfolded.add((gallery, shard))
         if self.after_commit is not None:
-            self.after_commit(gallery, target_id)
+            for target_id in changes:
+                self.after_commit(gallery, target_id)
         return published
 
     def compact(self, gallery: str, shard: int) -> bool:

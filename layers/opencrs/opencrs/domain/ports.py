@@ -109,7 +109,7 @@ class GalleryBundles(Protocol):
 
 
 class BundleStore(Protocol):
-    """The descriptor bundles searched by queries, committed one target at a time."""
+    """The descriptor bundles searched by queries, committed a target or a batch at a time."""
 
     def manifest(self, gallery: str) -> GalleryVersion | None: ...
 
@@ -135,6 +135,18 @@ class BundleStore(Protocol):
         ``change`` may run more than once (it is re-run when another writer won).
         ``rebuild(holds)`` makes the shard afresh (``holds``: whether a target id lives in
         it) when its object is lost or unreadable, instead of refusing the write."""
+        ...
+
+    def commit_many(
+        self,
+        gallery: str,
+        changes: Mapping[str, Callable[[Bundle], Bundle]],
+        rebuild: Callable[[Callable[[str], bool]], Bundle] | None = None,
+        deciding: Callable[[Sequence[str]], None] | None = None,
+    ) -> object:
+        """``commit`` of several targets in one new version (targets of one shard changed
+        in turn). ``deciding(target_ids)`` runs after each read of the version, before
+        those targets' changes are decided on it: where a caller reads what they need."""
         ...
 
     def compact(self, gallery: str, shard: int) -> bool:

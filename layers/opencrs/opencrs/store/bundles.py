@@ -101,6 +101,8 @@ _DELTA_FETCH_THREADS = 32
 
 # A delta: (target id, key of its one-target bundle object; "" = the target was removed).
 Delta = tuple[str, str]
+# A change of one target's shard (see ``BundleStore.commit_many``).
+Change = Callable[[Bundle], Bundle]
 
 
 class CommitConflict(Exception):
@@ -298,8 +300,8 @@ class _Plan:
 class _Pending:
     """A shard change this writer has not published yet, and the shard version it was
     decided on: ``key``, a whole shard object already put (its deltas folded in);
-    ``delta``, one appended to the shard; neither when nothing changed (the commit only
-    confirms the shard)."""
+    ``deltas``, appended to the shard (one a changed target); neither when nothing
+    changed (the commit only confirms the shard)."""
 
     shard: int
     shard_count: int
@@ -307,20 +309,27 @@ class _Pending:
     key: str | None
     bundle: Bundle
     added: int  # targets added to the gallery (negative when removed)
-    delta: Delta | None = None
+    deltas: tuple[Delta, ...] = ()
 
 
 @dataclass
 class _CommitRun:
-    """What one :meth:`BundleStore.commit` carries from attempt to attempt."""
+    """What one :meth:`BundleStore.commit_many` carries from attempt to attempt: the
+    changes decided and not yet published, by shard."""
 
     gallery: str
-    target_id: str
     deadline: float
     attempt: int = 0
     rebuild: Callable[[Callable[[str], bool]], Bundle] | None = None
     missing: list[str] = field(default_factory=list)
-    pending: _Pending | None = None
+    pending: dict[int, _Pending] = field(default_factory=dict)
+
+    def discard_pending(self, store: BundleStore, shards: Sequence[int] | None = None) -> None:
+        """Forget pending changes (all, or those of ``shards``) and delete their objects:
+        never published, so nobody can be reading them."""
+        for shard in list(self.pending if shards is None else shards):
+            for key in _written(self.pending.pop(shard)):
+                store._discard(key)
 
     def note_missing(self, key: str) -> None:
         """A shard object was gone when fetched: superseded twice while we looked (read
@@ -481,57 +490,96 @@ class BundleStore:
         self,
         gallery: str,
         target_id: str,
-        change: Callable[[Bundle], Bundle],
+        change: Change,
         rebuild: Callable[[Callable[[str], bool]], Bundle] | None = None,
     ) -> Manifest:
-        """Apply ``change`` to the shard holding ``target_id`` and publish the result;
-        return the manifest published. ``change`` may read other state (it runs again
-        whenever the shard changed under it), changes ``target_id`` only, and returns its
-        argument unchanged when there is nothing to do: then no object is written, but the
-        manifest still advances (see the module docstring). ``rebuild(holds)``: the shard
-        made afresh from what the records hold (``holds(target_id)``: whether a target
-        lives in it), used when its object is lost or unreadable (corrupt, or a format
-        this code does not read) instead of refusing the write; the rebuilt shard is
-        written even if ``change`` leaves it as it is."""
-        run = _CommitRun(gallery, target_id, time.monotonic() + _COMMIT_BUDGET_S, rebuild=rebuild)
+        """:meth:`commit_many` of one target."""
+        return self.commit_many(gallery, {target_id: change}, rebuild)
+
+    def commit_many(
+        self,
+        gallery: str,
+        changes: Mapping[str, Change],
+        rebuild: Callable[[Callable[[str], bool]], Bundle] | None = None,
+        deciding: Callable[[Sequence[str]], None] | None = None,
+    ) -> Manifest:
+        """Apply each target's change to the shard holding it (targets of one shard in
+        turn) and publish them all in one new version; return the manifest published.
+        A change may read other state (it runs again whenever its shard changed under it),
+        changes its own target only, and returns its argument unchanged when there is
+        nothing to do: then no object is written for it, but the manifest still advances
+        and its shard is stamped (see the module docstring). ``deciding(target_ids)`` runs
+        after each read of the manifest, before the changes of those targets are decided
+        on it: a caller whose changes read state reads it there, once for all of them.
+        ``rebuild(holds)``: the shard made afresh from what the records hold
+        (``holds(target_id)``: whether a target lives in it), used when its object is lost
+        or unreadable (corrupt, or a format this code does not read) instead of refusing
+        the write; the rebuilt shard is written even if no change touches it.
+
+        One version for many targets is what makes a bulk import cheap: one manifest read
+        and write (the gallery's one point of contention) instead of one a target."""
+        run = _CommitRun(gallery, time.monotonic() + _COMMIT_BUDGET_S, rebuild=rebuild)
         try:
             while True:
                 current = self.manifest(gallery)
                 count = current.shard_count if current else self.shards
-                shard = shard_of(target_id, count)
-                self._drop_if_overtaken(run, current, shard, count)
-                if run.pending is None:
-                    found = self._base(run, current, shard, count)
-                    if found is None:
-                        continue  # superseded while we looked: read the manifest again
-                    base, rebuilt = found
-                    run.pending = self._prepare(
-                        run, current, shard, count, base, change(base), fold=rebuilt
-                    )
-                pending = run.pending
+                by_shard: dict[int, list[str]] = {}
+                for target_id in changes:
+                    by_shard.setdefault(shard_of(target_id, count), []).append(target_id)
+                self._drop_overtaken(run, current, count)
+                undecided = [s for s in by_shard if s not in run.pending]
+                if undecided and deciding is not None:
+                    deciding([t for s in undecided for t in by_shard[s]])
+                if not self._decide(run, current, count, by_shard, undecided, changes):
+                    continue  # superseded while we looked: read the manifest again
                 published = self._publish(run, current)
-                if published is not None and pending is not None:
+                if published is not None:
                     self._retire(current)
-                    self._ask_compaction(published, pending)
+                    self._ask_compaction(current, published)
                     return published
                 run.back_off()
         except BaseException:
-            if run.pending is not None:
-                for key in _written(run.pending):
-                    self._discard(key)  # never published: nobody can be reading it
+            run.discard_pending(self)
             raise
 
-    def _drop_if_overtaken(
-        self, run: _CommitRun, current: Manifest | None, shard: int, count: int
-    ) -> None:
-        """Forget the pending change if another writer changed or confirmed its shard since
+    def _drop_overtaken(self, run: _CommitRun, current: Manifest | None, count: int) -> None:
+        """Forget each pending change whose shard another writer changed or confirmed since
         it was decided: it must be decided again on the shard as it is now."""
-        pending = run.pending
-        seen = (count, current.shard_versions[shard] if current else 0)
-        if pending is not None and (pending.shard_count, pending.base_version) != seen:
-            for key in _written(pending):
-                self._discard(key)
-            run.pending = None
+        stale = [
+            shard
+            for shard, pending in run.pending.items()
+            if pending.shard_count != count
+            or pending.base_version != (current.shard_versions[shard] if current else 0)
+        ]
+        run.discard_pending(self, stale)
+
+    def _decide(
+        self,
+        run: _CommitRun,
+        current: Manifest | None,
+        count: int,
+        by_shard: Mapping[int, Sequence[str]],
+        undecided: Sequence[int],
+        changes: Mapping[str, Change],
+    ) -> bool:
+        """Decide the changes of the ``undecided`` shards on ``current``; False if a shard
+        was gone or a fresh key taken (read the manifest again)."""
+        for shard in undecided:
+            found = self._base(run, current, shard, count)
+            if found is None:
+                return False
+            base, rebuilt = found
+            updated, changed = base, []
+            for target_id in by_shard[shard]:
+                after = changes[target_id](updated)
+                if after is not updated:
+                    updated = after
+                    changed.append(target_id)
+            pending = self._prepare(run, current, shard, count, base, updated, changed, rebuilt)
+            if pending is None:
+                return False
+            run.pending[shard] = pending
+        return True
 
     def _base(
         self, run: _CommitRun, current: Manifest | None, shard: int, count: int
@@ -568,19 +616,16 @@ class BundleStore:
         return bundle
 
     def _publish(self, run: _CommitRun, current: Manifest | None) -> Manifest | None:
-        """Advance the manifest with the pending change; None if there is none or another
-        commit came first (the pending change is kept, to publish again if still valid)."""
-        pending = run.pending
-        if pending is None:
-            return None
+        """Advance the manifest with the pending changes; None if another commit came
+        first (the pending changes are kept, to publish again where still valid)."""
         try:
-            published = self._advance(run.gallery, current, pending)
+            published = self._advance(run.gallery, current, list(run.pending.values()))
         except Exception:
-            run.pending = None  # outcome unknown (the write may have landed): keep the object
+            run.pending = {}  # outcome unknown (the write may have landed): keep the objects
             raise
         if published is not None:
-            self._cache_published(published, pending.shard, pending.bundle)
-            run.pending = None
+            self._cache_published(published, {s: p.bundle for s, p in run.pending.items()})
+            run.pending = {}
         return published
 
     def _retire(self, current: Manifest | None) -> None:
@@ -597,48 +642,64 @@ class BundleStore:
         count: int,
         base: Bundle,
         updated: Bundle,
-        *,
+        changed: Sequence[str],
         fold: bool = False,
     ) -> _Pending | None:
-        """The change to publish: a delta of the target (its one-target bundle put under a
-        fresh key, or its removal), the whole shard put under a fresh key when ``fold`` or
-        the shard or gallery holds as many deltas as it may, or a confirmation of ``base``
-        when nothing changed; None if the key was taken (try again)."""
+        """The change to publish: a delta of each changed target (its one-target bundle
+        put under a fresh key, or its removal), the whole shard put under a fresh key when
+        ``fold`` or the deltas would pass what the shard or gallery may hold, or a
+        confirmation of ``base`` when nothing changed; None if a key was taken (try
+        again)."""
         base_version = current.shard_versions[shard] if current else 0
         added = len(updated) - len(base)
-        if updated is base and not fold:
+        if not changed and not fold:
             return _Pending(shard, count, base_version, None, base, 0)
         version = (current.version if current else 0) + 1
         held = len(current.deltas_of(shard)) if current else 0
-        total = current.delta_count if current else 0
-        if fold or held >= self.max_deltas or total >= MAX_GALLERY_DELTAS:
+        total = (current.delta_count if current else 0) + sum(
+            len(p.deltas) for p in run.pending.values()
+        )
+        new = len(changed)
+        if fold or held + new > self.max_deltas or total + new > MAX_GALLERY_DELTAS:
             key = _object_key(run.gallery, shard, version)
             if not self.blobs.put_new(key, updated.to_bytes()):
                 return None
             return _Pending(shard, count, base_version, key, updated, added)
-        if run.target_id not in updated:
-            return _Pending(shard, count, base_version, None, updated, added, (run.target_id, ""))
-        key = _object_key(run.gallery, shard, version, "d")
-        if not self.blobs.put_new(key, updated.only(run.target_id).to_bytes()):
-            return None
-        return _Pending(shard, count, base_version, None, updated, added, (run.target_id, key))
+        deltas: list[Delta] = []
+        for target_id in changed:
+            if target_id not in updated:
+                deltas.append((target_id, ""))
+                continue
+            key = _object_key(run.gallery, shard, version, "d")
+            if not self.blobs.put_new(key, updated.only(target_id).to_bytes()):
+                for _, written in deltas:
+                    if written:
+                        self._discard(written)
+                return None
+            deltas.append((target_id, key))
+        return _Pending(shard, count, base_version, None, updated, added, tuple(deltas))
 
     def _advance(
-        self, gallery: str, current: Manifest | None, pending: _Pending
+        self, gallery: str, current: Manifest | None, pendings: Sequence[_Pending]
     ) -> Manifest | None:
-        """Publish ``pending`` on top of ``current``; None if another commit came first."""
-        count = pending.shard_count
-        shard = pending.shard
-        base = current.base_keys[shard] if current else ""
-        deltas = current.deltas_of(shard) if current else ()
+        """Publish ``pendings`` on top of ``current``; None if another commit came first."""
+        shards: dict[int, tuple[str, tuple[Delta, ...]]] = {}
         retired: list[str] = []
-        if pending.key:  # a whole shard: its object and deltas are replaced
-            retired = [base, *_latest(deltas).values()]
-            base, deltas = pending.key, ()
-        elif pending.delta:  # a delta: the target's previous one is no longer read
-            retired = [_latest(deltas).get(pending.delta[0], "")]
-            deltas = (*deltas, pending.delta)
-        new = _next_manifest(gallery, current, count, shard, base, deltas, retired, pending.added)
+        for pending in pendings:
+            shard = pending.shard
+            base = current.base_keys[shard] if current else ""
+            deltas = current.deltas_of(shard) if current else ()
+            if pending.key:  # a whole shard: its object and deltas are replaced
+                retired += [base, *_latest(deltas).values()]
+                base, deltas = pending.key, ()
+            elif pending.deltas:  # deltas: each target's previous one is no longer read
+                latest = _latest(deltas)
+                retired += [latest.get(target_id, "") for target_id, _ in pending.deltas]
+                deltas = (*deltas, *pending.deltas)
+            shards[shard] = (base, deltas)
+        count = pendings[0].shard_count
+        added = sum(p.added for p in pendings)
+        new = _next_manifest(gallery, current, count, shards, retired, added)
         return new if self._put_manifest(current, new) else None
 
     def _put_manifest(self, current: Manifest | None, new: Manifest) -> bool:
@@ -661,22 +722,27 @@ class BundleStore:
             raise
         return True
 
-    def _cache_published(self, manifest: Manifest, shard: int, bundle: Bundle) -> None:
-        """Cache the shard just published, keeping only shards the manifest names."""
+    def _cache_published(self, manifest: Manifest, bundles: Mapping[int, Bundle]) -> None:
+        """Cache the shards just published, keeping only shards the manifest names."""
         live = set(manifest.shard_keys)
         cached = self._cache.get(manifest.gallery, {})
         kept = {k: b for k, b in cached.items() if k in live}
-        token = manifest.shard_keys[shard]
-        if token:
-            kept[token] = bundle
+        for shard, bundle in bundles.items():
+            token = manifest.shard_keys[shard]
+            if token:
+                kept[token] = bundle
         self._cache[manifest.gallery] = kept
 
-    def _ask_compaction(self, published: Manifest, pending: _Pending) -> None:
-        """A shard reaching ``compact_at`` deltas is sent to be folded off the request
-        path, once (a lost request only means a later write folds it at ``max_deltas``)."""
-        held = len(published.deltas_of(pending.shard))
-        if self.compaction is not None and pending.delta and held == self.compact_at:
-            self.compaction.request(published.gallery, pending.shard)
+    def _ask_compaction(self, current: Manifest | None, published: Manifest) -> None:
+        """Each shard whose deltas reached ``compact_at`` with this commit is sent to be
+        folded off the request path, once (a lost request only means a later write folds
+        it at ``max_deltas``)."""
+        if self.compaction is None:
+            return
+        for shard in range(published.shard_count):
+            before = len(current.deltas_of(shard)) if current else 0
+            if before < self.compact_at <= len(published.deltas_of(shard)):
+                self.compaction.request(published.gallery, shard)
 
     # -- compaction -------------------------------------------------------------------------
 
@@ -685,7 +751,7 @@ class BundleStore:
         request path (the compaction queue's function). It changes the shard's objects, not
         its content, so it neither stamps the shard nor disturbs a write decided before it;
         deltas written meanwhile are kept on top of the folded object."""
-        run = _CommitRun(gallery, f"shard {shard}", time.monotonic() + _COMMIT_BUDGET_S)
+        run = _CommitRun(gallery, time.monotonic() + _COMMIT_BUDGET_S)
         written: tuple[str, str, tuple[Delta, ...], Bundle] | None = None
         try:
             while True:
@@ -715,15 +781,13 @@ class BundleStore:
                     gallery,
                     current,
                     current.shard_count,
-                    shard,
-                    key,
-                    kept,
+                    {shard: (key, kept)},
                     [base, *_folded_away(folded, kept)],
                     stamp=False,
                 )
                 if self._put_manifest(current, new):
                     self._retire(current)
-                    self._cache_published(new, shard, self._shard_after_fold(new, shard, merged))
+                    self._cache_published(new, {shard: self._shard_after_fold(new, shard, merged)})
                     logger.info(
                         "compacted bundle shard",
                         extra={"gallery": gallery, "shard": shard, "deltas": len(folded)},
@@ -808,30 +872,29 @@ def _layout_key(gallery: str, run: str, shard: int) -> str:
 
 def _written(pending: _Pending) -> list[str]:
     """The objects a pending change has put."""
-    return [k for k in (pending.key, pending.delta[1] if pending.delta else "") if k]
+    return [k for k in (pending.key, *(key for _, key in pending.deltas)) if k]
 
 
 def _next_manifest(
     gallery: str,
     current: Manifest | None,
     count: int,
-    shard: int,
-    base: str,
-    deltas: tuple[Delta, ...],
+    shards: Mapping[int, tuple[str, tuple[Delta, ...]]],
     retired: Sequence[str],
     added: int = 0,
     *,
     stamp: bool = True,
 ) -> Manifest:
-    """The version after ``current`` with ``shard`` made of ``base`` and ``deltas`` and
-    (``stamp``) stamped with the new version; ``retired``: objects no longer named."""
+    """The version after ``current`` with each of ``shards`` made of its base and deltas
+    and (``stamp``) stamped with the new version; ``retired``: objects no longer named."""
     version = (current.version if current else 0) + 1
     keys = list(current.base_keys if current else ("",) * count)
     stamps = list(current.shard_versions if current else (0,) * count)
     all_deltas = list(current.deltas if current and current.deltas else ((),) * count)
-    keys[shard], all_deltas[shard] = base, deltas
-    if stamp:
-        stamps[shard] = version
+    for shard, (base, deltas) in shards.items():
+        keys[shard], all_deltas[shard] = base, deltas
+        if stamp:
+            stamps[shard] = version
     return Manifest(
         gallery=gallery,
         version=version,

@@ -25,38 +25,56 @@ class BundleSync:
     def sync(
         self, gallery: str, target_id: str, written: Mapping[str, bytes] | None = None
     ) -> None:
-        """Make the gallery bundle hold ``target_id``'s descriptors exactly when its record
-        says so. Only the target's shard is rewritten. The record is re-read whenever the
-        commit rebuilds that shard, after reading the manifest, and a sync with nothing to
-        change still confirms the shard (see the bundle store), so whichever sync lands
-        last reflects the newest record: concurrent updates and deletes of one target (all
-        in one shard) converge without locks. ``written``: feature objects the caller has
-        just put, by key, so they are not read back (a key is never reused, so a record
-        naming one names exactly those bytes)."""
+        """:meth:`sync_many` of one target."""
+        self.sync_many(gallery, [target_id], written)
+
+    def sync_many(
+        self, gallery: str, target_ids: Sequence[str], written: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Make the gallery bundle hold each target's descriptors exactly when its record
+        says so, in one commit: only the targets' shards are rewritten, with one manifest
+        write for them all. The records are read (in one batch) after every read of the
+        manifest that the commit decides on, and a sync with nothing to change still
+        confirms the shard (see the bundle store), so whichever sync lands last reflects
+        the newest record: concurrent updates and deletes of one target (all in one shard)
+        converge without locks. ``written``: feature objects the caller has just put, by
+        key, so they are not read back (a key is never reused, so a record naming one
+        names exactly those bytes)."""
         written = written or {}
+        records: dict[str, TargetRecord | None] = {}
 
-        def read() -> TargetRecord | None:
-            return self.stores.targets.get(gallery, target_id)
+        def read_all(ids: Sequence[str]) -> None:
+            found = self.stores.targets.get_many(gallery, ids)
+            records.update({t: found.get(t) for t in ids})
 
-        def change(bundle: Bundle) -> Bundle:
-            def rebuild(record: TargetRecord | None) -> Bundle:
-                if record is None or not record.belongs_in_bundle:
-                    return bundle.without_target(target_id) if target_id in bundle else bundle
-                # BlobMissing: replaced by a concurrent update since we read the record.
-                key = record.features_key
-                data = written[key] if key in written else self.stores.blobs.get(key)
-                return bundle.with_target(target_id, Features.from_bytes(data))
+        def change_of(target_id: str) -> Callable[[Bundle], Bundle]:
+            def read() -> TargetRecord | None:
+                return self.stores.targets.get(gallery, target_id)
 
-            return optimistic(
-                read(),
-                rebuild,
-                read,
-                gave_up="target kept changing while being indexed",
-                retry_on=(BlobMissing,),
-            )
+            def change(bundle: Bundle) -> Bundle:
+                def rebuild(record: TargetRecord | None) -> Bundle:
+                    if record is None or not record.belongs_in_bundle:
+                        return bundle.without_target(target_id) if target_id in bundle else bundle
+                    # BlobMissing: replaced by a concurrent update since we read the record.
+                    key = record.features_key
+                    data = written[key] if key in written else self.stores.blobs.get(key)
+                    return bundle.with_target(target_id, Features.from_bytes(data))
 
-        self.stores.bundles.commit(
-            gallery, target_id, change, lambda holds: self.rebuild_shard(gallery, holds)
+                return optimistic(
+                    records[target_id],
+                    rebuild,
+                    read,
+                    gave_up="target kept changing while being indexed",
+                    retry_on=(BlobMissing,),
+                )
+
+            return change
+
+        self.stores.bundles.commit_many(
+            gallery,
+            {target_id: change_of(target_id) for target_id in target_ids},
+            lambda holds: self.rebuild_shard(gallery, holds),
+            read_all,
         )
 
     def rebuild_shard(self, gallery: str, holds: Callable[[str], bool]) -> Bundle:
