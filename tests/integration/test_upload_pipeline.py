@@ -12,6 +12,7 @@ import pytest
 from bench.demo_photos import photo
 from local.event_source import QueuePoller
 from local.runtime import FakeLambdaContext, load_event, s3_put_event
+from opencrs.store.bundles import BundleStore
 from opencrs.store.records import UploadKeys
 from opencrs.usecases.targets import Targets
 
@@ -144,16 +145,76 @@ def test_an_upload_removed_while_it_is_indexed_leaves_no_target(stack, monkeypat
     removal = s3_put_event(stack.aws.bucket, key, head["ETag"], head["ContentLength"])
     removal["Records"][0]["eventName"] = "ObjectRemoved:Delete"
     handler = stack.index_handler
-    real_create = Targets.create
+    real_stage = Targets.stage
     removals = []
 
-    def create_while_removed(self, *args, **kwargs):
+    def stage_while_removed(self, *args, **kwargs):
         removals.append(handler(removal, FakeLambdaContext("Index"))["outcomes"][0])
-        return real_create(self, *args, **kwargs)
+        return real_stage(self, *args, **kwargs)
 
-    monkeypatch.setattr(Targets, "create", create_while_removed)
+    monkeypatch.setattr(Targets, "stage", stage_while_removed)
     [outcome] = handler(creation, FakeLambdaContext("Index"))["outcomes"]
     assert removals and removals[0]["status"] == "deleted"  # it saw the key, not the record
     assert outcome["status"] == "deleted" and "removed" in outcome["reason"]
     assert by_source(stack, key) == []
     assert "rocket-race" not in names(stack, photo("rocket"))
+
+
+def queue_event(stack, keys: list[str], extra_bodies: tuple[str, ...] = ()) -> dict:
+    """An SQS batch as Lambda delivers it: one S3 notification a message (the uploads of
+    ``keys``, as they are in the bucket), then messages with ``extra_bodies``."""
+    template = load_event("sqs_upload.json")["Records"][0]
+    records = []
+    for i, key in enumerate(keys):
+        head = boto3.client("s3").head_object(Bucket=stack.aws.bucket, Key=key)
+        notification = s3_put_event(stack.aws.bucket, key, head["ETag"], head["ContentLength"])
+        records.append(template | {"messageId": f"m{i}", "body": json.dumps(notification)})
+    for j, body in enumerate(extra_bodies):
+        records.append(template | {"messageId": f"x{j}", "body": body})
+    return {"Records": records}
+
+
+def manifest_version(stack) -> int:
+    item = boto3.client("dynamodb").get_item(
+        TableName=stack.aws.table,
+        Key={"pk": {"S": "G#default"}, "sk": {"S": "MANIFEST"}},
+        ConsistentRead=True,
+    )["Item"]
+    return int(item["version"]["N"])
+
+
+def test_a_queue_batch_is_committed_together_and_a_bad_message_fails_alone(stack):
+    keys = ["uploads/together/hubble.jpg", "uploads/together/moon.jpg"]
+    for key, picture in zip(keys, ("hubble", "moon"), strict=True):
+        put(stack, key, photo(picture), allowsimilar="1")
+    before = manifest_version(stack)
+    event = queue_event(stack, keys, extra_bodies=("not a notification",))
+    result = stack.index_handler(event, FakeLambdaContext("Index"))
+    assert result == {"batchItemFailures": [{"itemIdentifier": "x0"}]}
+    assert manifest_version(stack) == before + 1  # one version for both targets
+    for key in keys:
+        assert [t["state"] for t in by_source(stack, key)] == ["indexed"]
+
+
+def test_a_fault_of_the_batch_commit_fails_its_messages_and_leaves_nothing(stack, monkeypatch):
+    keys = ["uploads/commitfault/camera.jpg", "uploads/commitfault/rocket.jpg"]
+    for key, picture in zip(keys, ("camera", "rocket"), strict=True):
+        put(stack, key, photo(picture), allowsimilar="1")
+    real = BundleStore.commit_many
+    faults = [1]
+
+    def failing(self, *args, **kwargs):
+        if faults[0]:
+            faults[0] -= 1
+            raise ConnectionError("injected: DynamoDB unreachable")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(BundleStore, "commit_many", failing)
+    event = queue_event(stack, keys)
+    result = stack.index_handler(event, FakeLambdaContext("Index"))
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]}
+    for key in keys:
+        assert by_source(stack, key) == []  # undone: no pending record left behind
+    assert stack.index_handler(event, FakeLambdaContext("Index")) == {"batchItemFailures": []}
+    for key in keys:
+        assert [t["state"] for t in by_source(stack, key)] == ["indexed"]

@@ -335,3 +335,58 @@ def test_upload_target_ids_are_deterministic_per_version() -> None:
 def test_event_order_follows_s3_sequencers() -> None:
     assert event_order("0A", "") < event_order("0B", "") < event_order("0B01", "")
     assert event_order("", "2026-01-01T00:00:00Z") < event_order("", "2026-01-02T00:00:00Z")
+
+
+# -- batches (an SQS batch of uploads is processed together) ------------------------------
+
+
+def test_a_batch_of_new_uploads_is_committed_in_one_version(app: Services) -> None:
+    fakes = fakes_of(app)
+    pictures = ("coffee", "hubble", "chelsea")
+    uploads = [put(app, f"uploads/{p}.jpg", p, allowsimilar="1") for p in pictures]
+    outcomes = app.uploads.process_batch(uploads)
+    assert [o.status for o in outcomes] == [INDEXED] * 3
+    assert fakes.bundles.manifests[GALLERY].version == 1
+    for picture, outcome in zip(pictures, outcomes, strict=True):
+        assert found(app, picture) == [outcome.target_id]
+
+
+def test_an_upload_that_must_not_be_similar_sees_the_batch_before_it(app: Services) -> None:
+    first, second = app.uploads.process_batch(
+        [put(app, "uploads/a.jpg", "hubble"), put(app, "uploads/b.jpg", "hubble")]
+    )
+    assert first.status == INDEXED
+    assert second.status == "failed" and second.reason.startswith("419: ")
+
+
+def test_an_upload_overwritten_within_a_batch_leaves_the_newer_target(app: Services) -> None:
+    fakes = fakes_of(app)
+    older = put(app, KEY, "hubble", allowsimilar="1")
+    newer = replace(put(app, KEY, "chelsea", allowsimilar="1"), sequencer="0B")
+    first, second = app.uploads.process_batch([older, newer])
+    assert first.status == "deleted" and "replaced" in first.reason
+    assert second.status == INDEXED
+    assert found(app, "hubble") == [] and found(app, "chelsea") == [second.target_id]
+    assert fakes.targets.get(GALLERY, first.target_id) is None
+
+
+def test_an_upload_removed_within_a_batch_leaves_no_target(app: Services) -> None:
+    fakes = fakes_of(app)
+    upload = put(app, KEY, "hubble", allowsimilar="1")
+    created, removal = app.uploads.process_batch([upload, removed(upload)])
+    assert created.status == "deleted" and removal.status == "deleted"
+    assert fakes.targets.get(GALLERY, created.target_id) is None
+    assert found(app, "hubble") == []
+
+
+def test_a_fault_of_the_batch_commit_fails_its_targets_and_only_them(app: Services) -> None:
+    fakes = fakes_of(app)
+    good = [put(app, f"uploads/{p}.jpg", p, allowsimilar="1") for p in ("coffee", "hubble")]
+    outside = UploadedObject(FAKE_BUCKET, "elsewhere/x.jpg", '"e"', 10, sequencer="01")
+    fakes.bundles.failing_commits = 1
+    results = app.uploads.process_batch([good[0], outside, good[1]])
+    assert isinstance(results[0], InjectedFault) and isinstance(results[2], InjectedFault)
+    assert results[1].status == "skipped"
+    # Undone: nothing pending is left, and the retried uploads are indexed.
+    assert all(r.state != PENDING for r in fakes.targets.records.values())
+    assert [o.status for o in app.uploads.process_batch(good)] == [INDEXED, INDEXED]

@@ -45,6 +45,15 @@ MAX_TARGET_ID_CHARS = 128
 
 
 @dataclass(frozen=True)
+class StagedTarget:
+    """A target written but not yet in the bundle: its ``pending`` record and the
+    features it is indexed with (already stored, kept so the commit need not read them)."""
+
+    record: TargetRecord
+    features: bytes
+
+
+@dataclass(frozen=True)
 class DeleteOutcome:
     """One id of a bulk delete: EasyAR's statusCode for it and a message."""
 
@@ -112,6 +121,26 @@ class Targets:
         ``image_key`` names an object already in the bucket holding ``image`` (an
         upload), which is then referenced rather than copied.
         """
+        staged = self.stage(
+            gallery, image, fields, target_id=target_id, source=source, image_key=image_key
+        )
+        self.index_staged([staged])
+        return self.mark_indexed(staged)
+
+    def stage(
+        self,
+        gallery: str,
+        image: bytes,
+        fields: TargetFields,
+        *,
+        target_id: str | None = None,
+        source: str = "api",
+        image_key: str | None = None,
+    ) -> StagedTarget:
+        """:meth:`create` up to its bundle commit: checked, graded, stored, its record
+        ``pending`` (invisible to queries). :meth:`index_staged` commits a batch of them
+        at once, then :meth:`mark_indexed` each. The similar check sees the gallery as
+        committed: targets staged and not yet committed are not in it."""
         prepared = self.images.prepare(gallery, image, fields.allow_similar)
         now = _now_ms()
         target_id = target_id or str(uuid.uuid4())
@@ -132,12 +161,32 @@ class Targets:
             **self.objects.store_meta(gallery, target_id, fields.meta),
         )
         self.stores.targets.create(record)
+        return StagedTarget(record, prepared.features_bytes)
+
+    def index_staged(self, staged: Sequence[StagedTarget]) -> None:
+        """Commit staged targets of one gallery to its bundle in one version. On a fault
+        every one of them is undone (see ``_abandon``) and the fault raised."""
+        if not staged:
+            return
+        gallery = staged[0].record.gallery
         try:
-            written = {record.features_key: prepared.features_bytes}
-            self.bundle.sync(gallery, target_id, written)
-            return self._mark_indexed(record)
+            self.bundle.sync_many(
+                gallery,
+                [s.record.target_id for s in staged],
+                {s.record.features_key: s.features for s in staged},
+            )
         except Exception:
-            self._abandon(record)
+            for s in staged:
+                self._abandon(s.record)
+            raise
+
+    def mark_indexed(self, staged: StagedTarget) -> TargetRecord:
+        """The committed target's record flipped to ``indexed``; undone and raised on a
+        fault."""
+        try:
+            return self._mark_indexed(staged.record)
+        except Exception:
+            self._abandon(staged.record)
             raise
 
     def resume(self, record: TargetRecord) -> TargetRecord:

@@ -18,7 +18,7 @@ import json
 import logging
 import posixpath
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +35,7 @@ from opencrs.domain.errors import (
 from opencrs.domain.fields import TargetFields
 from opencrs.domain.ports import Stores
 from opencrs.domain.target import DELETING, PENDING
-from opencrs.usecases.targets import Targets
+from opencrs.usecases.targets import StagedTarget, Targets
 from opencrs.vision.image import ImageError
 from opencrs.vision.params import IMAGE_LIMITS
 
@@ -109,9 +109,20 @@ def uploaded_objects(notification: Mapping[str, Any]) -> list[UploadedObject]:
 @dataclass(frozen=True)
 class Outcome:
     key: str
-    status: str  # indexed | resumed | duplicate | failed | deleted | skipped
+    status: str  # indexed | resumed | duplicate | failed | deleted | skipped (| staged)
     target_id: str = ""
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """An upload whose target is staged (see ``Targets.stage``), awaiting its batch's
+    bundle commit."""
+
+    index: int
+    upload: UploadedObject
+    fields: TargetFields
+    target: StagedTarget
 
 
 class UploadProcessor:
@@ -121,8 +132,45 @@ class UploadProcessor:
         self.targets = targets
 
     def process(self, upload: UploadedObject) -> Outcome:
-        """Index one uploaded object. Bad images are recorded as failed targets, not raised;
-        infrastructure faults are raised so the event is retried."""
+        """Index one uploaded object (:meth:`process_batch` of one), raising a fault."""
+        result = self.process_batch([upload])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def process_batch(self, uploads: Sequence[UploadedObject]) -> list[Outcome | Exception]:
+        """Index uploaded objects in order, the new targets of the batch committed to the
+        bundle together (one manifest version, not one a target). Bad images are recorded
+        as failed targets; an infrastructure fault is returned in its upload's place (and
+        in the place of every upload of a commit it failed), so its event is retried.
+
+        Whatever reads or changes the gallery's committed state first commits what is
+        staged: removals, replaced uploads, redeliveries, and the similar check of an upload
+        not allowed to be similar (it sees every image of the batch before it)."""
+        results: list[Outcome | Exception] = []
+        staged: list[_Staged] = []
+
+        def commit_staged() -> None:
+            self._commit(staged, results)
+            staged.clear()
+
+        for index, upload in enumerate(uploads):
+            try:
+                results.append(self._begin(index, upload, staged, commit_staged))
+            except Exception as fault:
+                results.append(fault)
+        commit_staged()
+        return results
+
+    def _begin(
+        self,
+        index: int,
+        upload: UploadedObject,
+        staged: list[_Staged],
+        commit_staged: Callable[[], None],
+    ) -> Outcome:
+        """One upload up to its bundle commit: an outcome, or a placeholder outcome
+        ("staged") that the commit replaces. Raises a fault."""
         key = upload.key
         if not key.startswith(self.source.prefix) or key.endswith("/"):
             return Outcome(key, "skipped", reason="outside the upload prefix")
@@ -141,6 +189,8 @@ class UploadProcessor:
             )
         except OutOfOrder:
             return Outcome(key, "skipped", reason="a newer event for this key was applied")
+        if previous or removed:
+            commit_staged()  # the previous target may be one of them
         if previous and previous != target_id:
             # The upload was overwritten or removed: its old target goes with it.
             with suppress(DomainError):
@@ -148,6 +198,8 @@ class UploadProcessor:
         if removed:
             return Outcome(key, "deleted" if previous else "skipped", previous)
         existing = self.stores.targets.get(gallery, target_id)
+        if existing is not None:
+            commit_staged()
         if existing is not None and existing.state == DELETING:
             # A create whose undo failed midway: finish the undo, then index it afresh.
             self.targets.delete(gallery, target_id)
@@ -179,18 +231,48 @@ class UploadProcessor:
             return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
         if too_large:
             return self._failed(gallery, target_id, fields, "422: image exceeds 2 MB", key)
+        if fields.allow_similar != "1":
+            commit_staged()
         try:
-            record = self.targets.create(
+            target = self.targets.stage(
                 gallery, image, fields, target_id=target_id, source=f"upload:{key}", image_key=key
             )
         except (DomainError, ImageError) as error:
-            if isinstance(error, DomainError) and error.code == wire.INTERNAL_ERROR:
-                # A fault (a partition of the library down or still loading, writers that
-                # kept winning), not a refusal of the image: raised so the event is retried.
-                raise
-            return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
+            return self._refused(gallery, target_id, fields, error, key)
         except TargetExists:
             return Outcome(key, "duplicate", target_id, reason="indexed by a concurrent delivery")
+        staged.append(_Staged(index, upload, fields, target))
+        return Outcome(key, "staged", target_id)
+
+    def _commit(self, staged: Sequence[_Staged], results: list[Outcome | Exception]) -> None:
+        """Commit the staged targets together, then finish each: its outcome (or fault)
+        replaces its placeholder in ``results``."""
+        if not staged:
+            return
+        gallery = self.source.gallery
+        try:
+            self.targets.index_staged([s.target for s in staged])
+        except Exception as error:
+            for s in staged:
+                target_id = s.target.record.target_id
+                try:
+                    results[s.index] = self._refused(
+                        gallery, target_id, s.fields, error, s.upload.key
+                    )
+                except Exception as fault:
+                    results[s.index] = fault
+            return
+        for s in staged:
+            try:
+                results[s.index] = self._finish(s)
+            except Exception as fault:
+                results[s.index] = fault
+
+    def _finish(self, staged: _Staged) -> Outcome:
+        """A committed upload's target marked indexed, unless its upload went meanwhile."""
+        gallery, key = self.source.gallery, staged.upload.key
+        record = self.targets.mark_indexed(staged.target)
+        target_id = record.target_id
         if self.stores.upload_keys.current(gallery, key) != target_id:
             # Removed or overwritten while we indexed: that event found no record to delete
             # (ours did not exist yet), so the target would outlive its upload.
@@ -200,6 +282,19 @@ class UploadProcessor:
                 key, "deleted", target_id, reason="upload removed or replaced while indexed"
             )
         return Outcome(key, record.state, target_id)
+
+    def _refused(
+        self, gallery: str, target_id: str, fields: TargetFields, error: Exception, key: str
+    ) -> Outcome:
+        """The failure record of an image refused, or ``error`` raised again if it is a
+        fault (a partition of the library down or still loading, writers that kept
+        winning, AWS unreachable): its event is retried."""
+        refused = isinstance(error, ImageError) or (
+            isinstance(error, DomainError) and error.code != wire.INTERNAL_ERROR
+        )
+        if not refused:
+            raise error
+        return self._failed(gallery, target_id, fields, f"{error.code}: {error}", key)
 
     def _fields(self, key: str, metadata: dict[str, str]) -> dict[str, Any]:
         params: dict[str, Any] = {
