@@ -39,10 +39,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import boto3
 import cv2
+from botocore.client import BaseClient
 
 from bench import speed
 from bench.quality import OUT, load_manifest, save
@@ -82,6 +84,22 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("moto server did not start")
 
 
+class CallCounter:
+    """The AWS calls the process makes (every boto3 client), by operation, while on."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.on = False
+        real = BaseClient._make_api_call
+
+        def counted(client: BaseClient, operation: str, params: dict) -> object:
+            if self.on:
+                self.calls[operation] += 1
+            return real(client, operation, params)
+
+        BaseClient._make_api_call = counted  # type: ignore[method-assign]
+
+
 def reindex(shards: int) -> dict[str, float]:
     """Re-lay the imported library out in ``shards`` through the re-index state machine."""
     from local.reindex import reindex_machine
@@ -105,6 +123,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="profile the function's work")
     args = parser.parse_args()
     profiler = cProfile.Profile(time.process_time) if args.profile else None
+    counter = CallCounter()
     sources = sorted(r["file"] for r in load_manifest() if r["role"] == "negatives")
     speed._init_sources(sources)
     rows = []
@@ -138,7 +157,10 @@ def main() -> None:
                 )
                 if profiler is not None:
                     profiler.enable()
+                counter.calls.clear()
+                counter.on = True
                 poller.drain(max_batches=10_000)
+                counter.on = False
                 if profiler is not None:
                     profiler.disable()
                 seconds = time.perf_counter() - wall
@@ -155,6 +177,8 @@ def main() -> None:
                         "function_cpu_s_per_target": function_cpu / len(batch),
                         "targets_per_cpu_s": len(batch) / function_cpu,
                         "moto_cpu_s_per_target": moto_seconds / len(batch),
+                        "aws_calls_per_target": sum(counter.calls.values()) / len(batch),
+                        "aws_calls": dict(counter.calls.most_common()),
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
@@ -166,13 +190,14 @@ def main() -> None:
         moto.wait(timeout=10)
     print(
         "\n| library after the batch | targets/s (wall) | function CPU s a target "
-        "| targets per function CPU-second | moto CPU s a target |"
+        "| targets per function CPU-second | moto CPU s a target | AWS calls a target |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['library']:,} | {r['targets_per_s']:.1f} | {r['function_cpu_s_per_target']:.3f} "
-            f"| {r['targets_per_cpu_s']:.1f} | {r['moto_cpu_s_per_target']:.3f} |"
+            f"| {r['targets_per_cpu_s']:.1f} | {r['moto_cpu_s_per_target']:.3f} "
+            f"| {r['aws_calls_per_target']:.1f} |"
         )
     print(f"\n{args.targets} targets in {total:.0f} s (distractor generation included)")
     if args.reindex:
