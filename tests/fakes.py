@@ -338,6 +338,9 @@ class FakeUploadKeys:
     def current(self, gallery: str, key: str) -> str:
         return self.keys.get((gallery, key), ("", ""))[0]
 
+    def current_many(self, gallery: str, keys: Iterable[str]) -> dict[str, str]:
+        return {key: self.keys.get((gallery, key), ("", ""))[0] for key in keys}
+
     def point(self, gallery: str, key: str, target_id: str, order: str) -> str:
         previous, seen = self.keys.get((gallery, key), ("", ""))
         if (gallery, key) in self.keys and seen > order:

@@ -390,3 +390,37 @@ def test_a_fault_of_the_batch_commit_fails_its_targets_and_only_them(app: Servic
     # Undone: nothing pending is left, and the retried uploads are indexed.
     assert all(r.state != PENDING for r in fakes.targets.records.values())
     assert [o.status for o in app.uploads.process_batch(good)] == [INDEXED, INDEXED]
+
+
+def test_a_batch_reads_its_new_targets_records_and_pointers_once(
+    app: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fakes = fakes_of(app)
+    uploads = [put(app, f"uploads/{p}.jpg", p, allowsimilar="1") for p in ("coffee", "hubble")]
+    calls: list[str] = []
+    for store, name in (
+        (fakes.targets, "get"),
+        (fakes.targets, "get_many"),
+        (fakes.upload_keys, "current"),
+        (fakes.upload_keys, "current_many"),
+    ):
+        real = getattr(store, name)
+        monkeypatch.setattr(store, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    assert [o.status for o in app.uploads.process_batch(uploads)] == [INDEXED, INDEXED]
+    # Existence before, records at the commit, pointers after: a read each for the batch.
+    assert sorted(calls) == ["current_many", "get_many", "get_many"]
+
+
+def test_a_batch_whose_first_read_fails_reads_each_record_instead(
+    app: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fakes = fakes_of(app)
+    redelivered = put(app, KEY, "hubble", allowsimilar="1")
+    assert app.uploads.process(redelivered).status == INDEXED
+
+    def unreachable(*args: object) -> None:
+        raise InjectedFault("batch read failed")
+
+    monkeypatch.setattr(fakes.targets, "get_many", unreachable)
+    [outcome] = app.uploads.process_batch([redelivered])
+    assert outcome.status == "duplicate"

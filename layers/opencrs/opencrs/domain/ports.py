@@ -192,6 +192,10 @@ class UploadKeys(Protocol):
 
     def current(self, gallery: str, key: str) -> str: ...
 
+    def current_many(self, gallery: str, keys: Iterable[str]) -> dict[str, str]:
+        """``current`` of each key, in one read."""
+        ...
+
     def point(self, gallery: str, key: str, target_id: str, order: str) -> str:
         """Make ``key`` stand for ``target_id`` as of ``order``; return the previous one.
         OutOfOrder if a newer event was applied already."""

@@ -9,7 +9,7 @@ bundle manifest is ``sk = MANIFEST``. Large ``meta`` values (DynamoDB items stop
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -213,23 +213,27 @@ class TargetTable:
     def get_many(self, gallery: str, target_ids: Iterable[str]) -> dict[str, TargetRecord]:
         """Batch read by id; unprocessed keys are retried a bounded number of times."""
         ids = list(dict.fromkeys(target_ids))
-        found: dict[str, TargetRecord] = {}
-        for start in range(0, len(ids), _BATCH_GET_LIMIT):
-            keys = [_key(gallery, t) for t in ids[start : start + _BATCH_GET_LIMIT]]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
-            for _ in range(_MAX_BATCH_ROUNDS):
-                response = client("dynamodb").batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    record = _from_item(item, gallery)
-                    found[record.target_id] = record
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            else:
-                raise RuntimeError(
-                    "DynamoDB kept keys unprocessed; giving up after bounded retries"
-                )
-        return found
+        items = batch_get(self.table, [_key(gallery, t) for t in ids])
+        return {r.target_id: r for r in (_from_item(item, gallery) for item in items)}
+
+
+def batch_get(table: str, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items under ``keys`` that exist, read consistently, 100 keys a BatchGetItem;
+    unprocessed keys are retried a bounded number of times."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), _BATCH_GET_LIMIT):
+        request: dict[str, Any] = {
+            table: {"Keys": list(keys[start : start + _BATCH_GET_LIMIT]), "ConsistentRead": True}
+        }
+        for _ in range(_MAX_BATCH_ROUNDS):
+            response = client("dynamodb").batch_get_item(RequestItems=request)
+            found += response.get("Responses", {}).get(table, [])
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        else:
+            raise RuntimeError("DynamoDB kept keys unprocessed; giving up after bounded retries")
+    return found
 
 
 class UploadKeys:
@@ -252,6 +256,13 @@ class UploadKeys:
             .get("Item")
         )
         return (item or {}).get("targetId", {}).get("S", "")
+
+    def current_many(self, gallery: str, keys: Iterable[str]) -> dict[str, str]:
+        """:meth:`current` of each of ``keys``, in one batch read."""
+        wanted = list(dict.fromkeys(keys))
+        items = batch_get(self.table, [self._key(gallery, key) for key in wanted])
+        pointed = {item["sk"]["S"][2:]: item.get("targetId", {}).get("S", "") for item in items}
+        return {key: pointed.get(key, "") for key in wanted}
 
     def point(self, gallery: str, key: str, target_id: str, order: str) -> str:
         """Make ``key`` stand for ``target_id`` (``""``: removed) as of ``order``; return the

@@ -34,7 +34,7 @@ from opencrs.domain.errors import (
 )
 from opencrs.domain.fields import TargetFields
 from opencrs.domain.ports import Stores
-from opencrs.domain.target import DELETING, PENDING
+from opencrs.domain.target import DELETING, PENDING, TargetRecord
 from opencrs.usecases.targets import StagedTarget, Targets
 from opencrs.vision.image import ImageError
 from opencrs.vision.params import IMAGE_LIMITS
@@ -149,6 +149,7 @@ class UploadProcessor:
         not allowed to be similar (it sees every image of the batch before it)."""
         results: list[Outcome | Exception] = []
         staged: list[_Staged] = []
+        absent = self._absent(uploads)
 
         def commit_staged() -> None:
             self._commit(staged, results)
@@ -156,7 +157,7 @@ class UploadProcessor:
 
         for index, upload in enumerate(uploads):
             try:
-                results.append(self._begin(index, upload, staged, commit_staged))
+                results.append(self._begin(index, upload, staged, commit_staged, absent))
             except Exception as fault:
                 results.append(fault)
         commit_staged()
@@ -168,6 +169,7 @@ class UploadProcessor:
         upload: UploadedObject,
         staged: list[_Staged],
         commit_staged: Callable[[], None],
+        absent: frozenset[str],
     ) -> Outcome:
         """One upload up to its bundle commit: an outcome, or a placeholder outcome
         ("staged") that the commit replaces. Raises a fault."""
@@ -197,7 +199,11 @@ class UploadProcessor:
                 self.targets.delete(gallery, previous)
         if removed:
             return Outcome(key, "deleted" if previous else "skipped", previous)
-        existing = self.stores.targets.get(gallery, target_id)
+        # A key that stood for no target before this event, and whose target had no record
+        # when the batch began, needs no second look: only its own conditional create
+        # could make one (TargetExists below, for a concurrent delivery).
+        known_absent = not previous and target_id in absent
+        existing = None if known_absent else self.stores.targets.get(gallery, target_id)
         if existing is not None:
             commit_staged()
         if existing is not None and existing.state == DELETING:
@@ -262,26 +268,59 @@ class UploadProcessor:
                 except Exception as fault:
                     results[s.index] = fault
             return
+        marked: list[tuple[_Staged, TargetRecord]] = []
         for s in staged:
             try:
-                results[s.index] = self._finish(s)
+                marked.append((s, self.targets.mark_indexed(s.target)))
+            except Exception as fault:
+                results[s.index] = fault
+        if not marked:
+            return
+        try:
+            pointed = self.stores.upload_keys.current_many(
+                gallery, [s.upload.key for s, _ in marked]
+            )
+        except Exception as fault:
+            for s, _ in marked:
+                results[s.index] = fault
+            return
+        for s, record in marked:
+            try:
+                results[s.index] = self._finish(s, record, pointed[s.upload.key])
             except Exception as fault:
                 results[s.index] = fault
 
-    def _finish(self, staged: _Staged) -> Outcome:
-        """A committed upload's target marked indexed, unless its upload went meanwhile."""
-        gallery, key = self.source.gallery, staged.upload.key
-        record = self.targets.mark_indexed(staged.target)
-        target_id = record.target_id
-        if self.stores.upload_keys.current(gallery, key) != target_id:
+    def _finish(self, staged: _Staged, record: TargetRecord, pointed: str) -> Outcome:
+        """A committed upload's outcome, its target deleted if its upload went meanwhile
+        (its key ``pointed`` at another target, or none, after it was marked indexed)."""
+        key, target_id = staged.upload.key, record.target_id
+        if pointed != target_id:
             # Removed or overwritten while we indexed: that event found no record to delete
             # (ours did not exist yet), so the target would outlive its upload.
             with suppress(DomainError):
-                self.targets.delete(gallery, target_id)
+                self.targets.delete(self.source.gallery, target_id)
             return Outcome(
                 key, "deleted", target_id, reason="upload removed or replaced while indexed"
             )
         return Outcome(key, record.state, target_id)
+
+    def _absent(self, uploads: Sequence[UploadedObject]) -> frozenset[str]:
+        """The targets of the batch's creation events that have no record yet (one batch
+        read for them all)."""
+        ids = [
+            upload_target_id(u.bucket, u.key, u.etag)
+            for u in uploads
+            if u.event_name.startswith("ObjectCreated") and u.bucket == self.source.bucket
+        ]
+        if not ids:
+            return frozenset()
+        try:
+            found = self.stores.targets.get_many(self.source.gallery, ids)
+        except Exception:
+            # Only a shortcut: each upload then reads its own record (and meets the fault).
+            logger.warning("could not read the batch's records at once", exc_info=True)
+            return frozenset()
+        return frozenset(ids) - found.keys()
 
     def _refused(
         self, gallery: str, target_id: str, fields: TargetFields, error: Exception, key: str
