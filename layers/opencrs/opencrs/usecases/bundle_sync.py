@@ -48,22 +48,12 @@ class BundleSync:
             records.update({t: found.get(t) for t in ids})
 
         def change_of(target_id: str) -> Callable[[Bundle], Bundle]:
-            def read() -> TargetRecord | None:
-                return self.stores.targets.get(gallery, target_id)
-
             def change(bundle: Bundle) -> Bundle:
-                def rebuild(record: TargetRecord | None) -> Bundle:
-                    if record is None or not record.belongs_in_bundle:
-                        return bundle.without_target(target_id) if target_id in bundle else bundle
-                    # BlobMissing: replaced by a concurrent update since we read the record.
-                    key = record.features_key
-                    data = written[key] if key in written else self.stores.blobs.get(key)
-                    return bundle.with_target(target_id, Features.from_bytes(data))
-
+                # BlobMissing: replaced by a concurrent update since we read the record.
                 return optimistic(
                     records[target_id],
-                    rebuild,
-                    read,
+                    lambda record: self._as_recorded(bundle, target_id, record, written),
+                    lambda: self.stores.targets.get(gallery, target_id),
                     gave_up="target kept changing while being indexed",
                     retry_on=(BlobMissing,),
                 )
@@ -76,6 +66,22 @@ class BundleSync:
             lambda holds: self.rebuild_shard(gallery, holds),
             read_all,
         )
+
+    def _as_recorded(
+        self,
+        bundle: Bundle,
+        target_id: str,
+        record: TargetRecord | None,
+        written: Mapping[str, bytes],
+    ) -> Bundle:
+        """``bundle`` with ``target_id`` as its record says: added (or replaced) with its
+        features if it belongs in the bundle, taken out if not; ``bundle`` itself when
+        there is nothing to take out."""
+        if record is None or not record.belongs_in_bundle:
+            return bundle.without_target(target_id) if target_id in bundle else bundle
+        key = record.features_key
+        data = written[key] if key in written else self.stores.blobs.get(key)
+        return bundle.with_target(target_id, Features.from_bytes(data))
 
     def rebuild_shard(self, gallery: str, holds: Callable[[str], bool]) -> Bundle:
         """A shard made afresh from the records (for one whose object was lost or cannot
