@@ -64,7 +64,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -532,10 +532,10 @@ class BundleStore:
                     deciding([t for s in undecided for t in by_shard[s]])
                 if not self._decide(run, current, count, by_shard, undecided, changes):
                     continue  # superseded while we looked: read the manifest again
-                published = self._publish(run, current)
+                published = self._publish(run, current, count)
                 if published is not None:
                     self._retire(current)
-                    self._ask_compaction(current, published)
+                    self._ask_compaction(current, published, by_shard)
                     return published
                 run.back_off()
         except BaseException:
@@ -615,11 +615,11 @@ class BundleStore:
         )
         return bundle
 
-    def _publish(self, run: _CommitRun, current: Manifest | None) -> Manifest | None:
+    def _publish(self, run: _CommitRun, current: Manifest | None, count: int) -> Manifest | None:
         """Advance the manifest with the pending changes; None if another commit came
         first (the pending changes are kept, to publish again where still valid)."""
         try:
-            published = self._advance(run.gallery, current, list(run.pending.values()))
+            published = self._advance(run.gallery, current, count, list(run.pending.values()))
         except Exception:
             run.pending = {}  # outcome unknown (the write may have landed): keep the objects
             raise
@@ -672,15 +672,13 @@ class BundleStore:
                 continue
             key = _object_key(run.gallery, shard, version, "d")
             if not self.blobs.put_new(key, updated.only(target_id).to_bytes()):
-                for _, written in deltas:
-                    if written:
-                        self._discard(written)
+                self._discard_many([written for _, written in deltas if written])
                 return None
             deltas.append((target_id, key))
         return _Pending(shard, count, base_version, None, updated, added, tuple(deltas))
 
     def _advance(
-        self, gallery: str, current: Manifest | None, pendings: Sequence[_Pending]
+        self, gallery: str, current: Manifest | None, count: int, pendings: Sequence[_Pending]
     ) -> Manifest | None:
         """Publish ``pendings`` on top of ``current``; None if another commit came first."""
         shards: dict[int, tuple[str, tuple[Delta, ...]]] = {}
@@ -697,7 +695,6 @@ class BundleStore:
                 retired += [latest.get(target_id, "") for target_id, _ in pending.deltas]
                 deltas = (*deltas, *pending.deltas)
             shards[shard] = (base, deltas)
-        count = pendings[0].shard_count
         added = sum(p.added for p in pendings)
         new = _next_manifest(gallery, current, count, shards, retired, added)
         return new if self._put_manifest(current, new) else None
@@ -733,13 +730,15 @@ class BundleStore:
                 kept[token] = bundle
         self._cache[manifest.gallery] = kept
 
-    def _ask_compaction(self, current: Manifest | None, published: Manifest) -> None:
-        """Each shard whose deltas reached ``compact_at`` with this commit is sent to be
-        folded off the request path, once (a lost request only means a later write folds
-        it at ``max_deltas``)."""
+    def _ask_compaction(
+        self, current: Manifest | None, published: Manifest, shards: Iterable[int]
+    ) -> None:
+        """Each of the ``shards`` this commit wrote whose deltas reached ``compact_at`` with
+        it is sent to be folded off the request path, once (a lost request only means a
+        later write folds it at ``max_deltas``)."""
         if self.compaction is None:
             return
-        for shard in range(published.shard_count):
+        for shard in shards:
             before = len(current.deltas_of(shard)) if current else 0
             if before < self.compact_at <= len(published.deltas_of(shard)):
                 self.compaction.request(published.gallery, shard)
