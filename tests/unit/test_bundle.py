@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
+import opencrs.index.bundle as bundle_module
 from bench.coldload import as_format_3
 from bench.demo_photos import load_gray
 from opencrs.index.bundle import Bundle
@@ -188,6 +189,36 @@ def test_with_target_quantises_only_the_new_target(
     assert seen == [len(feats["coins"])]
     monkeypatch.undo()
     assert np.array_equal(b2.words, _words_of(b2))
+
+
+def test_from_targets_picks_the_faster_quantiser_by_size(
+    feats: dict[str, Features], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Few descriptors: the vectorised path; from BULK_QUANTISE_FROM on: the grouped one.
+    # Either way the words are the same.
+    parts = sorted(feats.items())
+    total = sum(len(f) for _, f in parts)
+    used: list[str] = []
+    quantise, quantise_many = Vocabulary.quantise, Vocabulary.quantise_many
+
+    def one(self: Vocabulary, d: np.ndarray, level: int | None = None) -> np.ndarray:
+        used.append("quantise")
+        return quantise(self, d, level)
+
+    def grouped(self: Vocabulary, d: np.ndarray) -> np.ndarray:
+        used.append("quantise_many")
+        return quantise_many(self, d)
+
+    monkeypatch.setattr(Vocabulary, "quantise", one)
+    monkeypatch.setattr(Vocabulary, "quantise_many", grouped)
+    monkeypatch.setattr(bundle_module, "BULK_QUANTISE_FROM", total + 1)
+    small = Bundle.from_targets(parts)
+    monkeypatch.setattr(bundle_module, "BULK_QUANTISE_FROM", total)
+    large = Bundle.from_targets(parts)
+    assert used == ["quantise", "quantise_many"]
+    monkeypatch.undo()
+    assert np.array_equal(small.words, large.words)
+    assert np.array_equal(small.words, _words_of(small))
 
 
 def test_load_and_searcher_build_do_not_quantise(
