@@ -200,7 +200,7 @@ def _spread(keypoints: list, width: int, height: int, limit: int, grid: int) -> 
         return keypoints
     g = grid
     resp = np.array([k.response for k in keypoints], dtype=np.float64)
-    pts = np.array([k.pt for k in keypoints], dtype=np.float64)
+    pts = cv2.KeyPoint_convert(keypoints).astype(np.float64).reshape(-1, 2)
     cx = np.clip((pts[:, 0] * g / max(width, 1)).astype(int), 0, g - 1)
     cy = np.clip((pts[:, 1] * g / max(height, 1)).astype(int), 0, g - 1)
     cell = cy * g + cx
@@ -254,6 +254,6 @@ def extract_features(gray: np.ndarray, role: Role, profile: Extraction | None = 
         kps, desc = _orb(profile, len(kps)).compute(work, kps)
     if not kps or desc is None:
         return make_features(*none)
-    xy = np.array([k.pt for k in kps], dtype=np.float32) / np.float32(s)
+    xy = cv2.KeyPoint_convert(kps).reshape(-1, 2) / np.float32(s)
     angle = np.array([k.angle for k in kps], dtype=np.float32)
     return make_features(xy, angle, desc, w, h, thumb)

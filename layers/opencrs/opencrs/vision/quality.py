@@ -96,6 +96,15 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(dx * dx + dy * dy)
 
 
+def _block_std(image: np.ndarray, b: int) -> np.ndarray:
+    """Standard deviation of each ``b`` x ``b`` block of ``image`` (whole blocks only),
+    each block's pixels laid out contiguously first: numpy reduces a contiguous last axis
+    several times faster than the strided axes of the (rows, b, cols, b) view."""
+    hb, wb = image.shape[0] // b, image.shape[1] // b
+    blocks = image.astype(np.float32).reshape(hb, b, wb, b).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(blocks).reshape(hb, wb, b * b).std(axis=-1)
+
+
 def _strongest_first(keypoints: Sequence[cv2.KeyPoint]) -> np.ndarray:
     """Positions of ``keypoints``, strongest response first (ties by x, then y, then
     detection order): one numpy sort instead of a Python key per corner."""
@@ -167,8 +176,7 @@ def measure(
     b = cfg.block
     hb, wb = wh // b, ww // b
     if hb and wb:
-        blocks = work[: hb * b, : wb * b].astype(np.float32).reshape(hb, b, wb, b)
-        contrast = float(np.median(blocks.std(axis=(1, 3))))
+        contrast = float(np.median(_block_std(work[: hb * b, : wb * b], b)))
     else:
         contrast = float(work.std())
     return {
