@@ -69,7 +69,7 @@ _CRC = struct.Struct("<I")
 _DESC_BYTES = 32
 _FEATURE_BYTES = 4 + 4 + 4 + 2 + _DESC_BYTES  # word, posting order, xy, angle, descriptor
 # Below this many descriptors (~64 targets) the vectorised ``quantise`` is the faster (9x at
-# one target's 1,000); above it, the grouped ``quantise_many`` (docs/storage.md).
+# one target's 1,000); above it, the grouped ``quantise_many`` (docs/scale-out.md).
 BULK_QUANTISE_FROM = 64_000
 _V3_FEATURE_BYTES = _FEATURE_BYTES - 4
 _THUMB_BYTES_PER_TARGET = 8 + THUMB_SIDE * THUMB_SIDE  # pHash and pixels
