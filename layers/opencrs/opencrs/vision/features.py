@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -193,14 +194,20 @@ def _orb(profile: Extraction, nfeatures: int, fast_threshold: int | None = None)
     )
 
 
+def keypoint_arrays(keypoints: Sequence[cv2.KeyPoint]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (n, 2) and responses (n,) of ``keypoints`` as float64: OpenCV converts the
+    positions in one call, ~35x faster than a Python list of ``k.pt``."""
+    pts = cv2.KeyPoint_convert(keypoints).astype(np.float64).reshape(-1, 2)
+    return pts, np.array([k.response for k in keypoints], dtype=np.float64)
+
+
 def _spread(keypoints: list, width: int, height: int, limit: int, grid: int) -> list:
     """Keep ``limit`` keypoints, taking the strongest of every grid cell in turn, so the
     budget covers the whole image rather than its busiest corner."""
     if len(keypoints) <= limit:
         return keypoints
     g = grid
-    resp = np.array([k.response for k in keypoints], dtype=np.float64)
-    pts = cv2.KeyPoint_convert(keypoints).astype(np.float64).reshape(-1, 2)
+    pts, resp = keypoint_arrays(keypoints)
     cx = np.clip((pts[:, 0] * g / max(width, 1)).astype(int), 0, g - 1)
     cy = np.clip((pts[:, 1] * g / max(height, 1)).astype(int), 0, g - 1)
     cell = cy * g + cx

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from opencrs.vision.features import Features, to_working
+from opencrs.vision.features import Features, keypoint_arrays, to_working
 from opencrs.vision.params import QUALITY, TARGET, Extraction, Quality
 
 QUALITY_FIELDS = (
@@ -110,8 +110,7 @@ def _strongest_first(keypoints: Sequence[cv2.KeyPoint]) -> np.ndarray:
     detection order): one numpy sort instead of a Python key per corner."""
     if not keypoints:
         return np.zeros((0, 2), dtype=np.float64)
-    pts = cv2.KeyPoint_convert(keypoints).astype(np.float64).reshape(-1, 2)
-    response = np.array([k.response for k in keypoints], dtype=np.float64)
+    pts, response = keypoint_arrays(keypoints)
     return pts[np.lexsort((pts[:, 1], pts[:, 0], -response))]
 
 
