@@ -101,7 +101,8 @@ def _block_std(image: np.ndarray, b: int) -> np.ndarray:
     each block's pixels laid out contiguously first: numpy reduces a contiguous last axis
     several times faster than the strided axes of the (rows, b, cols, b) view."""
     hb, wb = image.shape[0] // b, image.shape[1] // b
-    blocks = image.astype(np.float32).reshape(hb, b, wb, b).transpose(0, 2, 1, 3)
+    whole = image[: hb * b, : wb * b].astype(np.float32)
+    blocks = whole.reshape(hb, b, wb, b).transpose(0, 2, 1, 3)
     return np.ascontiguousarray(blocks).reshape(hb, wb, b * b).std(axis=-1)
 
 
@@ -173,11 +174,8 @@ def measure(
     corners = _strongest_first(kps)[: cfg.patches]
 
     b = cfg.block
-    hb, wb = wh // b, ww // b
-    if hb and wb:
-        contrast = float(np.median(_block_std(work[: hb * b, : wb * b], b)))
-    else:
-        contrast = float(work.std())
+    whole_blocks = wh >= b and ww >= b
+    contrast = float(np.median(_block_std(work, b))) if whole_blocks else float(work.std())
     return {
         "detectableFeatureCount": float(len(features)),
         "trackableFeatureCount": float(len(kps)),
