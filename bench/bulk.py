@@ -17,7 +17,8 @@ to be distinct). Reports per batch of ``--step`` as the library grows.
     OPENBLAS_NUM_THREADS=1 python -m bench.bulk --targets 1000 --step 250 [--reindex 64]
 
 (``OPENBLAS_NUM_THREADS=1`` as template.yaml sets it for the functions: without it numpy's
-BLAS threads spin beside the function and nearly double its CPU.)
+BLAS threads spin beside the function and nearly double its CPU. OpenCV's threads are set
+in process as the template sets them for the index function, ``OPENCV_FOR_THREADS_NUM``.)
 
 ``--reindex N`` then re-lays the imported library out in N shards through the re-index
 state machine (the template's definition, played by local.state_machine, every step the
@@ -50,6 +51,7 @@ from bench import speed
 from bench.quality import OUT, load_manifest, save
 from local.event_source import QueuePoller
 from local.runtime import LOCAL_BUCKET, LOCAL_TABLE, deployment, load_handler
+from local.template import function_variables
 from opencrs.store.records import TargetTable
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -122,6 +124,9 @@ def main() -> None:
     parser.add_argument("--reindex", type=int, default=0, help="then re-index into N shards")
     parser.add_argument("--profile", action="store_true", help="profile the function's work")
     args = parser.parse_args()
+    threads = function_variables("IndexFunction").get("OPENCV_FOR_THREADS_NUM")
+    if threads is not None:  # as the deployed function's environment sets it
+        cv2.setNumThreads(int(threads))
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     counter = CallCounter()
     sources = sorted(r["file"] for r in load_manifest() if r["role"] == "negatives")

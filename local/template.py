@@ -67,3 +67,14 @@ def api_routes(template: dict[str, Any] | None = None) -> list[Route]:
                 Route(logical_id, function_dir, str(spec["Method"]).upper(), str(spec["Path"]))
             )
     return routes
+
+
+def function_variables(function_id: str, template: dict[str, Any] | None = None) -> dict[str, str]:
+    """The environment variables the template gives ``function_id`` whose values are plain
+    strings (Globals' first, then its own; ``!Ref`` and the like left out): what a local
+    run applies to a function's process to be measured as deployed."""
+    template = load_template() if template is None else template
+    inherited = template.get("Globals", {}).get("Function", {}).get("Environment", {})
+    own = template["Resources"][function_id].get("Properties", {}).get("Environment", {})
+    merged = {**inherited.get("Variables", {}), **own.get("Variables", {})}
+    return {name: value for name, value in merged.items() if isinstance(value, str)}

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from local.template import api_routes as template_routes
-from local.template import load_template
+from local.template import function_variables, load_template
 from opencrs.config import DEFAULT_BUNDLE_DELTAS, DEFAULT_BUNDLE_SHARDS
 from scripts import transform_template
 
@@ -360,6 +360,25 @@ def test_runtime_architecture_and_layers(doc, name):
     assert {"Ref": "OpenCRSLayer"} in props["Layers"]
     assert set(props["Environment"]["Variables"]) >= ENV_VARS
     assert props["Environment"]["Variables"]["OPENCRS_UPLOAD_PREFIX"] == "uploads/"
+
+
+def test_the_index_function_runs_opencv_on_one_thread(doc):
+    """Bulk imports pay for the CPU they take, and OpenCV's spinning workers only add to it;
+    the functions a user waits on keep OpenCV's default."""
+    assert function_variables("IndexFunction", doc)["OPENCV_FOR_THREADS_NUM"] == "1"
+    assert "OPENCV_FOR_THREADS_NUM" not in function_variables("SimilarFunction", doc)
+
+
+def test_function_variables_are_the_globals_overridden_by_the_functions_own():
+    doc = {
+        "Globals": {"Function": {"Environment": {"Variables": {"A": "1", "B": "2"}}}},
+        "Resources": {
+            "F": {"Properties": {"Environment": {"Variables": {"B": "3", "C": {"Ref": "P"}}}}},
+            "G": {"Properties": {}},
+        },
+    }
+    assert function_variables("F", doc) == {"A": "1", "B": "3"}
+    assert function_variables("G", doc) == {"A": "1", "B": "2"}
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
