@@ -3,6 +3,7 @@ function serves which API route. One source of truth for routing."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,31 @@ def api_routes(template: dict[str, Any] | None = None) -> list[Route]:
     return routes
 
 
+def function_properties(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each AWS::Serverless::Function's properties with Globals.Function merged in."""
+    globals_ = doc.get("Globals", {}).get("Function", {})
+    merged = {}
+    for name, resource in doc["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = copy.deepcopy(globals_)
+        for key, value in resource.get("Properties", {}).items():
+            if key == "Environment":
+                variables = props.setdefault("Environment", {}).setdefault("Variables", {})
+                variables.update(value.get("Variables", {}))
+            elif key == "Layers":
+                props["Layers"] = props.get("Layers", []) + value
+            else:
+                props[key] = value
+        merged[name] = props
+    return merged
+
+
 def function_variables(function_id: str, template: dict[str, Any] | None = None) -> dict[str, str]:
-    """The environment variables the template gives ``function_id`` whose values are plain
-    strings (Globals' first, then its own; ``!Ref`` and the like left out): what a local
+    """The environment variables the template gives ``function_id`` (its own over the
+    Globals') whose values are plain strings (``!Ref`` and the like left out): what a local
     run applies to a function's process to be measured as deployed."""
     template = load_template() if template is None else template
-    inherited = template.get("Globals", {}).get("Function", {}).get("Environment", {})
-    own = template["Resources"][function_id].get("Properties", {}).get("Environment", {})
-    merged = {**inherited.get("Variables", {}), **own.get("Variables", {})}
-    return {name: value for name, value in merged.items() if isinstance(value, str)}
+    props = function_properties(template)[function_id]
+    variables = props.get("Environment", {}).get("Variables", {})
+    return {name: value for name, value in variables.items() if isinstance(value, str)}

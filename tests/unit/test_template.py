@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from local.template import api_routes as template_routes
-from local.template import function_variables, load_template
+from local.template import function_properties, function_variables, load_template
 from opencrs.config import DEFAULT_BUNDLE_DELTAS, DEFAULT_BUNDLE_SHARDS
 from scripts import transform_template
 
@@ -76,26 +76,6 @@ ENV_VARS = {
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def function_properties(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each AWS::Serverless::Function's properties with Globals.Function merged in."""
-    globals_ = doc.get("Globals", {}).get("Function", {})
-    merged = {}
-    for name, resource in doc["Resources"].items():
-        if resource.get("Type") != "AWS::Serverless::Function":
-            continue
-        props = copy.deepcopy(globals_)
-        for key, value in resource.get("Properties", {}).items():
-            if key == "Environment":
-                variables = props.setdefault("Environment", {}).setdefault("Variables", {})
-                variables.update(value.get("Variables", {}))
-            elif key == "Layers":
-                props["Layers"] = props.get("Layers", []) + value
-            else:
-                props[key] = value
-        merged[name] = props
-    return merged
 
 
 def api_routes(doc: dict[str, Any]) -> dict[tuple[str, str], str]:
@@ -373,8 +353,11 @@ def test_function_variables_are_the_globals_overridden_by_the_functions_own():
     doc = {
         "Globals": {"Function": {"Environment": {"Variables": {"A": "1", "B": "2"}}}},
         "Resources": {
-            "F": {"Properties": {"Environment": {"Variables": {"B": "3", "C": {"Ref": "P"}}}}},
-            "G": {"Properties": {}},
+            "F": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {"Environment": {"Variables": {"B": "3", "C": {"Ref": "P"}}}},
+            },
+            "G": {"Type": "AWS::Serverless::Function", "Properties": {}},
         },
     }
     assert function_variables("F", doc) == {"A": "1", "B": "3"}
