@@ -14,8 +14,10 @@ from opencrs.bootstrap import partition_search
 from opencrs.config import Settings
 from opencrs.domain.errors import BlobMissing, InvalidField, PartitionFailed
 from opencrs.domain.partitions import STALE, Partition, PartitionAnswer, PartitionQuery
-from opencrs.index.search import Hit
+from opencrs.index.search import Hit, QueryWords, words_for
+from opencrs.index.vocabulary import shipped
 from opencrs.vision.features import extract_features
+from opencrs.vision.params import DEFAULT
 
 PART = Partition("lib", 1, 3, 42, ("bundles/lib/s0002/v1-a.bin", ""), (40, 0))
 
@@ -26,7 +28,8 @@ def through_json(payload: object) -> object:
 
 @pytest.fixture(scope="module")
 def query() -> PartitionQuery:
-    return PartitionQuery(PART, extract_features(load_gray("coffee"), "query"), 10, True)
+    features = extract_features(load_gray("coffee"), "query")
+    return PartitionQuery(PART, features, 10, True, words_for(features, shipped(), DEFAULT))
 
 
 def test_a_query_crosses_json_unchanged(query: PartitionQuery) -> None:
@@ -37,15 +40,21 @@ def test_a_query_crosses_json_unchanged(query: PartitionQuery) -> None:
         assert np.array_equal(getattr(back.features, name), getattr(query.features, name))
     assert back.features.thumbnail is not None and query.features.thumbnail is not None
     assert back.features.thumbnail.phash == query.features.thumbnail.phash
-    assert len(json.dumps(payload)) < 200_000  # far under Invoke's 6 MB
+    assert back.words is not None and query.words is not None
+    assert back.words.key == query.words.key
+    assert np.array_equal(back.words.leaves, query.words.leaves)
+    assert back.words.voting is not None and query.words.voting is not None
+    assert all(map(np.array_equal, back.words.voting, query.words.voting))
+    assert np.array_equal(back.words.top_nodes, query.words.top_nodes)  # type: ignore[arg-type]
+    assert len(json.dumps(payload)) < 260_000  # far under Invoke's 6 MB
 
 
 def test_one_view_encoded_once_for_every_partition_is_each_partitions_own_payload(
     query: PartitionQuery,
 ) -> None:
     parts = [Partition("lib", n, 3, 42, (f"k{n}",)) for n in range(3)]
-    shared = PartitionQuery.for_each(parts, query.features, 10, True)
-    alone = [PartitionQuery(p, query.features, 10, True) for p in parts]
+    shared = PartitionQuery.for_each(parts, query.features, 10, True, query.words)
+    alone = [PartitionQuery(p, query.features, 10, True, query.words) for p in parts]
     assert [json.loads(q.to_json()) for q in shared] == [json.loads(q.to_json()) for q in alone]
     assert [PartitionQuery.from_payload(q.to_payload()).partition for q in shared] == parts
 
@@ -63,6 +72,9 @@ def test_one_view_encoded_once_for_every_partition_is_each_partitions_own_payloa
         ({"shardStamps": [1, "2"]}, "shardStamps must be a list of integers"),
         ({"shardStamps": [True, 1]}, "shardStamps must be a list of integers"),
         ({"shardStamps": [1, 2, 3]}, "one shardStamps entry a shard key"),
+        ({"words": 7}, "words must be a string"),
+        ({"words": "AAAA"}, "words unreadable"),
+        ({"words": "not base64!"}, "words unreadable"),
     ],
 )
 def test_a_malformed_query_is_refused_by_name(
@@ -123,3 +135,17 @@ def test_a_query_without_stamps_from_an_older_coordinator_is_read(query: Partiti
     payload = query.to_payload()
     del payload["shardStamps"]
     assert PartitionQuery.from_payload(payload).partition.shard_stamps == ()
+
+
+def test_a_query_without_words_from_an_older_coordinator_is_read(query: PartitionQuery) -> None:
+    payload = query.to_payload()
+    del payload["words"]
+    assert PartitionQuery.from_payload(payload).words is None
+
+
+def test_words_of_another_query_are_refused(query: PartitionQuery) -> None:
+    assert query.words is not None
+    fewer = QueryWords(query.words.leaves[:-1], None, None, query.words.key)
+    mixed = PartitionQuery(PART, query.features, 10, True, fewer)
+    with pytest.raises(InvalidField, match="one leaf a feature"):
+        PartitionQuery.from_payload(mixed.to_payload())

@@ -16,7 +16,9 @@ from opencrs.bootstrap import Services
 from opencrs.domain.errors import PartitionFailed
 from opencrs.domain.fields import TargetFields
 from opencrs.domain.partitions import partitions_of
+from opencrs.index.search import QueryWords, Searcher
 from opencrs.usecases.query import SimilarityEngine
+from opencrs.vision.features import Features
 from tests.fakes import FakeBundleStore, FakePartitions, FakeStores, clone, fake_services, fakes_of
 
 LIBRARY = "lib"
@@ -123,7 +125,23 @@ def test_a_tilt_view_is_tried_only_when_no_partition_found_anything(
     partitions.asked.clear()
     engine.find(LIBRARY, load_gray("coffee"), timings=found_first)
     assert found_first["views"] == 1 and len(partitions.asked) == held
-    assert {"fan_out", "slowest_partition", "partition_load", "features"} <= set(timings)
+    assert {"words", "fan_out", "slowest_partition", "partition_load", "features"} <= set(timings)
+
+
+def test_the_query_words_are_made_once_for_every_partition(
+    stores: FakeStores, partitions: FakePartitions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The coordinator sends each view's words, and no partition makes them again."""
+    whole = answer(SimilarityEngine(stores), load_gray("coffee"))
+
+    def refused(self: Searcher, query: Features) -> QueryWords:
+        raise AssertionError("a partition made the query's words again")
+
+    monkeypatch.setattr(Searcher, "words_of", refused)
+    assert answer(fanned_out(stores, partitions), load_gray("coffee")) == whole
+    asked = partitions.asked
+    assert len(asked) > 1 and all(q.words is not None for q in asked)
+    assert len({q.words.key for q in asked if q.words is not None}) == 1
 
 
 def test_a_failing_partition_fails_the_query_never_a_partial_answer(

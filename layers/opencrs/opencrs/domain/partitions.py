@@ -5,8 +5,9 @@ A partition is a run of consecutive shards of one manifest (shards ``[p·k, (p+1
 so the manifest the coordinator read names every partition's objects: all partitions
 search the same library version, and a partition never reads DynamoDB. The payloads are
 JSON (Lambda's Invoke takes and returns JSON) with the query's features as base64 of
-``Features.to_bytes`` (133 KB for a query's 3,000 features, ~178 KB as JSON, far under
-Invoke's 6 MB).
+``Features.to_bytes`` (133 KB for a query's 3,000 features, ~178 KB as JSON) and its
+words as base64 of ``QueryWords.to_bytes`` (made once by the coordinator instead of once
+a partition; ~50 KB as JSON), far under Invoke's 6 MB.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from opencrs.domain.errors import BlobMissing, InvalidField, PartitionFailed
 from opencrs.domain.ports import GalleryVersion
-from opencrs.index.search import Hit
+from opencrs.index.search import Hit, QueryWords
 from opencrs.vision.features import Features
 
 
@@ -61,12 +62,15 @@ def partitions_of(gallery: str, manifest: GalleryVersion, shards_each: int) -> l
 @dataclass(frozen=True)
 class PartitionQuery:
     """One view of a query, for one partition: its features, how many hits to return,
-    and whether to try the whole-image check (the query as taken, not a tilt view)."""
+    whether to try the whole-image check (the query as taken, not a tilt view), and its
+    words (``words_for``; None from a coordinator that predates them: the partition makes
+    them)."""
 
     partition: Partition
     features: Features
     max_results: int
     whole_image: bool
+    words: QueryWords | None = field(default=None, compare=False, repr=False)
     # The view's part of the payload, when made once for every partition (``for_each``).
     view_json: str = field(default="", compare=False, repr=False)
 
@@ -77,11 +81,13 @@ class PartitionQuery:
         features: Features,
         max_results: int,
         whole_image: bool,
+        words: QueryWords | None = None,
     ) -> list[PartitionQuery]:
-        """One view's query to every partition in ``partitions``: the features are
-        encoded once for all of them (base64 and JSON of ~130 KB, ~0.5 ms a partition)."""
-        shared = _view_json(features, max_results, whole_image)
-        return [cls(p, features, max_results, whole_image, shared) for p in partitions]
+        """One view's query to every partition in ``partitions``: the features and words
+        are encoded once for all of them (base64 and JSON of ~180 KB, ~0.5 ms a
+        partition)."""
+        shared = _view_json(features, max_results, whole_image, words)
+        return [cls(p, features, max_results, whole_image, words, shared) for p in partitions]
 
     def to_json(self) -> bytes:
         """The Invoke payload: the partition's fields, then the view's."""
@@ -94,7 +100,9 @@ class PartitionQuery:
             "shardKeys": list(part.shard_keys),
             "shardStamps": list(part.shard_stamps),
         }
-        view = self.view_json or _view_json(self.features, self.max_results, self.whole_image)
+        view = self.view_json or _view_json(
+            self.features, self.max_results, self.whole_image, self.words
+        )
         return f"{_members(header)},{view}}}".encode()
 
     def to_payload(self) -> dict[str, Any]:
@@ -128,16 +136,30 @@ class PartitionQuery:
             features = Features.from_bytes(
                 base64.b64decode(_typed(payload, "features", str), validate=True)
             )
+        except KeyError as missing:
+            raise InvalidField(f"partition query: {missing.args[0]} is missing") from None
+        except (ValueError, binascii.Error) as bad:
+            raise InvalidField(f"partition query: features unreadable ({bad})") from None
+        words = None
+        if "words" in payload:
+            try:
+                words = QueryWords.from_bytes(
+                    base64.b64decode(_typed(payload, "words", str), validate=True)
+                )
+            except (ValueError, binascii.Error) as bad:
+                raise InvalidField(f"partition query: words unreadable ({bad})") from None
+            if len(words.leaves) != len(features):
+                raise InvalidField("partition query: words are not one leaf a feature")
+        try:
             return cls(
                 partition,
                 features,
                 max_results=_typed(payload, "maxResults", int),
                 whole_image=_typed(payload, "wholeImage", bool),
+                words=words,
             )
         except KeyError as missing:
             raise InvalidField(f"partition query: {missing.args[0]} is missing") from None
-        except (ValueError, binascii.Error) as bad:
-            raise InvalidField(f"partition query: features unreadable ({bad})") from None
 
 
 # A partition's answer when a shard object it was given is already gone.
@@ -219,13 +241,17 @@ def _members(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"))[:-1]
 
 
-def _view_json(features: Features, max_results: int, whole_image: bool) -> str:
+def _view_json(
+    features: Features, max_results: int, whole_image: bool, words: QueryWords | None
+) -> str:
     """The members of a query payload that are the same for every partition."""
-    view = {
+    view: dict[str, Any] = {
         "features": base64.b64encode(features.to_bytes()).decode("ascii"),
         "maxResults": max_results,
         "wholeImage": whole_image,
     }
+    if words is not None:
+        view["words"] = base64.b64encode(words.to_bytes()).decode("ascii")
     return _members(view)[1:]
 
 

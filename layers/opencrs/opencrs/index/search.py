@@ -11,7 +11,9 @@ against every gallery descriptor.
 
 from __future__ import annotations
 
+import struct
 import time
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -30,12 +32,146 @@ from opencrs.vision.wholeimage import phash_distances, residual
 
 @dataclass(frozen=True)
 class QueryWords:
-    """A query's words under one vocabulary and tuning (``Searcher.words_of``), made once
-    for every searcher that searches the query."""
+    """A query's words under one vocabulary and tuning (:func:`words_for`), made once for
+    every searcher that searches the query, here or (``to_bytes``) in a partition search
+    function. ``key``: :func:`words_key` of what they were made under; a searcher uses
+    them only under its own key."""
 
     leaves: np.ndarray
     voting: tuple[np.ndarray, np.ndarray] | None
     top_nodes: np.ndarray | None
+    key: int = 0
+
+    def to_bytes(self) -> bytes:
+        """Header, the leaves, the extra votes (multiple assignment's second leaves and the
+        feature behind each: the voting words are the leaves followed by them), the top
+        nodes as u16, CRC32 (~36 KB for 3,000 features)."""
+        leaves = np.asarray(self.leaves, dtype=np.int64).reshape(-1)
+        n = len(leaves)
+        extra_words = extra_feature = np.zeros(0, dtype=np.int64)
+        if self.voting is not None:
+            words, feature = (np.asarray(a, dtype=np.int64).reshape(-1) for a in self.voting)
+            if not (
+                np.array_equal(words[:n], leaves) and np.array_equal(feature[:n], np.arange(n))
+            ):
+                raise ValueError("query words: the voting words do not start with the leaves")
+            extra_words, extra_feature = words[n:], feature[n:]
+        top = np.zeros((n, 0), dtype=np.int64) if self.top_nodes is None else self.top_nodes
+        top = np.asarray(top, dtype=np.int64).reshape(n, -1)
+        if top.size and int(top.max()) > 0xFFFF:
+            raise ValueError("query words: a top node does not fit 16 bits")
+        flags = _HAS_VOTING if self.voting is not None else 0
+        flags |= _HAS_TOP if self.top_nodes is not None else 0
+        body = b"".join(
+            (
+                _WORDS_HEADER.pack(
+                    _WORDS_MAGIC, self.key, flags, n, len(extra_words), top.shape[1]
+                ),
+                leaves.astype("<u4").tobytes(),
+                extra_words.astype("<u4").tobytes(),
+                extra_feature.astype("<u4").tobytes(),
+                top.astype("<u2").tobytes(),
+            )
+        )
+        return body + _WORDS_CRC.pack(zlib.crc32(body))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> QueryWords:
+        """Inverse of :meth:`to_bytes`; ValueError if the bytes are not whole, intact
+        query words."""
+        head, tail = _WORDS_HEADER.size, _WORDS_CRC.size
+        if len(data) < head + tail:
+            raise ValueError("query words: truncated")
+        body = data[:-tail]
+        if zlib.crc32(body) != _WORDS_CRC.unpack(data[-tail:])[0]:
+            raise ValueError("query words: checksum mismatch")
+        magic, key, flags, n, m, k = _WORDS_HEADER.unpack_from(body)
+        if magic != _WORDS_MAGIC:
+            raise ValueError("query words: not query words")
+        if len(body) != head + 4 * (n + 2 * m) + 2 * n * k:
+            raise ValueError("query words: wrong length")
+        at = head
+
+        def take(count: int, kind: str) -> np.ndarray:
+            nonlocal at
+            a = np.frombuffer(body, dtype=kind, count=count, offset=at).astype(np.int64)
+            at += count * np.dtype(kind).itemsize
+            return a
+
+        leaves, extra_words, extra_feature = take(n, "<u4"), take(m, "<u4"), take(m, "<u4")
+        top = take(n * k, "<u2").reshape(n, k)
+        if m and int(extra_feature.max()) >= n:
+            raise ValueError("query words: a vote names a feature past the query's")
+        voting = None
+        if flags & _HAS_VOTING:
+            voting = (
+                np.concatenate([leaves, extra_words]),
+                np.concatenate([np.arange(n, dtype=np.int64), extra_feature]),
+            )
+        return cls(leaves, voting, top if flags & _HAS_TOP else None, key)
+
+    def fit(self, vocabulary: Vocabulary, key: int, count: int) -> bool:
+        """Whether a searcher of ``vocabulary`` and words key ``key`` can use these words
+        for a query of ``count`` features as its own: made under the same key, one leaf a
+        feature, every word and node inside the tree (words from a payload are checked,
+        not trusted to index its arrays)."""
+        if self.key != key or len(self.leaves) != count:
+            return False
+        words = self.leaves if self.voting is None else self.voting[0]
+        if len(words) and not 0 <= int(words.min()) <= int(words.max()) < vocabulary.words:
+            return False
+        top = self.top_nodes
+        return top is None or top.size == 0 or int(top.max()) < vocabulary.branching
+
+
+_WORDS_MAGIC = b"OCRSQWD1"
+_WORDS_HEADER = struct.Struct("<8sIBIIH")  # magic, key, flags, leaves, extra votes, top k
+_WORDS_CRC = struct.Struct("<I")
+_HAS_VOTING, _HAS_TOP = 1, 2
+
+
+def words_key(vocabulary: Vocabulary, tuning: Tuning) -> int:
+    """What a query's words depend on beside the query: the tree, and the tuned values
+    that decide the votes and the top nodes."""
+    cfg = tuning.search
+    made = (vocabulary.fingerprint(), cfg.shortlist_second_leaf_bits, cfg.verify_probes)
+    return zlib.crc32(struct.pack("<Iiiq", *made, _reranks(tuning)))
+
+
+def words_for(query: Features, vocabulary: Vocabulary, tuning: Tuning) -> QueryWords:
+    """The query's words as :meth:`Searcher.search` uses them: each feature's leaf, the
+    words it votes through (with multiple assignment's second leaves) when the shortlist
+    is re-ranked, and its nearest top-level nodes for verification (~5 ms for 3,000
+    features)."""
+    leaves = vocabulary.quantise(query.descriptors)
+    voting = _voting_words(vocabulary, tuning, leaves, query) if _reranks(tuning) else None
+    probes = tuning.search.verify_probes
+    top = vocabulary.nearest_top_nodes(query.descriptors, probes) if probes else None
+    return QueryWords(leaves, voting, top, words_key(vocabulary, tuning))
+
+
+def _voting_words(
+    vocabulary: Vocabulary, tuning: Tuning, leaves: np.ndarray, query: Features
+) -> tuple[np.ndarray, np.ndarray]:
+    """The words a query votes through (its leaves, then the second leaves of multiple
+    assignment) and the query feature behind each."""
+    cfg = tuning.search
+    words, feature = leaves, np.arange(len(leaves))
+    if cfg.shortlist_second_leaf_bits >= 0 and len(query):
+        second, gap = vocabulary.second_leaves(query.descriptors, leaves)
+        extra = np.flatnonzero(gap <= cfg.shortlist_second_leaf_bits)
+        words = np.concatenate([leaves, second[extra]])
+        feature = np.concatenate([feature, extra])
+    return words, feature
+
+
+def _reranks(tuning: Tuning) -> bool:
+    """Whether the shortlist is re-ranked: only the rotation-consistent score has the
+    votes a consensus is built from."""
+    cfg = tuning.search
+    return (
+        cfg.shortlist_max_hamming > 0 and cfg.shortlist_angle_bins > 0 and cfg.rerank_candidates > 0
+    )
 
 
 @dataclass(frozen=True)
@@ -74,6 +210,7 @@ class _ImageSearch(ABC):
         max_results: int = 10,
         timings: dict[str, float] | None = None,
         whole_image: bool = True,
+        words: QueryWords | None = None,
     ) -> list[Hit]: ...
 
     @abstractmethod
@@ -142,6 +279,7 @@ class Searcher(_ImageSearch):
         self._vocab = vocabulary if vocabulary is not None else shipped()
         self._ids = [tid for shard in self._shards for tid in shard.target_ids()]
         self._row_of: dict[str, int] | None = None  # made when first needed (_rows_of)
+        self._words_key: int | None = None
         self._phashes = np.concatenate([s.phashes for s in self._shards])
         self._has_thumbnail = np.concatenate([s.has_thumbnail for s in self._shards])
         # Global target i lives in shard _shard_of[i].
@@ -246,16 +384,7 @@ class Searcher(_ImageSearch):
         return self._vocab.quantise(query.descriptors)
 
     def _voting_words(self, qwords: np.ndarray, query: Features) -> tuple[np.ndarray, np.ndarray]:
-        """The words a query votes through (its leaves, then the second leaves of
-        multiple assignment) and the query feature behind each."""
-        cfg = self.tuning.search
-        words, feature = qwords, np.arange(len(qwords))
-        if cfg.shortlist_second_leaf_bits >= 0 and len(query):
-            second, gap = self._vocab.second_leaves(query.descriptors, qwords)
-            extra = np.flatnonzero(gap <= cfg.shortlist_second_leaf_bits)
-            words = np.concatenate([qwords, second[extra]])
-            feature = np.concatenate([feature, extra])
-        return words, feature
+        return _voting_words(self._vocab, self.tuning, qwords, query)
 
     def _scores(
         self,
@@ -292,14 +421,15 @@ class Searcher(_ImageSearch):
         )
 
     def words_of(self, query: Features) -> QueryWords:
-        """The query's words as :meth:`search` uses them: each feature's leaf, the words it
-        votes through (with multiple assignment's second leaves) when the shortlist is
-        re-ranked, and its nearest top-level nodes for verification."""
-        leaves = self.query_words(query)
-        voting = self._voting_words(leaves, query) if self._reranks() else None
-        probes = self.tuning.search.verify_probes
-        top = self._vocab.nearest_top_nodes(query.descriptors, probes) if probes else None
-        return QueryWords(leaves, voting, top)
+        """:func:`words_for` the query under this searcher's vocabulary and tuning."""
+        return words_for(query, self._vocab, self.tuning)
+
+    @property
+    def words_key(self) -> int:
+        """:func:`words_key` of this searcher's vocabulary and tuning."""
+        if self._words_key is None:
+            self._words_key = words_key(self._vocab, self.tuning)
+        return self._words_key
 
     def _shortlist(
         self,
@@ -325,14 +455,7 @@ class Searcher(_ImageSearch):
         return np.array(rows, dtype=np.int64)
 
     def _reranks(self) -> bool:
-        """Whether the shortlist is re-ranked: only the rotation-consistent score has the
-        votes a consensus is built from."""
-        cfg = self.tuning.search
-        return (
-            cfg.shortlist_max_hamming > 0
-            and cfg.shortlist_angle_bins > 0
-            and cfg.rerank_candidates > 0
-        )
+        return _reranks(self.tuning)
 
     def shortlist_of(
         self, plain: np.ndarray, ranked: np.ndarray, query: Features | None = None
@@ -458,8 +581,9 @@ class Searcher(_ImageSearch):
         then (``whole_image``) every other target the whole-image check accepts, smallest
         residual first. ``hidden``: targets never shortlisted nor answered (a layered
         searcher's targets since removed or replaced), so they take no verification slot.
-        ``words``: :meth:`words_of` the query, if a searcher of the same vocabulary and
-        tuning made them already (~10 ms a query of 3,000 features).
+        ``words``: :meth:`words_of` the query, if made already (here, or by a coordinator
+        for its partitions; ~5 ms a query of 3,000 features): used when they fit this
+        searcher (``QueryWords.fit``), made again otherwise.
 
         Each candidate is verified with the query features that share a vocabulary node
         with it, and each of those is compared only with the candidate's features under
@@ -472,7 +596,8 @@ class Searcher(_ImageSearch):
         if max_results <= 0 or len(self._ids) == 0:
             return []
         t0 = time.perf_counter()
-        words = words if words is not None else self.words_of(query)
+        if words is None or not words.fit(self._vocab, self.words_key, len(query)):
+            words = self.words_of(query)
         qwords, query_top = words.leaves, words.top_nodes
         # A query without corners can still be a target seen whole.
         candidates = self._shortlist(qwords, query, hidden, words.voting) if len(query) else []
@@ -573,12 +698,15 @@ class LayeredSearcher(_ImageSearch):
         max_results: int = 10,
         timings: dict[str, float] | None = None,
         whole_image: bool = True,
+        words: QueryWords | None = None,
     ) -> list[Hit]:
-        """:meth:`Searcher.search` over the layered shards (the two searchers' hits)."""
+        """:meth:`Searcher.search` over the layered shards (the two searchers' hits), with
+        the query's words made once for both (one vocabulary and tuning) unless given."""
         built: dict[str, float] = {}
         recent: dict[str, float] = {}
         t = time.perf_counter()
-        words = self.built.words_of(query)  # once for both: one vocabulary and tuning
+        if words is None or not words.fit(self.built.vocabulary, self.built.words_key, len(query)):
+            words = self.built.words_of(query)
         quantising = time.perf_counter() - t
         hits = self.built.search(
             query,

@@ -57,7 +57,10 @@ class PartitionSearcher:
         searcher = self._searcher(query.partition, within_s)
         t1 = time.perf_counter()
         hits = searcher.search(
-            query.features, max_results=query.max_results, whole_image=query.whole_image
+            query.features,
+            max_results=query.max_results,
+            whole_image=query.whole_image,
+            words=query.words,
         )
         return PartitionAnswer(hits, load_seconds=t1 - t0, search_seconds=time.perf_counter() - t1)
 

@@ -30,7 +30,9 @@ from opencrs.index.search import (
     layered_searcher,
     ranked,
     search_views,
+    words_for,
 )
+from opencrs.index.vocabulary import shipped
 from opencrs.vision.features import Features
 from opencrs.vision.params import DEFAULT, Tuning
 
@@ -139,7 +141,8 @@ class SimilarityEngine:
     ) -> list[Match]:
         """Verified matches for a query image (grey uint8) that are active and fully
         indexed, best first. ``timings``, if given, receives where the time went (see
-        ``Searcher.search_image``; a fan-out adds "fan_out" (its wall time),
+        ``Searcher.search_image``; a fan-out adds "words" (the query's words, made once for
+        every partition), "fan_out" (its wall time),
         "slowest_partition", "partition_load" (the slowest load), "partition_sum" (every
         partition's own time) and "partitions")."""
         hits = self.hits(gallery, gray, max_results=max_results, timings=timings)
@@ -186,12 +189,17 @@ class SimilarityEngine:
         held = [p for p in parts if any(p.shard_keys)]
         deadline = time.monotonic() + self.fan_out_budget_s
         spent = dict.fromkeys(
-            ("fan_out", "slowest_partition", "partition_load", "partition_sum"), 0.0
+            ("words", "fan_out", "slowest_partition", "partition_load", "partition_sum"), 0.0
         )
 
         def search_view(query: Features, whole_image: bool) -> list[Hit]:
             t = time.perf_counter()
-            asked = PartitionQuery.for_each(held, query, max_results, whole_image)
+            # Once here, not once a partition: the partitions search under the same
+            # vocabulary and tuning (a partition whose differ makes its own).
+            words = words_for(query, shipped(), self.tuning)
+            spent["words"] += time.perf_counter() - t
+            t = time.perf_counter()
+            asked = PartitionQuery.for_each(held, query, max_results, whole_image, words)
             answers = self._ask(asked, deadline)
             spent["fan_out"] += time.perf_counter() - t
             if answers:
