@@ -7,7 +7,7 @@ search the same library version, and a partition never reads DynamoDB. The paylo
 JSON (Lambda's Invoke takes and returns JSON) with the query's features as base64 of
 ``Features.to_bytes`` (133 KB for a query's 3,000 features, ~178 KB as JSON) and its
 words as base64 of ``QueryWords.to_bytes`` (made once by the coordinator instead of once
-a partition; ~50 KB as JSON), far under Invoke's 6 MB.
+a partition; ~55 KB as JSON), far under Invoke's 6 MB.
 """
 
 from __future__ import annotations
