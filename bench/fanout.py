@@ -20,6 +20,9 @@ machine with fewer cores than partitions, partitions share cores and their searc
 grows accordingly (on Lambda each has its own vCPU share): the table says the machine.
 
     python -m bench.fanout --real ../shared/data/smvs-dvd-dev --sizes 10000,100000 --partitions 4
+
+``--set NAME=VALUE`` (``bench.tuning``) tunes the whole searcher, the coordinator and every
+partition worker alike (the workers read the assignments from ``BENCH_FANOUT_SET``).
 """
 
 from __future__ import annotations
@@ -38,21 +41,24 @@ import numpy as np
 
 from bench import real, speed
 from bench.quality import OUT, save
+from bench.tuning import overridden
 from local.lambda_invoke import InvokeStandIn, LambdaFunction
 from opencrs.config import DEFAULT_BUNDLE_SHARDS
 from opencrs.domain.errors import BlobMissing
 from opencrs.edge.partition import answer_partition_query
 from opencrs.index.bundle import Bundle
+from opencrs.index.search import Searcher
 from opencrs.store.bundles import Manifest, Shards
 from opencrs.store.partitions import LambdaPartitions
 from opencrs.usecases.partition import PartitionSearcher
 from opencrs.usecases.query import FAN_OUT_THREADS, SimilarityEngine
 from opencrs.vision.image import check_and_decode
-from opencrs.vision.params import DEFAULT
+from opencrs.vision.params import Tuning
 
 FUNCTION = "bench-partition"
 LIBRARY = "bench"
 DIR_ENV = "BENCH_FANOUT_DIR"
+SET_ENV = "BENCH_FANOUT_SET"  # the --set assignments, one a line
 # A partition's cold load from local disk can pass the deployed 15 s at these sizes.
 PARTITION_TIMEOUT_S = 120.0
 
@@ -92,7 +98,9 @@ def partition_handler(event: dict, context: Any) -> dict:
     :class:`DiskBundles` (one partition held per worker)."""
     global _searcher
     if _searcher is None:
-        _searcher = PartitionSearcher(DiskBundles(Path(os.environ[DIR_ENV])), capacity=1)  # type: ignore[arg-type]
+        tuning = overridden(os.environ.get(SET_ENV, "").splitlines())
+        bundles = DiskBundles(Path(os.environ[DIR_ENV]))
+        _searcher = PartitionSearcher(bundles, capacity=1, tuning=tuning)  # type: ignore[arg-type]
     return answer_partition_query(_searcher, event)
 
 
@@ -128,8 +136,10 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
 
-def run_size(n: int, args: argparse.Namespace, photos: real.PhotoSet, sent: list[bytes]) -> dict:
-    built = speed.build_gallery(n, args, photos.references, DEFAULT)
+def run_size(
+    n: int, args: argparse.Namespace, photos: real.PhotoSet, sent: list[bytes], tuning: Tuning
+) -> dict:
+    built = speed.build_gallery(n, args, photos.references, tuning)
     directory = OUT / f"fanout-{n}"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
@@ -139,17 +149,22 @@ def run_size(n: int, args: argparse.Namespace, photos: real.PhotoSet, sent: list
     whole_ms = []
     for record, data in zip(records, sent, strict=True):
         t = time.perf_counter()
-        hits = built.searcher.search_image(check_and_decode(data, DEFAULT.image).gray)
+        hits = built.searcher.search_image(check_and_decode(data, tuning.image).gray)
         whole_ms.append((time.perf_counter() - t) * 1000)
         record["whole"] = [h.target_id for h in hits[:3]]
-    del built
     shards_each = -(-args.shards // args.partitions)
+    # The search index's bytes a target: the whole library's, and its first partition's
+    # (partitions of at most 65,536 targets number their postings in 16 bits).
+    whole_index = built.searcher.index_nbytes / max(len(built.searcher), 1)
+    first = Searcher(built.shards[:shards_each], tuning=tuning)
+    partition_index = first.index_nbytes / max(len(first), 1)
+    del built, first
     # One function per partition, one instance each, as the template deploys them.
     functions = [
         LambdaFunction(
             f"{FUNCTION}-{p}",
             "bench.fanout:partition_handler",
-            env={DIR_ENV: str(directory)},
+            env={DIR_ENV: str(directory), SET_ENV: "\n".join(args.set)},
             timeout_s=PARTITION_TIMEOUT_S,
             concurrency=1,
         )
@@ -168,11 +183,12 @@ def run_size(n: int, args: argparse.Namespace, photos: real.PhotoSet, sent: list
             shards_each,
             fan_out_budget_s=PARTITION_TIMEOUT_S * args.partitions,
             fan_out_threads=1 if args.serial else FAN_OUT_THREADS,
+            tuning=tuning,
         )
         # Cold: every partition loads its shards on its first query (in parallel).
         cold: dict[str, float] = {}
         t = time.perf_counter()
-        engine.hits(LIBRARY, check_and_decode(sent[0], DEFAULT.image).gray, timings=cold)
+        engine.hits(LIBRARY, check_and_decode(sent[0], tuning.image).gray, timings=cold)
         cold_wall = time.perf_counter() - t
         rss = [_rss_mb(e.process.pid) for pool in stand_in.pools.values() for e in pool.started]
         split: dict[str, list[float]] = {
@@ -181,7 +197,7 @@ def run_size(n: int, args: argparse.Namespace, photos: real.PhotoSet, sent: list
         for record, data in zip(records, sent, strict=True):
             timings: dict[str, float] = {}
             t = time.perf_counter()
-            hits = engine.hits(LIBRARY, check_and_decode(data, DEFAULT.image).gray, timings=timings)
+            hits = engine.hits(LIBRARY, check_and_decode(data, tuning.image).gray, timings=timings)
             total = (time.perf_counter() - t) * 1000
             record["fanned"] = [h.target_id for h in hits[:3]]
             split["total"].append(total)
@@ -205,6 +221,7 @@ def run_size(n: int, args: argparse.Namespace, photos: real.PhotoSet, sent: list
         "partitions": int(cold.get("partitions", 0)),
         "shards_each": shards_each,
         "serial": args.serial,
+        "set": list(args.set),
         "whole": _summary(records, "whole"),
         "fanned": _summary(records, "fanned"),
         "fanned_phones": {
@@ -216,6 +233,7 @@ def run_size(n: int, args: argparse.Namespace, photos: real.PhotoSet, sent: list
         "cold_query_s": cold_wall,
         "worker_rss_mb": rss,
         "bytes_per_target_in_workers": sum(rss) * 1024 * 1024 / n,
+        "index_bytes_per_target": {"whole": whole_index, "partition": partition_index},
     }
 
 
@@ -228,13 +246,14 @@ def table(rows: list[dict]) -> list[str]:
         "| targets | partitions | whole: top-1 / wrong / p50 "
         "| fan-out: top-1 / found / wrong / none | wall p50 / p95 | one core each p50 / p95 "
         "| coordinator p50 | slowest partition p50 | invoke overhead p50 "
-        "| partition cold load | worker RSS per target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| partition cold load | worker RSS per target | index B/target whole / partition |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         w, f = r["whole"], r["fanned"]
         n = max(f["photos"], 1)
         ms = r["ms"]
+        index = r.get("index_bytes_per_target", {"whole": 0.0, "partition": 0.0})
         mode = "one at a time" if r["serial"] else "in parallel"
         alone = f"{ms['parallel'][0]:.0f} / {ms['parallel'][1]:.0f} ms" if r["serial"] else "—"
         lines.append(
@@ -244,7 +263,8 @@ def table(rows: list[dict]) -> list[str]:
             f"| {ms['total'][0]:.0f} / {ms['total'][1]:.0f} ms | {alone} "
             f"| {ms['coordinator'][0]:.0f} ms | {ms['slowest'][0]:.0f} ms "
             f"| {ms['invoke'][0]:.0f} ms | {r['cold_load_s']:.1f} s "
-            f"| {r['bytes_per_target_in_workers'] / 1024:.1f} KB |"
+            f"| {r['bytes_per_target_in_workers'] / 1024:.1f} KB "
+            f"| {index['whole']:,.0f} / {index['partition']:,.0f} |"
         )
     return lines
 
@@ -263,13 +283,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--phones", help="comma-separated phone folders only")
     parser.add_argument("--limit", type=int, help="the first N references only")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="see bench.tuning"
+    )
     args = parser.parse_args()
+    tuning = overridden(args.set)
     photos = real.load_or_exit(args.real, args.phones, args.limit)
     sent = [real.client_bytes(p.path) for p in photos.photos]
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         t = time.perf_counter()
-        row = run_size(n, args, photos, sent)
+        row = run_size(n, args, photos, sent, tuning)
         row["seconds"] = time.perf_counter() - t
         rows.append(row)
         print(f"size {n}: {json.dumps(row)}", flush=True)
