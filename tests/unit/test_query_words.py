@@ -70,6 +70,14 @@ def test_words_cross_bytes_unchanged(query: Features, tuning: object) -> None:
     assert len(data) <= 18 * len(query) + 64
 
 
+def test_the_words_of_a_query_without_features_cross_bytes(searcher: Searcher) -> None:
+    blank = extract_features(np.full((300, 300), 128, np.uint8), "query")
+    assert len(blank) == 0
+    made = words_for(blank, shipped(), DEFAULT)
+    back = QueryWords.from_bytes(made.to_bytes())
+    assert _same(back, made) and back.fit(shipped(), searcher.words_key, 0)
+
+
 def test_damaged_words_are_refused(words: QueryWords) -> None:
     data = bytearray(words.to_bytes())
     with pytest.raises(ValueError, match="truncated"):

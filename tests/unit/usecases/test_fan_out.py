@@ -128,6 +128,14 @@ def test_a_tilt_view_is_tried_only_when_no_partition_found_anything(
     assert {"words", "fan_out", "slowest_partition", "partition_load", "features"} <= set(timings)
 
 
+def test_a_query_without_features_answers_nothing_through_the_fan_out(
+    stores: FakeStores, partitions: FakePartitions
+) -> None:
+    blank = np.full((480, 640), 128, np.uint8)
+    assert answer(fanned_out(stores, partitions), blank) == []
+    assert partitions.asked  # asked, and answered nothing, as one searcher would
+
+
 def test_the_query_words_are_made_once_for_every_partition(
     stores: FakeStores, partitions: FakePartitions, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -57,7 +57,9 @@ class QueryWords:
                 raise ValueError("query words: the voting words do not start with the leaves")
             extra_words, extra_feature = words[n:], feature[n:]
         top = np.zeros((n, 0), dtype=np.int64) if self.top_nodes is None else self.top_nodes
-        top = np.asarray(top, dtype=np.int64).reshape(n, -1)
+        top = np.asarray(top, dtype=np.int64)
+        if top.ndim != 2 or len(top) != n:
+            raise ValueError("query words: not one row of top nodes a leaf")
         if top.size and int(top.max()) > 0xFFFF:
             raise ValueError("query words: a top node does not fit 16 bits")
         flags = _HAS_VOTING if self.voting is not None else 0
