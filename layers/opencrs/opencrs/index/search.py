@@ -143,7 +143,7 @@ def words_key(vocabulary: Vocabulary, tuning: Tuning) -> int:
 def words_for(query: Features, vocabulary: Vocabulary, tuning: Tuning) -> QueryWords:
     """The query's words as :meth:`Searcher.search` uses them: each feature's leaf, the
     words it votes through (with multiple assignment's second leaves) when the shortlist
-    is re-ranked, and its nearest top-level nodes for verification (~5 ms for 3,000
+    is re-ranked, and its nearest top-level nodes for verification (5-8 ms for 3,000
     features)."""
     leaves = vocabulary.quantise(query.descriptors)
     voting = _voting_words(vocabulary, tuning, leaves, query) if _reranks(tuning) else None
@@ -584,7 +584,7 @@ class Searcher(_ImageSearch):
         residual first. ``hidden``: targets never shortlisted nor answered (a layered
         searcher's targets since removed or replaced), so they take no verification slot.
         ``words``: :meth:`words_of` the query, if made already (here, or by a coordinator
-        for its partitions; ~5 ms a query of 3,000 features): used when they fit this
+        for its partitions; 5-8 ms a query of 3,000 features): used when they fit this
         searcher (``QueryWords.fit``), made again otherwise.
 
         Each candidate is verified with the query features that share a vocabulary node
