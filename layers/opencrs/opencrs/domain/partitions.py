@@ -136,6 +136,8 @@ class PartitionQuery:
             features = Features.from_bytes(
                 base64.b64decode(_typed(payload, "features", str), validate=True)
             )
+            max_results = _typed(payload, "maxResults", int)
+            whole_image = _typed(payload, "wholeImage", bool)
         except KeyError as missing:
             raise InvalidField(f"partition query: {missing.args[0]} is missing") from None
         except (ValueError, binascii.Error) as bad:
@@ -150,16 +152,7 @@ class PartitionQuery:
                 raise InvalidField(f"partition query: words unreadable ({bad})") from None
             if len(words.leaves) != len(features):
                 raise InvalidField("partition query: words are not one leaf a feature")
-        try:
-            return cls(
-                partition,
-                features,
-                max_results=_typed(payload, "maxResults", int),
-                whole_image=_typed(payload, "wholeImage", bool),
-                words=words,
-            )
-        except KeyError as missing:
-            raise InvalidField(f"partition query: {missing.args[0]} is missing") from None
+        return cls(partition, features, max_results, whole_image, words)
 
 
 # A partition's answer when a shard object it was given is already gone.

@@ -426,6 +426,13 @@ class Searcher(_ImageSearch):
         """:func:`words_for` the query under this searcher's vocabulary and tuning."""
         return words_for(query, self._vocab, self.tuning)
 
+    def own_words(self, query: Features, words: QueryWords | None) -> QueryWords:
+        """``words`` when they fit this searcher (``QueryWords.fit``), else its own
+        :meth:`words_of` the query."""
+        if words is not None and words.fit(self._vocab, self.words_key, len(query)):
+            return words
+        return self.words_of(query)
+
     @property
     def words_key(self) -> int:
         """:func:`words_key` of this searcher's vocabulary and tuning."""
@@ -598,8 +605,7 @@ class Searcher(_ImageSearch):
         if max_results <= 0 or len(self._ids) == 0:
             return []
         t0 = time.perf_counter()
-        if words is None or not words.fit(self._vocab, self.words_key, len(query)):
-            words = self.words_of(query)
+        words = self.own_words(query, words)
         qwords, query_top = words.leaves, words.top_nodes
         # A query without corners can still be a target seen whole.
         candidates = self._shortlist(qwords, query, hidden, words.voting) if len(query) else []
@@ -707,8 +713,7 @@ class LayeredSearcher(_ImageSearch):
         built: dict[str, float] = {}
         recent: dict[str, float] = {}
         t = time.perf_counter()
-        if words is None or not words.fit(self.built.vocabulary, self.built.words_key, len(query)):
-            words = self.built.words_of(query)
+        words = self.built.own_words(query, words)
         quantising = time.perf_counter() - t
         hits = self.built.search(
             query,
