@@ -11,7 +11,7 @@ import pytest
 from bench.demo_photos import crop, load_gray, rotate, scale, tilt
 from opencrs.vision.features import Features, extract_features, make_features, normalise_exposure
 from opencrs.vision.params import MATCHING, QUERY, TARGET
-from opencrs.vision.verify import Verification, ratio_matches, verify
+from opencrs.vision.verify import TwoNearest, Verification, ratio_matches, verify
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +201,49 @@ def test_bucketed_matching_equals_brute_force_within_one_bucket_and_respects_buc
     qb[:5, 0] = 1
     qi, ti = ratio_matches(q, t, qb, tb)
     assert qi.tolist() == [*range(5), *range(10, 20)] and ti.tolist() == qi.tolist()
+
+
+def test_probes_added_in_stages_give_the_matches_of_all_at_once() -> None:
+    """Verification adds a query's first probe, then the others; a label a row probed
+    already (here column 2 repeats column 0 for some rows) is never compared twice, which
+    would make a feature its own second-nearest and fail the ratio test."""
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        m, n, labels = int(rng.integers(2, 200)), int(rng.integers(1, 300)), 6
+        target = rng.integers(0, 256, (m, 32), dtype=np.uint8)
+        query = target[rng.integers(0, m, n)].copy()
+        query[:, :2] ^= rng.integers(0, 256, (n, 2), dtype=np.uint8)
+        qb = rng.integers(0, labels, (n, 3))
+        qb[: n // 3, 2] = qb[: n // 3, 0]
+        tb = rng.integers(0, labels, m)
+        feats = [
+            make_features(np.zeros((len(d), 2)), np.zeros(len(d)), d, 64, 64)
+            for d in (query, target)
+        ]
+        at_once = ratio_matches(feats[0], feats[1], qb, tb)
+        staged = TwoNearest(query, target, tb)
+        staged.add(qb, 0, 1)
+        staged.add(qb, 1)
+        assert [a.tolist() for a in staged.matches()] == [a.tolist() for a in at_once], trial
+
+
+def test_a_candidate_short_of_matches_in_its_first_probe_is_rejected_there(
+    astronaut_target: Features,
+) -> None:
+    """With first_probe_matches set, only the first probe decides whether the others are
+    compared: a true match whose first probe holds none of its features is rejected, and
+    one whose first probe holds them all verifies exactly as without the stage."""
+    query = extract_features(rotate(load_gray("astronaut"), 20), "query")
+    target_buckets = np.ones(len(astronaut_target), dtype=np.int64)
+    elsewhere_first = np.tile([0, 1], (len(query), 1))
+    here_first = elsewhere_first[:, ::-1]
+    staged = replace(MATCHING, first_probe_matches=MATCHING.min_inliers)
+    plain = verify(query, astronaut_target, elsewhere_first, target_buckets, MATCHING)
+    assert plain is not None
+    assert verify(query, astronaut_target, elsewhere_first, target_buckets, staged) is None
+    kept = verify(query, astronaut_target, here_first, target_buckets, staged)
+    assert kept is not None and kept.inliers == plain.inliers
+    assert np.allclose(kept.homography, plain.homography)
 
 
 def test_exposure_normalisation_only_touches_dim_images() -> None:

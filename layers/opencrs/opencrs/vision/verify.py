@@ -68,11 +68,15 @@ def ratio_matches(
             normType=cv2.NORM_HAMMING,
             K=2,
         )
-        best, second, best_idx = dist[:, 0], dist[:, 1], idx[:, 0]
-    else:
-        best, second, best_idx = _bucketed_two_nearest(
-            query.descriptors, target.descriptors, query_buckets, target_buckets
-        )
+        return _passing(dist[:, 0], dist[:, 1], idx[:, 0], cfg)
+    nearest = TwoNearest(query.descriptors, target.descriptors, target_buckets)
+    nearest.add(query_buckets)
+    return nearest.matches(cfg)
+
+
+def _passing(
+    best: np.ndarray, second: np.ndarray, best_idx: np.ndarray, cfg: Matching
+) -> tuple[np.ndarray, np.ndarray]:
     keep = (best <= cfg.match_max_distance) & (best < cfg.ratio * second) & (best_idx >= 0)
     qi = np.nonzero(keep)[0]
     return qi.astype(np.int64), best_idx[qi].astype(np.int64)
@@ -81,38 +85,64 @@ def ratio_matches(
 _FAR = 1 << 16  # farther than any 256-bit Hamming distance
 
 
-def _bucketed_two_nearest(
-    qdesc: np.ndarray, tdesc: np.ndarray, qbuckets: np.ndarray, tbuckets: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distance to the nearest and second-nearest target feature sharing a bucket with
-    each query feature, and the nearest one's index (-1: no shared bucket)."""
-    n = len(qdesc)
-    best = np.full(n, _FAR, dtype=np.int64)
-    second = np.full(n, _FAR, dtype=np.int64)
-    best_idx = np.full(n, -1, dtype=np.int64)
-    qbuckets = np.asarray(qbuckets).reshape(n, -1)
-    tbuckets = np.asarray(tbuckets).reshape(-1)
-    order = np.argsort(tbuckets, kind="stable")
-    labels, starts = np.unique(tbuckets[order], return_index=True)
-    ends = np.append(starts[1:], len(order))
-    for label, a, b in zip(labels.tolist(), starts.tolist(), ends.tolist(), strict=True):
-        rows = np.flatnonzero((qbuckets == label).any(axis=1))
-        if len(rows) == 0:
-            continue
-        cols = order[a:b]
+class TwoNearest:
+    """Each query feature's nearest and second-nearest target feature among the buckets
+    added so far, merged bucket by bucket: verification can look at a query's first probe
+    alone, then add the others without comparing any pair twice."""
+
+    def __init__(self, qdesc: np.ndarray, tdesc: np.ndarray, tbuckets: np.ndarray) -> None:
+        self._qdesc, self._tdesc = qdesc, tdesc
+        n = len(qdesc)
+        self.best = np.full(n, _FAR, dtype=np.int64)
+        self.second = np.full(n, _FAR, dtype=np.int64)
+        self.best_idx = np.full(n, -1, dtype=np.int64)
+        tbuckets = np.asarray(tbuckets).reshape(-1)
+        self._order = np.argsort(tbuckets, kind="stable")
+        self._labels, starts = np.unique(tbuckets[self._order], return_index=True)
+        self._starts = starts.tolist()
+        self._ends = np.append(starts[1:], len(self._order)).tolist()
+
+    def add(self, qbuckets: np.ndarray, first: int = 0, stop: int | None = None) -> None:
+        """Merge in probe columns ``first``..``stop`` of ``qbuckets`` ((queries, probes)
+        labels); a label a row already probed in an earlier column is not compared again."""
+        qbuckets = np.asarray(qbuckets).reshape(len(self._qdesc), -1)
+        columns = qbuckets[:, first:stop]
+        q_row = np.repeat(np.arange(len(columns)), columns.shape[1])
+        q_label = columns.reshape(-1)
+        if first:
+            seen = (columns[:, :, None] == qbuckets[:, None, :first]).any(axis=2).reshape(-1)
+            q_row, q_label = q_row[~seen], q_label[~seen]
+        # Every bucket's query rows at once, ascending, each once: one sort instead of a
+        # scan of every row's probes per bucket.
+        by_label = np.lexsort((q_row, q_label))
+        q_row, q_label = q_row[by_label], q_label[by_label]
+        fresh = np.ones(len(q_row), dtype=bool)
+        fresh[1:] = (q_label[1:] != q_label[:-1]) | (q_row[1:] != q_row[:-1])
+        q_row, q_label = q_row[fresh], q_label[fresh]
+        lows = np.searchsorted(q_label, self._labels, side="left").tolist()
+        highs = np.searchsorted(q_label, self._labels, side="right").tolist()
+        for a, b, lo, hi in zip(self._starts, self._ends, lows, highs, strict=True):
+            if lo < hi:
+                self._merge(q_row[lo:hi], self._order[a:b])
+
+    def _merge(self, rows: np.ndarray, cols: np.ndarray) -> None:
         k = 2 if len(cols) >= 2 else 1
         dist, idx = cv2.batchDistance(
-            qdesc[rows], tdesc[cols], cv2.CV_32S, normType=cv2.NORM_HAMMING, K=k
+            self._qdesc[rows], self._tdesc[cols], cv2.CV_32S, normType=cv2.NORM_HAMMING, K=k
         )
         d1 = dist[:, 0].astype(np.int64)
         d2 = dist[:, 1].astype(np.int64) if k == 2 else np.full(len(rows), _FAR)
         # A row appears once per bucket, so this merge of (best, second) is conflict-free.
-        cur_best, cur_second = best[rows], second[rows]
+        cur_best, cur_second = self.best[rows], self.second[rows]
         better = d1 < cur_best
-        second[rows] = np.where(better, np.minimum(cur_best, d2), np.minimum(cur_second, d1))
-        best[rows] = np.where(better, d1, cur_best)
-        best_idx[rows] = np.where(better, cols[idx[:, 0]], best_idx[rows])
-    return best, second, best_idx
+        self.second[rows] = np.where(better, np.minimum(cur_best, d2), np.minimum(cur_second, d1))
+        self.best[rows] = np.where(better, d1, cur_best)
+        self.best_idx[rows] = np.where(better, cols[idx[:, 0]], self.best_idx[rows])
+
+    def matches(self, cfg: Matching = MATCHING) -> tuple[np.ndarray, np.ndarray]:
+        """The ratio test and distance bound over what has been added: (query_idx,
+        target_idx)."""
+        return _passing(self.best, self.second, self.best_idx, cfg)
 
 
 def orientation_filter(dangle: np.ndarray, cfg: Matching = MATCHING) -> np.ndarray:
@@ -172,6 +202,51 @@ def _spread_cells(points: np.ndarray, width: int, height: int, grid: int) -> int
     return len(np.unique(cy * g + cx))
 
 
+def _staged(
+    query: Features,
+    target: Features,
+    query_buckets: np.ndarray | None,
+    target_buckets: np.ndarray | None,
+    cfg: Matching,
+) -> bool:
+    if cfg.first_probe_matches <= 0 or query_buckets is None or target_buckets is None:
+        return False
+    if len(query) == 0 or len(target) < 2:
+        return False
+    return np.asarray(query_buckets).size > len(query)  # more than one probe a feature
+
+
+def _consistent_matches(
+    query: Features,
+    target: Features,
+    query_buckets: np.ndarray | None,
+    target_buckets: np.ndarray | None,
+    cfg: Matching,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Ratio-test matches in the dominant rotation, or None when fewer than min_inliers.
+    With several probes and ``first_probe_matches`` set, a candidate whose first probe
+    alone gives fewer rotation-consistent matches than that is rejected before the other
+    probes are compared (most wrong candidates, at a third of the distances)."""
+    if _staged(query, target, query_buckets, target_buckets, cfg):
+        nearest = TwoNearest(query.descriptors, target.descriptors, target_buckets)
+        nearest.add(query_buckets, 0, 1)
+        qi, ti = nearest.matches(cfg)
+        agreeing = orientation_filter(query.angle[qi] - target.angle[ti], cfg)
+        if int(agreeing.sum()) < cfg.first_probe_matches:
+            return None
+        nearest.add(query_buckets, 1)
+        qi, ti = nearest.matches(cfg)
+    else:
+        qi, ti = ratio_matches(query, target, query_buckets, target_buckets, cfg)
+    if len(qi) < cfg.min_inliers:
+        return None
+    keep = orientation_filter(query.angle[qi] - target.angle[ti], cfg)
+    qi, ti = qi[keep], ti[keep]
+    if len(qi) < cfg.min_inliers:
+        return None
+    return qi, ti
+
+
 def verify(
     query: Features,
     target: Features,
@@ -186,13 +261,10 @@ def verify(
     frame, then accept on inlier count AND spread over the target AND a convex, plausible
     projected outline.
     """
-    qi, ti = ratio_matches(query, target, query_buckets, target_buckets, cfg)
-    if len(qi) < cfg.min_inliers:
+    matched = _consistent_matches(query, target, query_buckets, target_buckets, cfg)
+    if matched is None:
         return None
-    keep = orientation_filter(query.angle[qi] - target.angle[ti], cfg)
-    qi, ti = qi[keep], ti[keep]
-    if len(qi) < cfg.min_inliers:
-        return None
+    qi, ti = matched
     nt = _normaliser(target.width, target.height, cfg)
     nq = _normaliser(query.width, query.height, cfg)
     src = target.xy[ti].astype(np.float64) * nt[0, 0]
