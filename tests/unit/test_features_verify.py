@@ -238,7 +238,8 @@ def test_a_candidate_short_of_matches_in_its_first_probe_is_rejected_there(
     elsewhere_first = np.tile([0, 1], (len(query), 1))
     here_first = elsewhere_first[:, ::-1]
     staged = replace(MATCHING, first_probe_matches=MATCHING.min_inliers)
-    plain = verify(query, astronaut_target, elsewhere_first, target_buckets, MATCHING)
+    unstaged = replace(MATCHING, first_probe_matches=0)
+    plain = verify(query, astronaut_target, elsewhere_first, target_buckets, unstaged)
     assert plain is not None
     assert verify(query, astronaut_target, elsewhere_first, target_buckets, staged) is None
     kept = verify(query, astronaut_target, here_first, target_buckets, staged)

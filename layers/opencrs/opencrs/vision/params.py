@@ -93,8 +93,9 @@ class Matching:
     min_inliers: int = 15
     # Verification with several probes (Search.verify_probes) first matches each query
     # feature within its nearest probe alone; fewer rotation-consistent matches than this
-    # there and the candidate is rejected without the other probes (0: never).
-    first_probe_matches: int = 0
+    # there and the candidate is rejected without the other probes (0: never). 30 loses
+    # targets in clutter; 20 lost nothing measured (docs/tuning-log.md).
+    first_probe_matches: int = 20
     # Cells per side of the grid laid on the target to measure the inliers' spread.
     spread_grid: int = 4
     # Cells the inliers must occupy, so one textured blob matching by chance cannot pass.

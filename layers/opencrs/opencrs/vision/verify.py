@@ -77,6 +77,7 @@ def ratio_matches(
 def _passing(
     best: np.ndarray, second: np.ndarray, best_idx: np.ndarray, cfg: Matching
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The matches among nearest neighbours that pass the ratio test and distance bound."""
     keep = (best <= cfg.match_max_distance) & (best < cfg.ratio * second) & (best_idx >= 0)
     qi = np.nonzero(keep)[0]
     return qi.astype(np.int64), best_idx[qi].astype(np.int64)
@@ -202,20 +203,6 @@ def _spread_cells(points: np.ndarray, width: int, height: int, grid: int) -> int
     return len(np.unique(cy * g + cx))
 
 
-def _staged(
-    query: Features,
-    target: Features,
-    query_buckets: np.ndarray | None,
-    target_buckets: np.ndarray | None,
-    cfg: Matching,
-) -> bool:
-    if cfg.first_probe_matches <= 0 or query_buckets is None or target_buckets is None:
-        return False
-    if len(query) == 0 or len(target) < 2:
-        return False
-    return np.asarray(query_buckets).size > len(query)  # more than one probe a feature
-
-
 def _consistent_matches(
     query: Features,
     target: Features,
@@ -227,7 +214,15 @@ def _consistent_matches(
     With several probes and ``first_probe_matches`` set, a candidate whose first probe
     alone gives fewer rotation-consistent matches than that is rejected before the other
     probes are compared (most wrong candidates, at a third of the distances)."""
-    if _staged(query, target, query_buckets, target_buckets, cfg):
+    staged = (
+        cfg.first_probe_matches > 0
+        and query_buckets is not None
+        and target_buckets is not None
+        and len(query) > 0
+        and len(target) >= 2
+        and np.asarray(query_buckets).size > len(query)  # more than one probe a feature
+    )
+    if staged:
         nearest = TwoNearest(query.descriptors, target.descriptors, target_buckets)
         nearest.add(query_buckets, 0, 1)
         qi, ti = nearest.matches(cfg)
